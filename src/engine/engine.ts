@@ -1,0 +1,248 @@
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Runtime } from '../runtime/wasm.ts';
+import { parseConfig, type ModelConfig } from '../model/config.ts';
+import { openSafetensors } from '../model/safetensors.ts';
+import { Tokenizer, StreamDecoder } from '../model/tokenizer.ts';
+import { loadWeights, defaultWeightFormat, type WeightFormat } from '../model/weights.ts';
+import { LlamaModel } from '../model/llama.ts';
+import { BlockPool } from '../kv/pool.ts';
+import { SequenceKV } from '../kv/store.ts';
+import { Sampler, validateSampling, type SamplingOptions } from './sampling.ts';
+import { StopMatcher } from './stop.ts';
+import { checkFitsWasm } from './memory.ts';
+import { ContextLengthError, ModelLoadError, UsageError } from '../errors.ts';
+
+export interface LoadProgress { stage: 'weights'; done: number; total: number }
+
+export interface EngineOptions {
+  /** Threads for the kernels, the calling one included (default: the machine's cores). */
+  threads?: number;
+  /** In-memory weight format (default q8 for models over 300M parameters, else f32). */
+  weights?: WeightFormat;
+  /** Most tokens one sequence may hold (default: the model's context length). */
+  maxContextTokens?: number;
+  /** Limit on the KV pool's bytes (default: unlimited within wasm32 memory). */
+  kvMemoryBytes?: number;
+  onProgress?: (p: LoadProgress) => void;
+}
+
+export interface ChatMessage { role: string; content: string }
+export type PromptInput = string | { tokens: number[] } | { messages: ChatMessage[] };
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Tokens to generate at most (default 128). */
+  maxTokens?: number;
+  /** Generation ends before the first occurrence of any of these strings. */
+  stop?: string[];
+  /** Keep generating past end-of-sequence tokens. */
+  ignoreEos?: boolean;
+  /** Prompt tokens per prefill forward call (default 512). */
+  prefillChunkTokens?: number;
+  onPrefillProgress?: (done: number, total: number) => void;
+}
+
+export interface GenerateEvent { token: number; text: string }
+
+export type FinishReason = 'eos' | 'stop' | 'length';
+
+export interface GenerateStats {
+  promptTokens: number;
+  generatedTokens: number;
+  prefillMs: number;
+  decodeMs: number;
+  /** Bytes of KV blocks the sequence held at the end. */
+  kvBytes: number;
+  /** The pool's peak bytes during this generation. */
+  kvPeakBytes: number;
+  finishReason: FinishReason;
+}
+
+/** One request's stream of tokens; `stats` and `text` are filled once iteration ends. */
+export interface Generation extends AsyncIterable<GenerateEvent> {
+  stats: GenerateStats | null;
+  text: string;
+  tokens: number[];
+}
+
+/** A loaded model with its tokenizer, kernels and KV pool: the library's entry point. */
+export class Engine {
+  readonly dir: string;
+  readonly config: ModelConfig;
+  readonly tokenizer: Tokenizer;
+  readonly runtime: Runtime;
+  readonly pool: BlockPool;
+  readonly model: LlamaModel;
+  readonly weightFormat: WeightFormat;
+  readonly maxContextTokens: number;
+
+  private constructor(dir: string, cfg: ModelConfig, tok: Tokenizer, rt: Runtime, pool: BlockPool, model: LlamaModel, fmt: WeightFormat, maxCtx: number) {
+    this.dir = dir;
+    this.config = cfg;
+    this.tokenizer = tok;
+    this.runtime = rt;
+    this.pool = pool;
+    this.model = model;
+    this.weightFormat = fmt;
+    this.maxContextTokens = maxCtx;
+  }
+
+  static async load(dir: string, opts: EngineOptions = {}): Promise<Engine> {
+    const cfg = await readModelConfig(dir);
+    const fmt = opts.weights ?? defaultWeightFormat(cfg);
+    if (fmt !== 'f32' && fmt !== 'q8') throw new UsageError(`weights must be f32 or q8, got ${String(fmt)}`);
+    const maxCtx = opts.maxContextTokens ?? cfg.maxPositionEmbeddings;
+    if (!Number.isInteger(maxCtx) || maxCtx <= 0) throw new UsageError(`max context must be a positive integer, got ${maxCtx}`);
+    checkFitsWasm(cfg, fmt, dir);
+    const tokenizer = await Tokenizer.load(dir);
+    const src = await openSafetensors(dir);
+    const rt = await Runtime.create({ threads: opts.threads });
+    try {
+      const weights = loadWeights(rt, cfg, src, {
+        format: fmt,
+        onProgress: (done, total) => opts.onProgress?.({ stage: 'weights', done, total }),
+      });
+      const pool = new BlockPool(rt, { headDim: cfg.headDim, blockSlots: 16, maxBytes: opts.kvMemoryBytes });
+      const model = new LlamaModel(rt, cfg, weights, pool);
+      return new Engine(dir, cfg, tokenizer, rt, pool, model, fmt, maxCtx);
+    } catch (e) {
+      await rt.close();
+      throw e;
+    } finally {
+      src.close();
+    }
+  }
+
+  /** A new, empty KV sequence in this engine's pool. */
+  newSequence(): SequenceKV {
+    const c = this.config;
+    return new SequenceKV(this.runtime, this.pool, { layers: c.numLayers, kvHeads: c.numKvHeads, maxTokens: this.maxContextTokens });
+  }
+
+  /** Prompt text or messages to token ids (BOS per the tokenizer's own settings). */
+  encodePrompt(input: PromptInput): number[] {
+    if (typeof input === 'string') return this.tokenizer.encode(input, { addSpecialTokens: true });
+    if ('tokens' in input) return input.tokens.slice();
+    const text = this.tokenizer.applyChatTemplate(input.messages, { addGenerationPrompt: true });
+    return this.tokenizer.encode(text, { addSpecialTokens: false });
+  }
+
+  /** Stream one request's tokens. Validates everything before any work starts. */
+  generate(input: PromptInput, opts: GenerateOptions = {}): Generation {
+    validateSampling(opts);
+    const maxTokens = opts.maxTokens ?? 128;
+    if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new UsageError(`max tokens must be an integer >= 0, got ${opts.maxTokens}`);
+    const chunk = opts.prefillChunkTokens ?? 512;
+    if (!Number.isInteger(chunk) || chunk <= 0) throw new UsageError(`prefill chunk must be a positive integer, got ${chunk}`);
+    const prompt = this.encodePrompt(input);
+    if (prompt.length === 0) throw new UsageError('the prompt is empty: give at least one token');
+    if (prompt.length >= this.maxContextTokens) {
+      throw new ContextLengthError(
+        `the prompt is ${prompt.length} tokens, the model's context is ${this.maxContextTokens}; shorten the prompt`,
+      );
+    }
+    const budget = Math.min(maxTokens, this.maxContextTokens - prompt.length);
+    const engine = this;
+    const gen: Generation = {
+      stats: null,
+      text: '',
+      tokens: [],
+      async *[Symbol.asyncIterator]() {
+        yield* engine.run(prompt, budget, chunk, opts, gen);
+      },
+    };
+    return gen;
+  }
+
+  private async *run(prompt: number[], maxTokens: number, chunk: number, opts: GenerateOptions, gen: Generation): AsyncGenerator<GenerateEvent> {
+    const seq = this.newSequence();
+    const sampler = new Sampler(opts);
+    const decoder = new StreamDecoder(this.tokenizer);
+    const stop = new StopMatcher(opts.stop);
+    const eos = new Set(opts.ignoreEos ? [] : this.tokenizer.eosTokenIds);
+    this.pool.resetPeak();
+    let finish: FinishReason = 'length';
+    let prefillMs = 0;
+    let decodeMs = 0;
+    try {
+      const t0 = performance.now();
+      let logits = new Float32Array(0);
+      for (let i = 0; i < prompt.length; i += chunk) {
+        const part = prompt.slice(i, Math.min(prompt.length, i + chunk));
+        logits = this.model.forward([{ seq, tokens: part }])[0]!;
+        opts.onPrefillProgress?.(Math.min(prompt.length, i + chunk), prompt.length);
+        if (prompt.length > chunk) await yieldToEventLoop();
+      }
+      prefillMs = performance.now() - t0;
+      const t1 = performance.now();
+      for (let n = 0; n < maxTokens; n++) {
+        const token = sampler.sample(logits);
+        if (eos.has(token)) { finish = 'eos'; break; }
+        gen.tokens.push(token);
+        const text = stop.push(decoder.push(token));
+        gen.text += text;
+        yield { token, text };
+        if (stop.stopped) { finish = 'stop'; break; }
+        if (n + 1 < maxTokens) logits = this.model.forward([{ seq, tokens: [token] }])[0]!;
+        await yieldToEventLoop();
+      }
+      decodeMs = performance.now() - t1;
+      const rest = stop.push(decoder.flush()) + stop.flush();
+      if (rest) {
+        gen.text += rest;
+        yield { token: -1, text: rest };
+      }
+      gen.stats = {
+        promptTokens: prompt.length,
+        generatedTokens: gen.tokens.length,
+        prefillMs,
+        decodeMs,
+        kvBytes: seqBytes(seq, this.pool.blockBytes),
+        kvPeakBytes: this.pool.peakBytes,
+        finishReason: finish,
+      };
+    } finally {
+      seq.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.runtime.close();
+  }
+}
+
+function seqBytes(seq: SequenceKV, blockBytes: number): number {
+  let blocks = 0;
+  for (const h of seq.heads) blocks += h.blocks;
+  return blocks * blockBytes;
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Read and parse config.json, with errors that say what is missing. */
+export async function readModelConfig(dir: string): Promise<ModelConfig> {
+  let st;
+  try {
+    st = await stat(dir);
+  } catch {
+    throw new ModelLoadError(`model directory ${dir} does not exist; pass --model with a Hugging Face model directory`);
+  }
+  if (!st.isDirectory()) throw new ModelLoadError(`${dir} is not a directory; pass --model with a Hugging Face model directory`);
+  let text: string;
+  try {
+    text = await readFile(join(dir, 'config.json'), 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new ModelLoadError(`${dir} has no config.json; is it a Hugging Face model directory?`);
+    throw new ModelLoadError(`cannot read ${join(dir, 'config.json')}: ${(e as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ModelLoadError(`${join(dir, 'config.json')} is not valid JSON: ${(e as Error).message}`);
+  }
+  return parseConfig(json, dir);
+}

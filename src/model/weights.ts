@@ -1,0 +1,145 @@
+import type { Runtime } from '../runtime/wasm.ts';
+import type { Q8Weight } from '../runtime/kernels.ts';
+import type { ModelConfig } from './config.ts';
+import type { TensorSource } from './safetensors.ts';
+import { ModelLoadError } from '../errors.ts';
+
+export type WeightFormat = 'f32' | 'q8';
+
+/** A linear layer's weight in wasm memory: f32 [N, K] or int8 with per-32-block scales. */
+export type Linear =
+  | { kind: 'f32'; ptr: number; N: number; K: number; bias: number }
+  | { kind: 'q8'; q: Q8Weight; N: number; K: number; bias: number };
+
+export interface LayerWeights {
+  attnNorm: number;
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  o: Linear;
+  mlpNorm: number;
+  gate: Linear;
+  up: Linear;
+  down: Linear;
+}
+
+export interface ModelWeights {
+  format: WeightFormat;
+  /** Token embeddings, [vocab, hidden]; also the output head when embeddings are tied. */
+  embed: Linear;
+  layers: LayerWeights[];
+  finalNorm: number;
+  lmHead: Linear;
+  /** Bytes of wasm memory the weights occupy. */
+  bytes: number;
+}
+
+/** Parameters of the model, counted from the config. */
+export function parameterCount(cfg: ModelConfig): number {
+  const D = cfg.hiddenSize;
+  const qDim = cfg.numHeads * cfg.headDim;
+  const kvDim = cfg.numKvHeads * cfg.headDim;
+  const perLayer =
+    2 * D + D * qDim + 2 * D * kvDim + qDim * D + 3 * D * cfg.intermediateSize +
+    (cfg.attentionBias ? qDim + 2 * kvDim : 0);
+  const embed = cfg.vocabSize * D;
+  return embed + cfg.numLayers * perLayer + D + (cfg.tieWordEmbeddings ? 0 : embed);
+}
+
+/** q8 for models over 300M parameters, f32 below, unless the user says otherwise. */
+export function defaultWeightFormat(cfg: ModelConfig): WeightFormat {
+  return parameterCount(cfg) > 300e6 ? 'q8' : 'f32';
+}
+
+export interface LoadWeightsOptions {
+  format: WeightFormat;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Read every tensor of the checkpoint into wasm memory, converting or quantizing as asked. */
+export function loadWeights(rt: Runtime, cfg: ModelConfig, src: TensorSource, opts: LoadWeightsOptions): ModelWeights {
+  const names = new Set(src.names());
+  const total = 3 + cfg.numLayers * 9;
+  let done = 0;
+  let bytes = 0;
+  const tick = (): void => { done++; opts.onProgress?.(done, total); };
+
+  const need = (name: string, shape: number[]): Float32Array => {
+    if (!names.has(name)) throw new ModelLoadError(`checkpoint is missing tensor ${name}; is this a complete ${cfg.architecture} checkpoint?`);
+    const info = src.info(name);
+    if (info.shape.length !== shape.length || info.shape.some((v, i) => v !== shape[i])) {
+      throw new ModelLoadError(`tensor ${name} has shape [${info.shape.join(', ')}], config.json implies [${shape.join(', ')}]`);
+    }
+    return src.readF32(name);
+  };
+  const vector = (name: string, n: number): number => {
+    const data = need(name, [n]);
+    const ptr = rt.alloc(n * 4);
+    rt.f32(ptr, n).set(data);
+    bytes += n * 4;
+    return ptr;
+  };
+  const linear = (name: string, N: number, K: number, biasName?: string, format = opts.format): Linear => {
+    const data = need(name, [N, K]);
+    const bias = biasName ? vector(biasName, N) : 0;
+    if (format === 'q8' && K % 32 === 0) {
+      const tmp = rt.alloc(N * K * 4);
+      rt.f32(tmp, N * K).set(data);
+      const q = rt.k.quantizeQ8(tmp, N, K);
+      rt.free(tmp);
+      bytes += N * K + (N * K / 32) * 4;
+      return { kind: 'q8', q, N, K, bias };
+    }
+    const ptr = rt.alloc(N * K * 4);
+    rt.f32(ptr, N * K).set(data);
+    bytes += N * K * 4;
+    return { kind: 'f32', ptr, N, K, bias };
+  };
+
+  const D = cfg.hiddenSize;
+  const I = cfg.intermediateSize;
+  const qDim = cfg.numHeads * cfg.headDim;
+  const kvDim = cfg.numKvHeads * cfg.headDim;
+  const bias = cfg.attentionBias;
+
+  const embed = linear('model.embed_tokens.weight', cfg.vocabSize, D);
+  tick();
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < cfg.numLayers; l++) {
+    const p = `model.layers.${l}.`;
+    const layer: Partial<LayerWeights> = {};
+    layer.attnNorm = vector(`${p}input_layernorm.weight`, D); tick();
+    layer.q = linear(`${p}self_attn.q_proj.weight`, qDim, D, bias ? `${p}self_attn.q_proj.bias` : undefined); tick();
+    layer.k = linear(`${p}self_attn.k_proj.weight`, kvDim, D, bias ? `${p}self_attn.k_proj.bias` : undefined); tick();
+    layer.v = linear(`${p}self_attn.v_proj.weight`, kvDim, D, bias ? `${p}self_attn.v_proj.bias` : undefined); tick();
+    layer.o = linear(`${p}self_attn.o_proj.weight`, D, qDim); tick();
+    layer.mlpNorm = vector(`${p}post_attention_layernorm.weight`, D); tick();
+    layer.gate = linear(`${p}mlp.gate_proj.weight`, I, D); tick();
+    layer.up = linear(`${p}mlp.up_proj.weight`, I, D); tick();
+    layer.down = linear(`${p}mlp.down_proj.weight`, D, I); tick();
+    layers.push(layer as LayerWeights);
+  }
+  const finalNorm = vector('model.norm.weight', D);
+  tick();
+  const tied = cfg.tieWordEmbeddings || !names.has('lm_head.weight');
+  const lmHead = tied ? embed : linear('lm_head.weight', cfg.vocabSize, D);
+  tick();
+  return { format: opts.format, embed, layers, finalNorm, lmHead, bytes };
+}
+
+/** Copy the embedding rows of `tokens` into `out` ([T, hidden] f32). */
+export function embedTokens(rt: Runtime, embed: Linear, tokens: ArrayLike<number>, out: number): void {
+  const K = embed.K;
+  for (let t = 0; t < tokens.length; t++) {
+    const id = tokens[t]!;
+    if (id < 0 || id >= embed.N) throw new RangeError(`token id ${id} outside the vocabulary of ${embed.N}`);
+    const dst = rt.f32(out + t * K * 4, K);
+    if (embed.kind === 'f32') {
+      dst.set(rt.f32(embed.ptr + id * K * 4, K));
+    } else {
+      const qs = rt.i8(embed.q.qs + id * K, K);
+      const sc = rt.f32(embed.q.scales + (id * K / 32) * 4, K / 32);
+      for (let i = 0; i < K; i++) dst[i] = qs[i]! * sc[i >> 5]!;
+    }
+  }
+}
