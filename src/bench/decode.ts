@@ -1,0 +1,114 @@
+import { Runtime } from '../runtime/wasm.ts';
+import { loadWeights, type WeightFormat } from '../model/weights.ts';
+import { LlamaModel } from '../model/llama.ts';
+import { BlockPool, fmtBytes } from '../kv/pool.ts';
+import { SequenceKV } from '../kv/store.ts';
+import { makeRng } from '../engine/sampling.ts';
+import { shapeConfig, syntheticTensors } from './shapes.ts';
+import { measureBandwidth } from './bandwidth.ts';
+
+export interface DecodeBenchOptions {
+  shape: string;
+  contextTokens: number;
+  steps: number;
+  weights: WeightFormat;
+  threads?: number;
+  log: (line: string) => void;
+}
+
+export interface DecodeBenchReport {
+  tokensPerSecond: number;
+  msPerToken: number;
+  bytesPerStep: number;
+  weightBytesPerStep: number;
+  kvBytesPerStep: number;
+  bandwidthBytesPerSecond: number;
+  rooflineTokensPerSecond: number;
+  fractionOfRoofline: number;
+}
+
+/**
+ * Decode speed of a random-weight model with real shapes over a KV cache of `contextTokens`,
+ * beside the bandwidth roofline: bytes one step must read / memory bandwidth measured in this run.
+ */
+export async function benchDecode(o: DecodeBenchOptions): Promise<DecodeBenchReport> {
+  const cfg = shapeConfig(o.shape);
+  const rt = await Runtime.create({ threads: o.threads });
+  try {
+    o.log(`shape ${o.shape}: ${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, ${cfg.numHeads}/${cfg.numKvHeads} heads, vocab ${cfg.vocabSize}; ${o.weights} weights; ${rt.threads} threads`);
+    const t0 = performance.now();
+    const weights = loadWeights(rt, cfg, syntheticTensors(cfg), { format: o.weights });
+    o.log(`random weights ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${fmtBytes(weights.bytes)}`);
+    const pool = new BlockPool(rt, { headDim: cfg.headDim, initialBlocks: Math.ceil((o.contextTokens + o.steps + 16) / 16) * cfg.numLayers * cfg.numKvHeads });
+    const model = new LlamaModel(rt, cfg, weights, pool);
+    const seq = new SequenceKV(rt, pool, { layers: cfg.numLayers, kvHeads: cfg.numKvHeads, maxTokens: o.contextTokens + o.steps + 1 });
+    fillRandomKV(rt, seq, cfg.numKvHeads * cfg.headDim, o.contextTokens);
+
+    const warm = 2;
+    let token = 1;
+    for (let i = 0; i < warm; i++) model.forward([{ seq, tokens: [token] }]);
+    const times: number[] = [];
+    for (let i = 0; i < o.steps; i++) {
+      const t = performance.now();
+      const logits = model.forward([{ seq, tokens: [token] }])[0]!;
+      times.push(performance.now() - t);
+      token = (token * 31 + (logits[0]! > 0 ? 7 : 3)) % cfg.vocabSize;
+    }
+    times.sort((a, b) => a - b);
+    const msPerToken = times[Math.floor(times.length / 2)]!;
+    const ctx = o.contextTokens + warm + o.steps / 2;
+
+    // What one step must read: every weight matrix once (the embedding row lookup is negligible,
+    // a tied output head reads the embedding matrix), plus K and V of every cached token.
+    const embedBytes = weights.embed.kind === 'f32' ? weights.embed.N * weights.embed.K * 4 : weights.embed.N * weights.embed.K * (1 + 4 / 32);
+    const weightBytesPerStep = weights.bytes - (cfg.tieWordEmbeddings ? 0 : embedBytes);
+    const kvBytesPerStep = ctx * cfg.numLayers * cfg.numKvHeads * cfg.headDim * 2 * 4;
+    const bytesPerStep = weightBytesPerStep + kvBytesPerStep;
+    const bw = measureBandwidth(rt, Math.max(256 * 1024 ** 2, Math.min(bytesPerStep, 1024 ** 3)));
+    const roofline = bw / bytesPerStep;
+    const tps = 1000 / msPerToken;
+    const report: DecodeBenchReport = {
+      tokensPerSecond: tps,
+      msPerToken,
+      bytesPerStep,
+      weightBytesPerStep,
+      kvBytesPerStep,
+      bandwidthBytesPerSecond: bw,
+      rooflineTokensPerSecond: roofline,
+      fractionOfRoofline: tps / roofline,
+    };
+    o.log(`context ${o.contextTokens} tokens, ${o.steps} timed steps (median)`);
+    o.log(`decode        ${tps.toFixed(2)} tokens/s (${msPerToken.toFixed(1)} ms/token)`);
+    o.log(`bytes/step    ${fmtBytes(bytesPerStep)} = weights ${fmtBytes(weightBytesPerStep)} + KV ${fmtBytes(kvBytesPerStep)}`);
+    o.log(`bandwidth     ${(bw / 1e9).toFixed(1)} GB/s (parallel SIMD sum, same threads, this run)`);
+    o.log(`roofline      ${roofline.toFixed(2)} tokens/s; measured = ${(report.fractionOfRoofline * 100).toFixed(1)}% of roofline`);
+    seq.release();
+    model.dispose();
+    pool.dispose();
+    return report;
+  } finally {
+    await rt.close();
+  }
+}
+
+/** Random K/V rows for `tokens` positions in every layer: decode speed does not depend on values. */
+function fillRandomKV(rt: Runtime, seq: SequenceKV, rowFloats: number, tokens: number): void {
+  const chunk = 256;
+  const k = rt.alloc(chunk * rowFloats * 4);
+  const v = rt.alloc(chunk * rowFloats * 4);
+  const rng = makeRng(3);
+  const fill = (ptr: number) => {
+    const a = rt.f32(ptr, chunk * rowFloats);
+    for (let i = 0; i < a.length; i++) a[i] = rng() * 2 - 1;
+  };
+  fill(k);
+  fill(v);
+  for (let start = 0; start < tokens; start += chunk) {
+    const T = Math.min(chunk, tokens - start);
+    const pos = Int32Array.from({ length: T }, (_, i) => start + i);
+    for (let l = 0; l < seq.layers; l++) seq.append(l, k, v, T, pos);
+  }
+  seq.nextPosition = tokens;
+  rt.free(k);
+  rt.free(v);
+}

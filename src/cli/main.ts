@@ -1,0 +1,102 @@
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { RocketError, UsageError } from '../errors.ts';
+import { runCommand } from './run.ts';
+import { inspectCommand } from './inspect.ts';
+import { exportGgufCommand } from './export-gguf.ts';
+import { benchKernelsCommand, benchDecodeCommand } from './bench.ts';
+
+export function intArg(name: string, min = 0): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return n;
+  };
+}
+
+export function floatArg(name: string): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
+    return n;
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('rocketkv')
+    .description('Long-context LLM inference on WebAssembly SIMD kernels with a compressed, paged KV cache')
+    .version('0.1.0')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  program
+    .command('run')
+    .description('generate text from a prompt (argument, --file, or stdin), streaming tokens to stdout')
+    .argument('[prompt]', 'prompt text; omit to use --file or stdin')
+    .option('-m, --model <dir>', 'Hugging Face model directory (default: the bundled model)')
+    .option('-f, --file <path>', 'read the prompt from a file')
+    .option('--chat', 'wrap the prompt in the model\'s chat template as a user message')
+    .option('-n, --max-tokens <n>', 'tokens to generate at most', intArg('max-tokens'), 128)
+    .option('--temperature <t>', 'sampling temperature; 0 is greedy', floatArg('temperature'), 0)
+    .option('--top-k <k>', 'sample from the k most likely tokens (0 = all)', intArg('top-k'), 0)
+    .option('--top-p <p>', 'nucleus sampling threshold in (0, 1]', floatArg('top-p'), 1)
+    .option('--seed <n>', 'sampler seed', intArg('seed'), 0)
+    .option('--stop <s...>', 'stop strings')
+    .option('--threads <n>', 'kernel threads (default: all cores)', intArg('threads', 1))
+    .option('--weights <fmt>', 'in-memory weights: f32 or q8 (default q8 above 300M parameters)')
+    .option('--ctx <n>', 'most tokens a sequence may hold (default: the model\'s context)', intArg('ctx', 1))
+    .action(runCommand);
+
+  program
+    .command('inspect')
+    .description('show a model\'s architecture, parameters and memory estimate')
+    .option('-m, --model <dir>', 'Hugging Face model directory (default: the bundled model)')
+    .option('--weights <fmt>', 'weights format to estimate for: f32 or q8')
+    .action(inspectCommand);
+
+  program
+    .command('export-gguf')
+    .description('write the model as a GGUF file that llama.cpp loads')
+    .requiredOption('-m, --model <dir>', 'Hugging Face model directory')
+    .requiredOption('-o, --out <file>', 'output .gguf path')
+    .option('--dtype <t>', 'tensor type: f32 or f16', 'f32')
+    .action(exportGgufCommand);
+
+  const bench = program.command('bench').description('benchmarks that print figures and ratios');
+  bench
+    .command('kernels')
+    .description('GEMM GFLOP/s, matrix-vector bandwidth vs a SIMD sum, int8 vs f32 matrix-vector')
+    .option('--threads <n>', 'threads (default: all cores)', intArg('threads', 1))
+    .action(benchKernelsCommand);
+  bench
+    .command('decode')
+    .description('decode tokens/s of a random-weight model with real shapes, beside its bandwidth roofline')
+    .option('--shape <name>', 'model shape: qwen2.5-0.5b', 'qwen2.5-0.5b')
+    .option('--context <n>', 'tokens in the KV cache', intArg('context', 1), 1024)
+    .option('--steps <n>', 'decode steps to time', intArg('steps', 1), 32)
+    .option('--weights <fmt>', 'f32 or q8', 'q8')
+    .option('--threads <n>', 'threads (default: all cores)', intArg('threads', 1))
+    .action(benchDecodeCommand);
+
+  return program;
+}
+
+/** Runs the CLI; returns the exit code. Errors a user can act on print one line, never a stack. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // commander has printed its own message (or help/version, which exit 0).
+      return e.exitCode;
+    }
+    if (e instanceof RocketError) {
+      process.stderr.write(`rocketkv: ${e.message}\n`);
+      return e instanceof UsageError ? 2 : 1;
+    }
+    const err = e as NodeJS.ErrnoException;
+    process.stderr.write(`rocketkv: internal error: ${err?.message ?? String(e)}${process.env.ROCKETKV_DEBUG ? `\n${err?.stack}` : ' (set ROCKETKV_DEBUG=1 for details)'}\n`);
+    return 1;
+  }
+}

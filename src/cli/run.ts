@@ -1,0 +1,84 @@
+import { readFile } from 'node:fs/promises';
+import { Engine, type PromptInput } from '../engine/engine.ts';
+import { UsageError } from '../errors.ts';
+import { fmtBytes } from '../kv/pool.ts';
+import { defaultModelDir } from './default-model.ts';
+import { progressBar } from './progress.ts';
+import { parseWeightFormat } from './common.ts';
+
+export interface RunOptions {
+  model?: string;
+  file?: string;
+  chat?: boolean;
+  maxTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed: number;
+  stop?: string[];
+  threads?: number;
+  weights?: string;
+  ctx?: number;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function readPrompt(arg: string | undefined, file: string | undefined): Promise<string> {
+  if (arg !== undefined && file !== undefined) throw new UsageError('give the prompt either as an argument or with --file, not both');
+  if (arg !== undefined) return arg;
+  if (file !== undefined) {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (e) {
+      throw new UsageError(`cannot read prompt file ${file}: ${(e as Error).message}`);
+    }
+  }
+  if (process.stdin.isTTY) throw new UsageError('no prompt: pass it as an argument, with --file, or on stdin');
+  return readStdin();
+}
+
+export async function runCommand(promptArg: string | undefined, opts: RunOptions): Promise<void> {
+  const weights = parseWeightFormat(opts.weights);
+  const text = await readPrompt(promptArg, opts.file);
+  const dir = opts.model ?? (await defaultModelDir((s) => process.stderr.write(`${s}\n`)));
+  const bar = progressBar('loading');
+  const engine = await Engine.load(dir, {
+    threads: opts.threads,
+    weights,
+    maxContextTokens: opts.ctx,
+    onProgress: (p) => bar.update(p.done, p.total),
+  }).finally(() => bar.stop());
+  try {
+    const input: PromptInput = opts.chat ? { messages: [{ role: 'user', content: text }] } : text;
+    const prefillBar = progressBar('prefill');
+    const gen = engine.generate(input, {
+      maxTokens: opts.maxTokens,
+      temperature: opts.temperature,
+      topK: opts.topK,
+      topP: opts.topP,
+      seed: opts.seed,
+      stop: opts.stop,
+      onPrefillProgress: (done, total) => { if (total > 512) prefillBar.update(done, total); },
+    });
+    let first = true;
+    for await (const ev of gen) {
+      if (first) { prefillBar.stop(); first = false; }
+      process.stdout.write(ev.text);
+    }
+    prefillBar.stop();
+    process.stdout.write('\n');
+    const s = gen.stats!;
+    const decodeTps = s.generatedTokens > 1 ? ((s.generatedTokens - 1) / s.decodeMs) * 1000 : 0;
+    process.stderr.write(
+      `prompt ${s.promptTokens} tokens, prefill ${s.prefillMs.toFixed(0)} ms (${((s.promptTokens / s.prefillMs) * 1000).toFixed(1)} tokens/s); ` +
+        `generated ${s.generatedTokens} tokens, decode ${s.decodeMs.toFixed(0)} ms (${decodeTps.toFixed(1)} tokens/s); finish: ${s.finishReason}\n` +
+        `KV: ${fmtBytes(s.kvBytes)} stored at the end, pool peak ${fmtBytes(s.kvPeakBytes)}; weights ${engine.weightFormat}, ${engine.runtime.threads} threads\n`,
+    );
+  } finally {
+    await engine.close();
+  }
+}
