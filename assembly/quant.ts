@@ -1,0 +1,196 @@
+// Int8 weights with one f32 scale per 32 values along K (GGUF Q8_0 layout, split in two arrays).
+// Activations are quantized the same way but stored as i16 so the dot needs no widening of x.
+
+// @ts-ignore: decorator
+@inline function absMax8(p: usize): f32 {
+  const m = f32x4.max(
+    f32x4.max(f32x4.abs(v128.load(p)), f32x4.abs(v128.load(p, 16))),
+    f32x4.max(f32x4.abs(v128.load(p, 32)), f32x4.abs(v128.load(p, 48))),
+  );
+  const m2 = f32x4.max(
+    f32x4.max(f32x4.abs(v128.load(p, 64)), f32x4.abs(v128.load(p, 80))),
+    f32x4.max(f32x4.abs(v128.load(p, 96)), f32x4.abs(v128.load(p, 112))),
+  );
+  const a = f32x4.max(m, m2);
+  const b = f32x4.max(a, v128.shuffle<f32>(a, a, 2, 3, 0, 1));
+  return max(f32x4.extract_lane(b, 0), f32x4.extract_lane(b, 1));
+}
+
+/** 8 floats at p times inv, rounded to nearest, as an i16x8 (values within ±127). */
+// @ts-ignore: decorator
+@inline function round8(p: usize, inv: v128): v128 {
+  const a = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p), inv)));
+  const b = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 16), inv)));
+  return i16x8.narrow_i32x4_s(a, b);
+}
+
+/** Quantize weight rows [start, end) of src [N,K] into qs (int8 [N,K]) and scales (f32 [N,K/32]). */
+export function quantizeQ8Rows(qs: usize, scales: usize, src: usize, K: i32, start: i32, end: i32): void {
+  const nb = K >> 5;
+  for (let n = start; n < end; n++) {
+    for (let b = 0; b < nb; b++) {
+      const i = <usize>n * <usize>nb + <usize>b;
+      const p = src + (i << 7);
+      const amax = absMax8(p);
+      const d: f32 = amax / 127;
+      const inv = f32x4.splat(d != 0 ? <f32>1 / d : 0);
+      const h0 = round8(p, inv);
+      const h1 = round8(p + 32, inv);
+      const h2 = round8(p + 64, inv);
+      const h3 = round8(p + 96, inv);
+      const q = qs + (i << 5);
+      v128.store(q, i8x16.narrow_i16x8_s(h0, h1));
+      v128.store(q, i8x16.narrow_i16x8_s(h2, h3), 16);
+      store<f32>(scales + (i << 2), d);
+    }
+  }
+}
+
+/** Quantize activation rows [start, end) of x [M,K] into xq (i16 [M,K]) and xs (f32 [M,K/32]). */
+export function quantizeActQ8(xq: usize, xs: usize, x: usize, K: i32, start: i32, end: i32): void {
+  const nb = K >> 5;
+  for (let m = start; m < end; m++) {
+    for (let b = 0; b < nb; b++) {
+      const i = <usize>m * <usize>nb + <usize>b;
+      const p = x + (i << 7);
+      const amax = absMax8(p);
+      const d: f32 = amax / 127;
+      const inv = f32x4.splat(d != 0 ? <f32>1 / d : 0);
+      const q = xq + (i << 6);
+      v128.store(q, round8(p, inv));
+      v128.store(q, round8(p + 32, inv), 16);
+      v128.store(q, round8(p + 64, inv), 32);
+      v128.store(q, round8(p + 96, inv), 48);
+      store<f32>(xs + (i << 2), d);
+    }
+  }
+}
+
+/** Integer dot of one 32-block: int8 weights at w (widened on load) with i16 activations at x. */
+// @ts-ignore: decorator
+@inline function blockDot(w: usize, x: usize): v128 {
+  const p0 = i32x4.dot_i16x8_s(v128.load8x8_s(w), v128.load(x));
+  const p1 = i32x4.dot_i16x8_s(v128.load8x8_s(w, 8), v128.load(x, 16));
+  const p2 = i32x4.dot_i16x8_s(v128.load8x8_s(w, 16), v128.load(x, 32));
+  const p3 = i32x4.dot_i16x8_s(v128.load8x8_s(w, 24), v128.load(x, 48));
+  return i32x4.add(i32x4.add(p0, p1), i32x4.add(p2, p3));
+}
+
+// @ts-ignore: decorator
+@inline function hsumF(a: v128): f32 {
+  const s = f32x4.add(a, v128.shuffle<f32>(a, a, 2, 3, 0, 1));
+  return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
+}
+
+/** Matrix-vector with int8 weights over rows [start, end); x already quantized (xq, xs). */
+export function gemvQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, K: i32, start: i32, end: i32): void {
+  const nb = K >> 5;
+  let n = start;
+  for (; n + 2 <= end; n += 2) {
+    const wq0 = wq + <usize>n * <usize>K;
+    const wq1 = wq0 + <usize>K;
+    const ws0 = ws + ((<usize>n * <usize>nb) << 2);
+    const ws1 = ws0 + (<usize>nb << 2);
+    let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+    for (let b = 0; b < nb; b++) {
+      const xo = <usize>b << 6;
+      const wo = <usize>b << 5;
+      const so = <usize>b << 2;
+      const sx = load<f32>(xs + so);
+      const i0 = blockDot(wq0 + wo, xq + xo);
+      const i1 = blockDot(wq1 + wo, xq + xo);
+      a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(ws0 + so) * sx)));
+      a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i1), f32x4.splat(load<f32>(ws1 + so) * sx)));
+    }
+    let s0 = hsumF(a0), s1 = hsumF(a1);
+    if (bias != 0) {
+      s0 += load<f32>(bias + (<usize>n << 2));
+      s1 += load<f32>(bias + (<usize>n << 2), 4);
+    }
+    store<f32>(out + (<usize>n << 2), s0);
+    store<f32>(out + (<usize>n << 2), s1, 4);
+  }
+  for (; n < end; n++) {
+    const wq0 = wq + <usize>n * <usize>K;
+    const ws0 = ws + ((<usize>n * <usize>nb) << 2);
+    let a0 = f32x4.splat(0);
+    for (let b = 0; b < nb; b++) {
+      const so = <usize>b << 2;
+      const i0 = blockDot(wq0 + (<usize>b << 5), xq + (<usize>b << 6));
+      a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(ws0 + so) * load<f32>(xs + so))));
+    }
+    let s0 = hsumF(a0);
+    if (bias != 0) s0 += load<f32>(bias + (<usize>n << 2));
+    store<f32>(out + (<usize>n << 2), s0);
+  }
+}
+
+const M_BLOCK_Q: i32 = 64;
+
+/** Int8-weight GEMM over weight rows [start, end): each w row's blocks are reused across 4 x rows. */
+export function gemmQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, M: i32, K: i32, N: i32, start: i32, end: i32): void {
+  const nb = K >> 5;
+  const xRow = <usize>K << 1;
+  const sRow = <usize>nb << 2;
+  const outRow = <usize>N << 2;
+  for (let mb = 0; mb < M; mb += M_BLOCK_Q) {
+    const mbEnd = min(M, mb + M_BLOCK_Q);
+    for (let n = start; n < end; n++) {
+      const wqn = wq + <usize>n * <usize>K;
+      const wsn = ws + <usize>n * sRow;
+      const bv: f32 = bias != 0 ? load<f32>(bias + (<usize>n << 2)) : 0;
+      let m = mb;
+      for (; m + 4 <= mbEnd; m += 4) {
+        const x0 = xq + <usize>m * xRow;
+        const s0 = xs + <usize>m * sRow;
+        let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+        for (let b = 0; b < nb; b++) {
+          const wp = wqn + (<usize>b << 5);
+          const w0 = v128.load8x8_s(wp);
+          const w1 = v128.load8x8_s(wp, 8);
+          const w2 = v128.load8x8_s(wp, 16);
+          const w3 = v128.load8x8_s(wp, 24);
+          const so = <usize>b << 2;
+          const sw = load<f32>(wsn + so);
+          let xp = x0 + (<usize>b << 6);
+          let sp = s0 + so;
+          let i = i32x4.add(
+            i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xp)), i32x4.dot_i16x8_s(w1, v128.load(xp, 16))),
+            i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), i32x4.dot_i16x8_s(w3, v128.load(xp, 48))));
+          a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i), f32x4.splat(sw * load<f32>(sp))));
+          xp += xRow; sp += sRow;
+          i = i32x4.add(
+            i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xp)), i32x4.dot_i16x8_s(w1, v128.load(xp, 16))),
+            i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), i32x4.dot_i16x8_s(w3, v128.load(xp, 48))));
+          a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i), f32x4.splat(sw * load<f32>(sp))));
+          xp += xRow; sp += sRow;
+          i = i32x4.add(
+            i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xp)), i32x4.dot_i16x8_s(w1, v128.load(xp, 16))),
+            i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), i32x4.dot_i16x8_s(w3, v128.load(xp, 48))));
+          a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(i), f32x4.splat(sw * load<f32>(sp))));
+          xp += xRow; sp += sRow;
+          i = i32x4.add(
+            i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xp)), i32x4.dot_i16x8_s(w1, v128.load(xp, 16))),
+            i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), i32x4.dot_i16x8_s(w3, v128.load(xp, 48))));
+          a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(i), f32x4.splat(sw * load<f32>(sp))));
+        }
+        const o = out + <usize>m * outRow + (<usize>n << 2);
+        store<f32>(o, hsumF(a0) + bv);
+        store<f32>(o + outRow, hsumF(a1) + bv);
+        store<f32>(o + 2 * outRow, hsumF(a2) + bv);
+        store<f32>(o + 3 * outRow, hsumF(a3) + bv);
+      }
+      for (; m < mbEnd; m++) {
+        const x0 = xq + <usize>m * xRow;
+        const s0 = xs + <usize>m * sRow;
+        let a0 = f32x4.splat(0);
+        for (let b = 0; b < nb; b++) {
+          const so = <usize>b << 2;
+          const i = blockDot(wqn + (<usize>b << 5), x0 + (<usize>b << 6));
+          a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i), f32x4.splat(load<f32>(wsn + so) * load<f32>(s0 + so))));
+        }
+        store<f32>(out + <usize>m * outRow + (<usize>n << 2), hsumF(a0) + bv);
+      }
+    }
+  }
+}

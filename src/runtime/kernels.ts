@@ -1,0 +1,141 @@
+// Typed wrappers over the AssemblyScript kernels: argument checks, thread split, scratch.
+import { UsageError } from '../errors.ts';
+
+/** Names of the parallel kernels, in the order workers index them. */
+export const KERNEL_NAMES = [
+  'gemmF32', 'gemvF32', 'sumF32', 'quantizeQ8Rows', 'quantizeActQ8', 'gemvQ8', 'gemmQ8',
+  'rmsnorm', 'rope', 'siluMul', 'add', 'softmax', 'attnCausal', 'attendPaged',
+] as const;
+type KernelName = (typeof KERNEL_NAMES)[number];
+const KID = Object.fromEntries(KERNEL_NAMES.map((n, i) => [n, i])) as Record<KernelName, number>;
+
+/** Exports of build/kernels.wasm (pointers are byte offsets; the last two args are start, end). */
+export interface KernelExports {
+  heapBase(): number;
+  setThreadScratch(ptr: number, bytes: number): void;
+  gemmF32(out: number, x: number, w: number, bias: number, M: number, K: number, N: number, start: number, end: number): void;
+  gemvF32(out: number, x: number, w: number, bias: number, K: number, start: number, end: number): void;
+  sumF32(ptr: number, start: number, end: number): number;
+  quantizeQ8Rows(qs: number, scales: number, src: number, K: number, start: number, end: number): void;
+  quantizeActQ8(xq: number, xs: number, x: number, K: number, start: number, end: number): void;
+  gemvQ8(out: number, xq: number, xs: number, wq: number, ws: number, bias: number, K: number, start: number, end: number): void;
+  gemmQ8(out: number, xq: number, xs: number, wq: number, ws: number, bias: number, M: number, K: number, N: number, start: number, end: number): void;
+  rmsnorm(out: number, x: number, weight: number, D: number, eps: number, start: number, end: number): void;
+  rope(x: number, nHeads: number, headDim: number, pos: number, invFreq: number, start: number, end: number): void;
+  siluMul(out: number, gate: number, up: number, start: number, end: number): void;
+  add(out: number, a: number, b: number, start: number, end: number): void;
+  softmax(x: number, cols: number, start: number, end: number): void;
+  attnCausal(out: number, q: number, k: number, v: number, T: number, S: number, Hq: number, Hkv: number, d: number, scale: number, start: number, end: number): void;
+  attendPaged(jobs: number, pool: number, blockSlots: number, d: number, G: number, rowStride: number, scale: number, start: number, end: number): void;
+}
+
+/** What the wrappers need from the runtime (implemented by Runtime in wasm.ts). */
+export interface KernelHost {
+  readonly exports: KernelExports;
+  readonly threads: number;
+  parallel(kernel: number, self: (...a: number[]) => number | void, args: readonly number[], n: number, grain: number): number;
+  alloc(bytes: number, align?: number): number;
+  free(ptr: number): void;
+}
+
+/** Int8 weights, block 32 along K: qs int8 [N*K], scales f32 [N*K/32] (scale = max|w|/127). */
+export interface Q8Weight { qs: number; scales: number; N: number; K: number }
+
+/** Below this much work (about one multiply-add per unit) a call runs on the calling thread only. */
+const PARALLEL_MIN_WORK = 32768;
+
+export class Kernels {
+  private readonly ex: KernelExports;
+  private actScratch = 0;
+  private actScratchBytes = 0;
+
+  constructor(private readonly host: KernelHost) {
+    this.ex = host.exports;
+  }
+
+  /** Splits [0, n) across threads when the total work is worth a dispatch. */
+  private run(name: KernelName, args: number[], n: number, grain: number, workPerItem: number): number {
+    const fn = this.ex[name] as (...a: number[]) => number | void;
+    if (this.host.threads === 1 || n * workPerItem < PARALLEL_MIN_WORK || n <= grain) {
+      return n > 0 ? Number(fn(...args, 0, n) ?? 0) : 0;
+    }
+    return this.host.parallel(KID[name], fn, args, n, grain);
+  }
+
+  /** out[M,N] = x[M,K] · w[N,K]^T (+ bias[N] when bias != 0). */
+  matmul(out: number, x: number, w: number, bias: number, M: number, K: number, N: number): void {
+    if (M === 1) this.run('gemvF32', [out, x, w, bias, K], N, 4, K);
+    else this.run('gemmF32', [out, x, w, bias, M, K, N], N, 4, M * K);
+  }
+
+  /** Quantizes f32 weights [N,K] to Q8 blocks of 32 along K (allocates qs and scales). */
+  quantizeQ8(src: number, N: number, K: number): Q8Weight {
+    if (K % 32 !== 0 || K <= 0 || N <= 0) {
+      throw new UsageError(`quantizeQ8: K must be a positive multiple of 32 (got N=${N}, K=${K}); keep such weights in f32`);
+    }
+    const qs = this.host.alloc(N * K);
+    const scales = this.host.alloc((N * K) / 8);
+    this.run('quantizeQ8Rows', [qs, scales, src, K], N, 1, K * 4);
+    return { qs, scales, N, K };
+  }
+
+  /** matmul with int8 weights; activation rows are quantized per 32-block into runtime scratch. */
+  matmulQ8(out: number, x: number, w: Q8Weight, bias: number, M: number): void {
+    const { K, N } = w;
+    const xqBytes = M * K * 2;
+    const need = xqBytes + (M * K) / 8;
+    if (need > this.actScratchBytes) {
+      if (this.actScratch !== 0) this.host.free(this.actScratch);
+      this.actScratch = this.host.alloc(need);
+      this.actScratchBytes = need;
+    }
+    const xq = this.actScratch;
+    const xs = xq + xqBytes;
+    this.run('quantizeActQ8', [xq, xs, x, K], M, 1, K * 4);
+    if (M === 1) this.run('gemvQ8', [out, xq, xs, w.qs, w.scales, bias, K], N, 2, K);
+    else this.run('gemmQ8', [out, xq, xs, w.qs, w.scales, bias, M, K, N], N, 1, M * K);
+  }
+
+  /** out = x / sqrt(mean(x^2) + eps) * weight per row of D; out may equal x. */
+  rmsnorm(out: number, x: number, weight: number, M: number, D: number, eps: number): void {
+    this.run('rmsnorm', [out, x, weight, D, eps], M, 1, D * 2);
+  }
+
+  /** In-place rotate-half RoPE on x [M, nHeads*headDim] at positions pos (i32 [M]). */
+  rope(x: number, M: number, nHeads: number, headDim: number, posPtr: number, invFreqPtr: number): void {
+    this.run('rope', [x, nHeads, headDim, posPtr, invFreqPtr], M, 1, nHeads * headDim * 2 + headDim * 20);
+  }
+
+  /** out = gate * sigmoid(gate) * up over n floats. */
+  siluMul(out: number, gate: number, up: number, n: number): void {
+    this.run('siluMul', [out, gate, up], n, 16, 8);
+  }
+
+  /** out = a + b over n floats. */
+  add(out: number, a: number, b: number, n: number): void {
+    this.run('add', [out, a, b], n, 16, 1);
+  }
+
+  /** Row-wise softmax in place on x [rows, cols]. */
+  softmax(x: number, rows: number, cols: number): void {
+    this.run('softmax', [x, cols], rows, 1, cols * 8);
+  }
+
+  /** Dense causal GQA attention: q,out [T,Hq,d]; k,v [S,Hkv,d]; row t sees keys 0..S-T+t. */
+  attentionCausal(out: number, q: number, k: number, v: number, T: number, S: number, Hq: number, Hkv: number, d: number, scale: number): void {
+    if (Hq % Hkv !== 0) throw new UsageError(`attentionCausal: Hq=${Hq} is not a multiple of Hkv=${Hkv}`);
+    if (S < T) throw new UsageError(`attentionCausal: S=${S} keys is fewer than T=${T} queries`);
+    // Grain 2*Hq keeps each (short row, long row) pair of the kernel's item order together.
+    this.run('attnCausal', [out, q, k, v, T, S, Hq, Hkv, d, scale], T * Hq, 2 * Hq, S * d * 2);
+  }
+
+  /** Paged attention over nJobs job records (8 i32 each); parallel over jobs. */
+  attendPaged(jobsPtr: number, nJobs: number, poolPtr: number, blockSlots: number, d: number, G: number, rowStride: number, scale: number): void {
+    this.run('attendPaged', [jobsPtr, poolPtr, blockSlots, d, G, rowStride, scale], nJobs, 1, PARALLEL_MIN_WORK);
+  }
+
+  /** SIMD sum of n floats at ptr, split across threads (bandwidth yardstick). */
+  sumF32(ptr: number, n: number): number {
+    return this.run('sumF32', [ptr], n, 16, 1);
+  }
+}

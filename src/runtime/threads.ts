@@ -1,0 +1,156 @@
+// Worker pool: parallel-for over an index range, with the calling thread computing its own chunk.
+// Control lives in a small SharedArrayBuffer; workers spin briefly then sleep in Atomics.wait.
+import { Worker } from 'node:worker_threads';
+
+/** Int32 slots of the control block. */
+export const CTL = {
+  GEN: 0, // bumped once per dispatch; workers wait on it
+  KERNEL: 1, // index into the kernel name list, -1 = exit
+  NARGS: 2,
+  DONE: 3, // workers finished in this dispatch
+  ERROR: 4, // non-zero when a worker threw; message in the text area
+  RANGES: 16, // [start, end] pairs, indexed by thread number
+} as const;
+export const CTL_ARGS_BYTE = 1024; // f64 arguments
+export const CTL_RESULTS_BYTE = 1280; // f64 per-thread return values
+export const CTL_TEXT_BYTE = 2048; // UTF-8 error message of a failed worker
+export const CTL_TEXT_BYTES = 2048;
+export const CTL_BYTES = CTL_TEXT_BYTE + CTL_TEXT_BYTES;
+export const MAX_ARGS = 28;
+export const MAX_THREADS = 64;
+/** Polls before a waiting thread sleeps; a few tens of microseconds of spinning. */
+export const SPIN_POLLS = 20000;
+
+export interface WorkerInit {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  control: SharedArrayBuffer;
+  thread: number;
+  kernelNames: readonly string[];
+  scratchPtr: number;
+  scratchBytes: number;
+}
+
+/**
+ * Node 20 workers do not inherit tsx's module hooks, so under tsx the worker registers them
+ * itself before importing worker.ts; compiled .js workers load directly.
+ */
+function spawnWorker(url: URL, ext: string, init: WorkerInit): Worker {
+  if (ext !== '.ts') return new Worker(url, { workerData: init });
+  const api = import.meta.resolve('tsx/esm/api');
+  const boot = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`;
+  return new Worker(boot, { eval: true, workerData: init });
+}
+
+type KernelFn = (...args: number[]) => number | undefined;
+
+export class ThreadPool {
+  readonly threads: number;
+  private readonly ctl: Int32Array;
+  private readonly args: Float64Array;
+  private readonly results: Float64Array;
+  private readonly text: Uint8Array;
+  private readonly workers: Worker[] = [];
+  private closed = false;
+
+  private constructor(threads: number, control: SharedArrayBuffer) {
+    this.threads = threads;
+    this.ctl = new Int32Array(control, 0, CTL_ARGS_BYTE / 4);
+    this.args = new Float64Array(control, CTL_ARGS_BYTE, MAX_ARGS);
+    this.results = new Float64Array(control, CTL_RESULTS_BYTE, MAX_THREADS);
+    this.text = new Uint8Array(control, CTL_TEXT_BYTE, CTL_TEXT_BYTES);
+  }
+
+  /** Starts threads - 1 workers on the same module and memory and waits until each is ready. */
+  static async start(
+    threads: number,
+    module: WebAssembly.Module,
+    memory: WebAssembly.Memory,
+    kernelNames: readonly string[],
+    scratch: (thread: number) => { ptr: number; bytes: number },
+  ): Promise<ThreadPool> {
+    const control = new SharedArrayBuffer(CTL_BYTES);
+    const pool = new ThreadPool(threads, control);
+    // Same extension as this module: .ts under tsx, .js once compiled to dist/.
+    const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+    const url = new URL(`./worker${ext}`, import.meta.url);
+    const ready: Promise<void>[] = [];
+    for (let t = 1; t < threads; t++) {
+      const s = scratch(t);
+      const init: WorkerInit = { module, memory, control, thread: t, kernelNames, scratchPtr: s.ptr, scratchBytes: s.bytes };
+      const w = spawnWorker(url, ext, init);
+      pool.workers.push(w);
+      ready.push(new Promise<void>((resolve, reject) => {
+        w.once('message', () => resolve());
+        w.once('error', reject);
+        w.once('exit', (code) => reject(new Error(`kernel worker ${t} exited with code ${code} before it was ready`)));
+      }));
+    }
+    try {
+      await Promise.all(ready);
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+    // Idle workers must not keep the process alive if close() is forgotten.
+    for (const w of pool.workers) { w.removeAllListeners('exit'); w.removeAllListeners('error'); w.unref(); }
+    return pool;
+  }
+
+  /**
+   * Runs kernel `kernel` on [0, n) split into contiguous chunks (multiples of `grain`), the calling
+   * thread computing chunk 0 with `self`. Returns the sum of every thread's return value.
+   */
+  run(kernel: number, self: KernelFn, args: readonly number[], n: number, grain: number): number {
+    if (this.closed) throw new Error('runtime is closed');
+    const nw = this.workers.length;
+    const per = Math.ceil(n / (nw + 1) / grain) * grain;
+    const ctl = this.ctl;
+    for (let i = 0; i < args.length; i++) this.args[i] = args[i];
+    ctl[CTL.KERNEL] = kernel;
+    ctl[CTL.NARGS] = args.length;
+    for (let t = 1; t <= nw; t++) {
+      ctl[CTL.RANGES + 2 * t] = Math.min(n, t * per);
+      ctl[CTL.RANGES + 2 * t + 1] = Math.min(n, (t + 1) * per);
+    }
+    Atomics.store(ctl, CTL.DONE, 0);
+    Atomics.add(ctl, CTL.GEN, 1);
+    Atomics.notify(ctl, CTL.GEN);
+    let total = 0;
+    let err: unknown;
+    try {
+      total = Number(self(...args, 0, Math.min(n, per)) ?? 0);
+    } catch (e) {
+      err = e;
+    }
+    this.waitDone(nw);
+    if (err !== undefined) throw err;
+    if (ctl[CTL.ERROR] !== 0) {
+      ctl[CTL.ERROR] = 0;
+      const len = this.text.indexOf(0);
+      throw new Error(`kernel worker failed: ${Buffer.from(this.text.slice(0, len < 0 ? CTL_TEXT_BYTES : len)).toString('utf8')}`);
+    }
+    for (let t = 1; t <= nw; t++) total += this.results[t];
+    return total;
+  }
+
+  private waitDone(nw: number): void {
+    const ctl = this.ctl;
+    for (let i = 0; i < SPIN_POLLS; i++) if (Atomics.load(ctl, CTL.DONE) === nw) return;
+    for (;;) {
+      const d = Atomics.load(ctl, CTL.DONE);
+      if (d === nw) return;
+      Atomics.wait(ctl, CTL.DONE, d, 50);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    Atomics.store(this.ctl, CTL.KERNEL, -1);
+    Atomics.add(this.ctl, CTL.GEN, 1);
+    Atomics.notify(this.ctl, CTL.GEN);
+    await Promise.all(this.workers.map((w) => w.terminate()));
+    this.workers.length = 0;
+  }
+}

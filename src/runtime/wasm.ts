@@ -1,0 +1,179 @@
+// The runtime: one shared WebAssembly.Memory, an allocator over it, and the kernel thread pool.
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import { WasmMemoryError } from '../errors.ts';
+import { wasmImports } from './imports.ts';
+import { KERNEL_NAMES, Kernels, type KernelExports } from './kernels.ts';
+import { ThreadPool } from './threads.ts';
+
+export interface RuntimeOptions { threads?: number }
+export type { Q8Weight } from './kernels.ts';
+
+const PAGE_BYTES = 65536;
+const MAX_PAGES = 65536;
+const MAX_BYTES = MAX_PAGES * PAGE_BYTES;
+const MIN_BLOCK_BYTES = 64;
+/** Per-thread scratch the kernels use for score chunks. */
+const THREAD_SCRATCH_BYTES = 64 * 1024;
+
+const alignUp = (v: number, a: number): number => Math.ceil(v / a) * a;
+const mib = (b: number): string => `${(b / 2 ** 20).toFixed(0)} MiB`;
+
+let modulePromise: Promise<WebAssembly.Module> | undefined;
+function loadModule(): Promise<WebAssembly.Module> {
+  // build/ sits two levels above both src/runtime/ and dist/runtime/.
+  modulePromise ??= readFile(new URL('../../build/kernels.wasm', import.meta.url)).then(
+    (bytes) => WebAssembly.compile(bytes),
+    (e: unknown) => {
+      modulePromise = undefined;
+      throw new Error(`cannot read build/kernels.wasm (${String(e)}); run \`npm run build:kernels\``);
+    },
+  );
+  return modulePromise;
+}
+
+export class Runtime {
+  readonly memory: WebAssembly.Memory;
+  readonly threads: number;
+  readonly k: Kernels;
+  /** Main-thread instance exports; kernels.ts calls these directly. */
+  readonly exports: KernelExports;
+  private pool: ThreadPool | undefined;
+  private top: number;
+  private readonly sizes = new Map<number, number>();
+  /** Free blocks sorted by address: parallel arrays of start and size. */
+  private freeStart: number[] = [];
+  private freeSize: number[] = [];
+  private inUse = 0;
+  private peak = 0;
+
+  private constructor(memory: WebAssembly.Memory, exports: KernelExports, threads: number, heapStart: number) {
+    this.memory = memory;
+    this.exports = exports;
+    this.threads = threads;
+    this.top = heapStart;
+    this.k = new Kernels(this);
+  }
+
+  static async create(opts: RuntimeOptions = {}): Promise<Runtime> {
+    const threads = Math.max(1, Math.floor(opts.threads ?? os.availableParallelism()));
+    const module = await loadModule();
+    const memory = new WebAssembly.Memory({ initial: 64, maximum: MAX_PAGES, shared: true });
+    const instance = await WebAssembly.instantiate(module, wasmImports(memory));
+    const exports = instance.exports as unknown as KernelExports;
+    const rt = new Runtime(memory, exports, threads, alignUp(Math.max(exports.heapBase(), 64), 64));
+    const scratch: number[] = [];
+    for (let t = 0; t < threads; t++) scratch.push(rt.alloc(THREAD_SCRATCH_BYTES));
+    exports.setThreadScratch(scratch[0], THREAD_SCRATCH_BYTES);
+    if (threads > 1) {
+      rt.pool = await ThreadPool.start(threads, module, memory, KERNEL_NAMES, (t) => ({ ptr: scratch[t], bytes: THREAD_SCRATCH_BYTES }));
+    }
+    return rt;
+  }
+
+  /** Parallel-for used by kernels.ts; runs on the calling thread alone when there is no pool. */
+  parallel(kernel: number, self: (...a: number[]) => number | void, args: readonly number[], n: number, grain: number): number {
+    if (n <= 0) return 0;
+    if (this.pool === undefined) return Number(self(...args, 0, n) ?? 0);
+    return this.pool.run(kernel, self as (...a: number[]) => number | undefined, args, n, grain);
+  }
+
+  alloc(bytes: number, align = 64): number {
+    if (!(bytes >= 0) || !Number.isFinite(bytes)) throw new RangeError(`alloc: invalid size ${bytes}`);
+    const a = Math.max(MIN_BLOCK_BYTES, alignUp(align, MIN_BLOCK_BYTES));
+    const size = Math.max(MIN_BLOCK_BYTES, alignUp(bytes, MIN_BLOCK_BYTES));
+    let ptr = -1;
+    for (let i = 0; i < this.freeStart.length; i++) {
+      const s = this.freeStart[i];
+      const e = s + this.freeSize[i];
+      const p = alignUp(s, a);
+      if (p + size > e) continue;
+      this.removeFree(i);
+      if (p > s) this.addFree(s, p - s);
+      if (p + size < e) this.addFree(p + size, e - p - size);
+      ptr = p;
+      break;
+    }
+    if (ptr < 0) {
+      ptr = alignUp(this.top, a);
+      const end = ptr + size;
+      if (end > MAX_BYTES) {
+        throw new WasmMemoryError(
+          `out of WebAssembly memory: ${mib(bytes)} requested with ${mib(this.inUse)} in use, past wasm32's 4 GiB limit; use int8 weights, a smaller model or a shorter context`,
+        );
+      }
+      this.ensureBytes(end);
+      if (ptr > this.top) this.addFree(this.top, ptr - this.top);
+      this.top = end;
+    }
+    this.sizes.set(ptr, size);
+    this.inUse += size;
+    if (this.inUse > this.peak) this.peak = this.inUse;
+    return ptr;
+  }
+
+  free(ptr: number): void {
+    const size = this.sizes.get(ptr);
+    if (size === undefined) throw new RangeError(`free: ${ptr} is not an allocated pointer`);
+    this.sizes.delete(ptr);
+    this.inUse -= size;
+    this.addFree(ptr, size);
+    // Give the last block back to the bump pointer so the heap tail stays contiguous.
+    const last = this.freeStart.length - 1;
+    if (last >= 0 && this.freeStart[last] + this.freeSize[last] === this.top) {
+      this.top = this.freeStart[last];
+      this.removeFree(last);
+    }
+  }
+
+  bytesInUse(): number { return this.inUse; }
+  peakBytes(): number { return this.peak; }
+
+  f32(ptr: number, n: number): Float32Array { return new Float32Array(this.memory.buffer, ptr, n); }
+  i32(ptr: number, n: number): Int32Array { return new Int32Array(this.memory.buffer, ptr, n); }
+  i8(ptr: number, n: number): Int8Array { return new Int8Array(this.memory.buffer, ptr, n); }
+  u8(ptr: number, n: number): Uint8Array { return new Uint8Array(this.memory.buffer, ptr, n); }
+
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    if (pool !== undefined) await pool.close();
+  }
+
+  private ensureBytes(end: number): void {
+    const have = this.memory.buffer.byteLength;
+    if (end <= have) return;
+    // Grow geometrically (capped) so many small allocations don't each grow memory.
+    const want = Math.min(MAX_BYTES, Math.max(end, Math.min(have * 1.25, have + 512 * 2 ** 20)));
+    const pages = Math.ceil(want / PAGE_BYTES) - have / PAGE_BYTES;
+    try {
+      this.memory.grow(pages);
+    } catch (e) {
+      throw new WasmMemoryError(
+        `cannot grow WebAssembly memory to ${mib(want)} (${String(e)}); free memory or use a smaller model/context`,
+      );
+    }
+  }
+
+  private addFree(start: number, size: number): void {
+    const fs = this.freeStart;
+    let lo = 0, hi = fs.length;
+    while (lo < hi) { const mid = (lo + hi) >> 1; if (fs[mid] < start) lo = mid + 1; else hi = mid; }
+    fs.splice(lo, 0, start);
+    this.freeSize.splice(lo, 0, size);
+    // Coalesce with the next block, then with the previous one.
+    if (lo + 1 < fs.length && start + size === fs[lo + 1]) {
+      this.freeSize[lo] += this.freeSize[lo + 1];
+      this.removeFree(lo + 1);
+    }
+    if (lo > 0 && fs[lo - 1] + this.freeSize[lo - 1] === start) {
+      this.freeSize[lo - 1] += this.freeSize[lo];
+      this.removeFree(lo);
+    }
+  }
+
+  private removeFree(i: number): void {
+    this.freeStart.splice(i, 1);
+    this.freeSize.splice(i, 1);
+  }
+}

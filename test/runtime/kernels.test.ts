@@ -1,0 +1,292 @@
+// Every kernel against a plain TypeScript reference, on 1 and 2 threads.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Runtime } from '../../src/runtime/wasm.ts';
+import { UsageError } from '../../src/errors.ts';
+import { assertClose, put, randArray, rng } from './helpers.ts';
+
+function refMatmul(x: Float32Array, w: Float32Array, bias: Float32Array | null, M: number, K: number, N: number): Float64Array {
+  const out = new Float64Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let s = bias ? bias[n] : 0;
+      for (let k = 0; k < K; k++) s += x[m * K + k] * w[n * K + k];
+      out[m * N + n] = s;
+    }
+  }
+  return out;
+}
+
+/** Per-32-block symmetric quantization as the contract defines it (scale = max|v|/127). */
+function refQuant(v: Float32Array, rows: number, K: number): { q: Int8Array; s: Float32Array } {
+  const q = new Int8Array(rows * K);
+  const s = new Float32Array((rows * K) / 32);
+  for (let b = 0; b < s.length; b++) {
+    let amax = 0;
+    for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(v[b * 32 + i]));
+    const d = Math.fround(amax / 127);
+    s[b] = d;
+    const inv = d ? Math.fround(1 / d) : 0;
+    for (let i = 0; i < 32; i++) q[b * 32 + i] = Math.round(Math.fround(v[b * 32 + i] * inv));
+  }
+  return { q, s };
+}
+
+function refAttentionRow(q: Float32Array, qOff: number, keys: Float32Array[], vals: Float32Array[], d: number, scale: number): Float64Array {
+  const sc = keys.map((k) => { let s = 0; for (let i = 0; i < d; i++) s += q[qOff + i] * k[i]; return s * scale; });
+  const m = Math.max(...sc);
+  const e = sc.map((s) => Math.exp(s - m));
+  const z = e.reduce((a, b) => a + b, 0);
+  const out = new Float64Array(d);
+  for (let j = 0; j < keys.length; j++) for (let i = 0; i < d; i++) out[i] += (e[j] / z) * vals[j][i];
+  return out;
+}
+
+for (const threads of [1, 2]) {
+  describe(`kernels on ${threads} thread(s)`, () => {
+    let rt: Runtime;
+    before(async () => { rt = await Runtime.create({ threads }); });
+    after(async () => { await rt.close(); });
+
+    // Tolerance for f32 dot products of length K with |terms| <= 1: a few ulps of sqrt(K) growth.
+    test('matmul f32: GEMM and matrix-vector, odd sizes, with and without bias', () => {
+      const r = rng(1);
+      for (const [M, K, N, withBias] of [[1, 301, 131, true], [1, 64, 8, false], [33, 100, 70, true], [6, 37, 13, false], [17, 896, 45, true]] as const) {
+        const x = randArray(M * K, r), w = randArray(N * K, r), b = randArray(N, r);
+        const out = rt.alloc(M * N * 4);
+        rt.k.matmul(out, put(rt, x), put(rt, w), withBias ? put(rt, b) : 0, M, K, N);
+        assertClose(rt.f32(out, M * N), refMatmul(x, w, withBias ? b : null, M, K, N), 2e-5 * Math.sqrt(K), 1e-5, `matmul ${M}x${K}x${N}`);
+      }
+    });
+
+    test('quantizeQ8 matches per-block max/127 quantization; rejects K % 32 != 0', () => {
+      const r = rng(2);
+      const N = 37, K = 96;
+      const w = randArray(N * K, r, 3);
+      w.fill(0, 0, 32); // an all-zero block must give scale 0 and zeros
+      const q = rt.k.quantizeQ8(put(rt, w), N, K);
+      const ref = refQuant(w, N, K);
+      assertClose(rt.f32(q.scales, (N * K) / 32), ref.s, 0, 1e-7, 'scales');
+      // Ties may round differently (nearest-even vs half-away); anything else must match exactly.
+      const got = rt.i8(q.qs, N * K);
+      let diff = 0;
+      for (let i = 0; i < N * K; i++) {
+        assert.ok(Math.abs(got[i] - ref.q[i]) <= 1, `q[${i}]`);
+        if (got[i] !== ref.q[i]) diff++;
+      }
+      assert.ok(diff <= 2, `${diff} quantized values differ`);
+      assert.throws(() => rt.k.quantizeQ8(put(rt, w), 3, 48), UsageError);
+    });
+
+    test('matmulQ8: integer block dots equal the reference and approximate the f32 product', () => {
+      const r = rng(3);
+      for (const [M, K, N, withBias] of [[1, 256, 130, true], [1, 64, 7, false], [9, 128, 61, true], [4, 32, 5, false]] as const) {
+        const x = randArray(M * K, r), w = randArray(N * K, r), b = randArray(N, r);
+        const wq = rt.k.quantizeQ8(put(rt, w), N, K);
+        const out = rt.alloc(M * N * 4);
+        rt.k.matmulQ8(out, put(rt, x), wq, withBias ? put(rt, b) : 0, M);
+        const wr = refQuant(w, N, K), xr = refQuant(x, M, K);
+        const want = new Float64Array(M * N);
+        const nb = K / 32;
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < N; n++) {
+            let s = withBias ? b[n] : 0;
+            for (let blk = 0; blk < nb; blk++) {
+              let isum = 0;
+              for (let i = 0; i < 32; i++) isum += wr.q[n * K + blk * 32 + i] * xr.q[m * K + blk * 32 + i];
+              s += isum * wr.s[n * nb + blk] * xr.s[m * nb + blk];
+            }
+            want[m * N + n] = s;
+          }
+        }
+        const got = rt.f32(out, M * N);
+        assertClose(got, want, 1e-4, 1e-4, `matmulQ8 ${M}x${K}x${N}`);
+        // Quantization error of 8-bit blocks: within 2% of the product's scale sqrt(K)/3.
+        assertClose(got, refMatmul(x, w, withBias ? b : null, M, K, N), 0.02 * Math.sqrt(K / 3), 0, `matmulQ8 vs f32 ${M}x${K}x${N}`);
+      }
+    });
+
+    test('rmsnorm, also in place', () => {
+      const r = rng(4);
+      const M = 40, D = 901;
+      const x = randArray(M * D, r, 2), wt = randArray(D, r);
+      const want = new Float64Array(M * D);
+      for (let m = 0; m < M; m++) {
+        let ss = 0;
+        for (let i = 0; i < D; i++) ss += x[m * D + i] ** 2;
+        const inv = 1 / Math.sqrt(ss / D + 1e-6);
+        for (let i = 0; i < D; i++) want[m * D + i] = x[m * D + i] * inv * wt[i];
+      }
+      const xp = put(rt, x), out = rt.alloc(M * D * 4), wp = put(rt, wt);
+      rt.k.rmsnorm(out, xp, wp, M, D, 1e-6);
+      assertClose(rt.f32(out, M * D), want, 1e-5, 1e-5, 'rmsnorm');
+      rt.k.rmsnorm(xp, xp, wp, M, D, 1e-6);
+      assertClose(rt.f32(xp, M * D), want, 1e-5, 1e-5, 'rmsnorm in place');
+    });
+
+    test('rope: rotate-half convention at arbitrary positions', () => {
+      const r = rng(5);
+      for (const headDim of [64, 10]) {
+        const M = 50, H = 3, half = headDim / 2;
+        const x = randArray(M * H * headDim, r);
+        const pos = Int32Array.from({ length: M }, (_, i) => (i * 977) % 5000);
+        const invFreq = Float32Array.from({ length: half }, (_, i) => 1 / 10000 ** ((2 * i) / headDim));
+        const want = new Float64Array(x);
+        for (let m = 0; m < M; m++) {
+          for (let h = 0; h < H; h++) {
+            const o = (m * H + h) * headDim;
+            for (let i = 0; i < half; i++) {
+              const a = Math.fround(pos[m] * invFreq[i]);
+              const c = Math.cos(a), s = Math.sin(a);
+              want[o + i] = x[o + i] * c - x[o + i + half] * s;
+              want[o + i + half] = x[o + i + half] * c + x[o + i] * s;
+            }
+          }
+        }
+        const xp = put(rt, x);
+        rt.k.rope(xp, M, H, headDim, put(rt, pos), put(rt, invFreq));
+        assertClose(rt.f32(xp, x.length), want, 2e-6, 1e-6, `rope headDim=${headDim}`);
+      }
+    });
+
+    test('siluMul, add and softmax on odd sizes', () => {
+      const r = rng(6);
+      const n = 100003;
+      const g = randArray(n, r, 8), u = randArray(n, r);
+      const out = rt.alloc(n * 4);
+      rt.k.siluMul(out, put(rt, g), put(rt, u), n);
+      assertClose(rt.f32(out, n), Array.from(g, (v, i) => (v / (1 + Math.exp(-v))) * u[i]), 1e-6, 1e-5, 'siluMul');
+      rt.k.add(out, put(rt, g), put(rt, u), n);
+      assertClose(rt.f32(out, n), Array.from(g, (v, i) => Math.fround(v + u[i])), 0, 0, 'add');
+      const rows = 37, cols = 1001;
+      const s = randArray(rows * cols, r, 30);
+      const want = new Float64Array(rows * cols);
+      for (let i = 0; i < rows; i++) {
+        const row = s.subarray(i * cols, (i + 1) * cols);
+        const m = Math.max(...row);
+        const z = row.reduce((a, v) => a + Math.exp(v - m), 0);
+        for (let j = 0; j < cols; j++) want[i * cols + j] = Math.exp(row[j] - m) / z;
+      }
+      const sp = put(rt, s);
+      rt.k.softmax(sp, rows, cols);
+      assertClose(rt.f32(sp, rows * cols), want, 1e-7, 1e-5, 'softmax');
+    });
+
+    test('attentionCausal: GQA, S > T, key count beyond one chunk', () => {
+      const r = rng(7);
+      for (const [T, S, Hq, Hkv, d] of [[7, 12, 6, 2, 20], [5, 5, 4, 4, 18], [3, 1300, 2, 1, 16], [40, 40, 2, 1, 64]] as const) {
+        const q = randArray(T * Hq * d, r), k = randArray(S * Hkv * d, r, 2), v = randArray(S * Hkv * d, r);
+        const scale = 1 / Math.sqrt(d);
+        const out = rt.alloc(T * Hq * d * 4);
+        rt.k.attentionCausal(out, put(rt, q), put(rt, k), put(rt, v), T, S, Hq, Hkv, d, scale);
+        const want = new Float64Array(T * Hq * d);
+        for (let t = 0; t < T; t++) {
+          for (let h = 0; h < Hq; h++) {
+            const kh = Math.floor(h / (Hq / Hkv));
+            const keys: Float32Array[] = [], vals: Float32Array[] = [];
+            for (let j = 0; j <= S - T + t; j++) {
+              keys.push(k.subarray((j * Hkv + kh) * d, (j * Hkv + kh + 1) * d));
+              vals.push(v.subarray((j * Hkv + kh) * d, (j * Hkv + kh + 1) * d));
+            }
+            want.set(refAttentionRow(q, (t * Hq + h) * d, keys, vals, d, scale), (t * Hq + h) * d);
+          }
+        }
+        assertClose(rt.f32(out, want.length), want, 1e-5, 1e-4, `attentionCausal T=${T} S=${S} Hq=${Hq} Hkv=${Hkv} d=${d}`);
+      }
+    });
+
+    test('attendPaged: shuffled block table, partial last block, slot subset, multi-row causal jobs', () => {
+      const r = rng(8);
+      const blockSlots = 5, d = 12, G = 3, Hkv = 2, Hq = G * Hkv, rowStride = Hq * d;
+      const nBlocks = 40;
+      const pool = randArray(nBlocks * 2 * blockSlots * d, r);
+      const poolPtr = put(rt, pool);
+      const scale = 0.37;
+      // Jobs: (kv head, nKeys, nRows, subset?)
+      const specs = [
+        { kh: 0, nKeys: 23, nRows: 1, subset: false },
+        { kh: 1, nKeys: 23, nRows: 4, subset: false },
+        { kh: 0, nKeys: 9, nRows: 3, subset: true },
+        { kh: 1, nKeys: 1, nRows: 1, subset: false },
+        { kh: 1, nKeys: 16, nRows: 2, subset: true },
+      ];
+      const jobs = new Int32Array(specs.length * 8);
+      const checks: { outPtr: number; want: Float64Array; n: number }[] = [];
+      const perm = Array.from({ length: nBlocks }, (_, i) => i).sort(() => r());
+      let nextBlock = 0;
+      specs.forEach((sp, ji) => {
+        const totalSlots = sp.subset ? 2 * sp.nKeys + 3 : sp.nKeys;
+        const nTable = Math.ceil(totalSlots / blockSlots);
+        const table = Int32Array.from(perm.slice(nextBlock, nextBlock + nTable));
+        nextBlock += nTable;
+        let slots: Int32Array | null = null;
+        if (sp.subset) {
+          const all = Array.from({ length: totalSlots }, (_, i) => i).filter(() => r() > 0);
+          while (all.length < sp.nKeys) all.push(totalSlots - 1 - all.length);
+          slots = Int32Array.from(new Set(all.slice(0, sp.nKeys).sort((a, b) => a - b)));
+          while (slots.length < sp.nKeys) slots = Int32Array.from(Array.from({ length: sp.nKeys }, (_, i) => 2 * i));
+        }
+        const q = randArray(sp.nRows * rowStride, r);
+        const qPtr = put(rt, q) + sp.kh * G * d * 4; // this head group's first query head
+        const outBase = rt.alloc(sp.nRows * rowStride * 4);
+        rt.f32(outBase, sp.nRows * rowStride).fill(NaN);
+        const outPtr = outBase + sp.kh * G * d * 4;
+        jobs.set([qPtr, outPtr, put(rt, table), sp.nKeys, slots ? put(rt, slots) : 0, sp.nRows, rt.alloc(sp.nKeys * 4), 0], ji * 8);
+        const want = new Float64Array(sp.nRows * G * d);
+        const slotAt = (i: number) => (slots ? slots[i] : i);
+        const kv = (s: number, which: 0 | 1) => {
+          const base = (table[Math.floor(s / blockSlots)] * 2 + which) * blockSlots * d + (s % blockSlots) * d;
+          return pool.subarray(base, base + d);
+        };
+        for (let row = 0; row < sp.nRows; row++) {
+          const nVis = sp.nKeys - sp.nRows + row + 1;
+          const keys = Array.from({ length: nVis }, (_, i) => kv(slotAt(i), 0));
+          const vals = Array.from({ length: nVis }, (_, i) => kv(slotAt(i), 1));
+          for (let g = 0; g < G; g++) {
+            want.set(refAttentionRow(q, row * rowStride + (sp.kh * G + g) * d, keys, vals, d, scale), (row * G + g) * d);
+          }
+        }
+        checks.push({ outPtr, want, n: sp.nRows });
+      });
+      rt.k.attendPaged(put(rt, jobs), specs.length, poolPtr, blockSlots, d, G, rowStride, scale);
+      checks.forEach(({ outPtr, want, n }, ji) => {
+        const got = new Float64Array(n * G * d);
+        for (let row = 0; row < n; row++) got.set(rt.f32(outPtr + row * rowStride * 4, G * d), row * G * d);
+        assertClose(got, want, 1e-5, 1e-4, `attendPaged job ${ji}`);
+      });
+    });
+
+    test('sumF32 over an unaligned range', () => {
+      const r = rng(9);
+      const n = 300007;
+      const a = randArray(n + 1, r);
+      const p = put(rt, a) + 4;
+      const want = a.subarray(1).reduce((s, v) => s + v, 0);
+      assert.ok(Math.abs(rt.k.sumF32(p, n) - want) < 1e-2, 'sum');
+    });
+  });
+}
+
+describe('threads=1 and threads=2 agree', () => {
+  test('every parallel kernel gives identical results on 1 and 2 threads', async () => {
+    const r = rng(10);
+    const M = 24, K = 256, N = 100, T = 20, Hq = 4, Hkv = 2, d = 32;
+    const x = randArray(M * K, r), w = randArray(N * K, r), q = randArray(T * Hq * d, r), kv = randArray(T * Hkv * d, r);
+    const results: Float32Array[][] = [];
+    for (const threads of [1, 2]) {
+      const rt = await Runtime.create({ threads });
+      const res: Float32Array[] = [];
+      const xp = put(rt, x), wp = put(rt, w);
+      const o1 = rt.alloc(M * N * 4), o2 = rt.alloc(N * 4), o3 = rt.alloc(M * N * 4), o4 = rt.alloc(T * Hq * d * 4);
+      rt.k.matmul(o1, xp, wp, 0, M, K, N);
+      rt.k.matmul(o2, xp, wp, 0, 1, K, N);
+      const wq = rt.k.quantizeQ8(wp, N, K);
+      rt.k.matmulQ8(o3, xp, wq, 0, M);
+      rt.k.attentionCausal(o4, put(rt, q), put(rt, kv), put(rt, kv), T, T, Hq, Hkv, d, 0.2);
+      res.push(rt.f32(o1, M * N).slice(), rt.f32(o2, N).slice(), rt.f32(o3, M * N).slice(), rt.f32(o4, T * Hq * d).slice(), rt.f32(wq.scales, (N * K) / 32).slice());
+      results.push(res);
+      await rt.close();
+    }
+    results[0].forEach((a, i) => assert.deepEqual(results[1][i], a, `output ${i}`));
+  });
+});
