@@ -166,7 +166,7 @@ export class Engine {
     let decodeMs = 0;
     try {
       const t0 = performance.now();
-      let logits = new Float32Array(0);
+      let logits: Float32Array = new Float32Array(0);
       for (let i = 0; i < prompt.length; i += chunk) {
         const part = prompt.slice(i, Math.min(prompt.length, i + chunk));
         logits = this.model.forward([{ seq, tokens: part }])[0]!;
