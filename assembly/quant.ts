@@ -82,46 +82,36 @@ export function quantizeActQ8(xq: usize, xs: usize, x: usize, K: i32, start: i32
   return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
 }
 
-/** Matrix-vector with int8 weights over rows [start, end); x already quantized (xq, xs). */
+/**
+ * Matrix-vector with int8 weights over rows [start, end); x already quantized (xq, xs).
+ * One row at a time so the weights stream strictly sequentially (rows are contiguous), two blocks
+ * per step on two accumulators. Wider unrolls make V8 hoist every load and spill registers.
+ */
 export function gemvQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, K: i32, start: i32, end: i32): void {
   const nb = K >> 5;
-  let n = start;
-  for (; n + 2 <= end; n += 2) {
-    const wq0 = wq + <usize>n * <usize>K;
-    const wq1 = wq0 + <usize>K;
-    const ws0 = ws + ((<usize>n * <usize>nb) << 2);
-    const ws1 = ws0 + (<usize>nb << 2);
-    let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
-    for (let b = 0; b < nb; b++) {
-      const xo = <usize>b << 6;
-      const wo = <usize>b << 5;
+  const sRow = <usize>nb << 2;
+  for (let n = start; n < end; n++) {
+    const wr = wq + <usize>n * <usize>K;
+    const sr = ws + <usize>n * sRow;
+    let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0);
+    let b = 0;
+    for (; b + 2 <= nb; b += 2) {
+      const wp = wr + (<usize>b << 5);
+      const xp = xq + (<usize>b << 6);
       const so = <usize>b << 2;
-      const sx = load<f32>(xs + so);
-      const i0 = blockDot(wq0 + wo, xq + xo);
-      const i1 = blockDot(wq1 + wo, xq + xo);
-      a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(ws0 + so) * sx)));
-      a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i1), f32x4.splat(load<f32>(ws1 + so) * sx)));
+      const i0 = blockDot(wp, xp);
+      const i1 = blockDot(wp + 32, xp + 64);
+      acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(sr + so) * load<f32>(xs + so))));
+      acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(i1), f32x4.splat(load<f32>(sr + so, 4) * load<f32>(xs + so, 4))));
     }
-    let s0 = hsumF(a0), s1 = hsumF(a1);
-    if (bias != 0) {
-      s0 += load<f32>(bias + (<usize>n << 2));
-      s1 += load<f32>(bias + (<usize>n << 2), 4);
-    }
-    store<f32>(out + (<usize>n << 2), s0);
-    store<f32>(out + (<usize>n << 2), s1, 4);
-  }
-  for (; n < end; n++) {
-    const wq0 = wq + <usize>n * <usize>K;
-    const ws0 = ws + ((<usize>n * <usize>nb) << 2);
-    let a0 = f32x4.splat(0);
-    for (let b = 0; b < nb; b++) {
+    if (b < nb) {
       const so = <usize>b << 2;
-      const i0 = blockDot(wq0 + (<usize>b << 5), xq + (<usize>b << 6));
-      a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(ws0 + so) * load<f32>(xs + so))));
+      const i0 = blockDot(wr + (<usize>b << 5), xq + (<usize>b << 6));
+      acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(sr + so) * load<f32>(xs + so))));
     }
-    let s0 = hsumF(a0);
-    if (bias != 0) s0 += load<f32>(bias + (<usize>n << 2));
-    store<f32>(out + (<usize>n << 2), s0);
+    let s = hsumF(f32x4.add(acc0, acc1));
+    if (bias != 0) s += load<f32>(bias + (<usize>n << 2));
+    store<f32>(out + (<usize>n << 2), s);
   }
 }
 
@@ -194,3 +184,4 @@ export function gemmQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, b
     }
   }
 }
+

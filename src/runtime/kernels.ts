@@ -92,7 +92,7 @@ export class Kernels {
     const xq = this.actScratch;
     const xs = xq + xqBytes;
     this.run('quantizeActQ8', [xq, xs, x, K], M, 1, K * 4);
-    if (M === 1) this.run('gemvQ8', [out, xq, xs, w.qs, w.scales, bias, K], N, 2, K);
+    if (M === 1) this.run('gemvQ8', [out, xq, xs, w.qs, w.scales, bias, K], N, 1, K);
     else this.run('gemmQ8', [out, xq, xs, w.qs, w.scales, bias, M, K, N], N, 1, M * K);
   }
 

@@ -1,0 +1,118 @@
+// Kernel benchmark: f32 GEMM throughput, f32 matrix-vector bandwidth against a SIMD sum over the
+// same bytes, and int8 matrix-vector rows/s against f32.
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { Runtime } from '../runtime/wasm.ts';
+
+export interface KernelBenchReport {
+  threads: number;
+  gemm: { M: number; K: number; N: number; gflopsBest: number; gflopsMedian: number };
+  matvec: {
+    K: number; N: number; matrixBytes: number; l3Bytes: number;
+    f32GBps: number; f32RowsPerS: number; sumGBps: number; ratioToSum: number;
+    q8RowsPerS: number; q8GBps: number; q8RatioToF32: number;
+  };
+  targets: { name: string; value: number; threshold: number; pass: boolean }[];
+}
+
+export const GEMM_TARGET_GFLOPS = 30;
+export const MATVEC_TARGET_RATIO = 0.75;
+export const Q8_TARGET_RATIO = 2;
+
+/** L3 size from sysfs (e.g. "32768K"), 32 MiB when unknown. */
+export function l3CacheBytes(): number {
+  try {
+    const s = readFileSync('/sys/devices/system/cpu/cpu0/cache/index3/size', 'utf8').trim();
+    const m = /^(\d+)\s*([KMG]?)/i.exec(s);
+    if (m) return Number(m[1]) * ({ '': 1, K: 1024, M: 2 ** 20, G: 2 ** 30 } as Record<string, number>)[m[2].toUpperCase()];
+  } catch { /* no sysfs: use the fallback */ }
+  return 32 * 2 ** 20;
+}
+
+/** Seconds per call of fn: best and median of `reps` timings, each over `inner` calls. */
+function timeIt(fn: () => void, reps: number, inner: number): { best: number; median: number } {
+  fn();
+  const t: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < inner; i++) fn();
+    t.push((performance.now() - t0) / 1000 / inner);
+  }
+  t.sort((a, b) => a - b);
+  return { best: t[0], median: t[Math.floor(t.length / 2)] };
+}
+
+function fillRandom(v: Float32Array, seed: number): void {
+  let s = seed >>> 0;
+  for (let i = 0; i < v.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    v[i] = s / 2 ** 32 - 0.5;
+  }
+}
+
+export async function benchKernels(opts: { threads: number; log: (line: string) => void }): Promise<KernelBenchReport> {
+  const { threads, log } = opts;
+  const rt = await Runtime.create({ threads });
+  try {
+    // f32 GEMM at a prefill shape (Qwen2.5-0.5B hidden size).
+    const M = 512, K = 896, N = 896;
+    const x = rt.alloc(M * K * 4), w = rt.alloc(N * K * 4), out = rt.alloc(M * N * 4);
+    fillRandom(rt.f32(x, M * K), 1);
+    fillRandom(rt.f32(w, N * K), 2);
+    const g = timeIt(() => rt.k.matmul(out, x, w, 0, M, K, N), 7, 3);
+    const flop = 2 * M * K * N;
+    const gemm = { M, K, N, gflopsBest: flop / g.best / 1e9, gflopsMedian: flop / g.median / 1e9 };
+    log(`f32 GEMM ${M}x${K}x${N}, ${threads} threads: best ${gemm.gflopsBest.toFixed(1)} GFLOP/s, median ${gemm.gflopsMedian.toFixed(1)} GFLOP/s`);
+    rt.free(x); rt.free(w); rt.free(out);
+
+    // Matrix-vector on a matrix 4x the L3 so every pass streams from DRAM.
+    const l3Bytes = l3CacheBytes();
+    const mvK = 2048;
+    const mvN = Math.ceil((4 * l3Bytes) / (mvK * 4) / 64) * 64;
+    const matrixBytes = mvN * mvK * 4;
+    const mw = rt.alloc(matrixBytes), mx = rt.alloc(mvK * 4), mo = rt.alloc(mvN * 4);
+    fillRandom(rt.f32(mw, mvN * mvK), 3);
+    fillRandom(rt.f32(mx, mvK), 4);
+    const reps = 9;
+    const sum = timeIt(() => rt.k.sumF32(mw, mvN * mvK), reps, 1);
+    const mv = timeIt(() => rt.k.matmul(mo, mx, mw, 0, 1, mvK, mvN), reps, 1);
+    const sumGBps = matrixBytes / sum.best / 1e9;
+    const f32GBps = matrixBytes / mv.best / 1e9;
+    const f32RowsPerS = mvN / mv.best;
+    log(`SIMD sum over ${(matrixBytes / 2 ** 20).toFixed(0)} MiB (L3 ${(l3Bytes / 2 ** 20).toFixed(0)} MiB): best ${sumGBps.toFixed(1)} GB/s, median ${(matrixBytes / sum.median / 1e9).toFixed(1)} GB/s`);
+    log(`f32 matvec ${mvN}x${mvK}: best ${f32GBps.toFixed(1)} GB/s (${(f32RowsPerS / 1e6).toFixed(2)} M rows/s), median ${(matrixBytes / mv.median / 1e9).toFixed(1)} GB/s; ratio to sum ${(f32GBps / sumGBps).toFixed(2)}`);
+
+    const wq = rt.k.quantizeQ8(mw, mvN, mvK);
+    rt.free(mw);
+    const q8Bytes = mvN * mvK + (mvN * mvK) / 8;
+    const q8 = timeIt(() => rt.k.matmulQ8(mo, mx, wq, 0, 1), reps, 2);
+    const q8RowsPerS = mvN / q8.best;
+    const q8GBps = q8Bytes / q8.best / 1e9;
+    log(`int8 matvec ${mvN}x${mvK}: best ${(q8RowsPerS / 1e6).toFixed(2)} M rows/s (${q8GBps.toFixed(1)} GB/s of weights+scales), median ${(mvN / q8.median / 1e6).toFixed(2)} M rows/s; ratio to f32 ${(q8RowsPerS / f32RowsPerS).toFixed(2)}`);
+
+    const targets = [
+      { name: `f32 GEMM GFLOP/s (${threads} threads)`, value: gemm.gflopsBest, threshold: GEMM_TARGET_GFLOPS },
+      { name: 'f32 matvec / SIMD sum bandwidth', value: f32GBps / sumGBps, threshold: MATVEC_TARGET_RATIO },
+      { name: 'int8 / f32 matvec rows/s', value: q8RowsPerS / f32RowsPerS, threshold: Q8_TARGET_RATIO },
+    ].map((t) => ({ ...t, pass: t.value >= t.threshold }));
+    for (const t of targets) log(`${t.pass ? 'PASS' : 'FAIL'} ${t.name}: ${t.value.toFixed(2)} (target >= ${t.threshold})`);
+    return {
+      threads,
+      gemm,
+      matvec: {
+        K: mvK, N: mvN, matrixBytes, l3Bytes, f32GBps, f32RowsPerS, sumGBps, ratioToSum: f32GBps / sumGBps,
+        q8RowsPerS, q8GBps, q8RatioToF32: q8RowsPerS / f32RowsPerS,
+      },
+      targets,
+    };
+  } finally {
+    await rt.close();
+  }
+}
+
+// Run directly: `node --import tsx src/bench/kernels.ts [threads]`.
+if (process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
+  const threads = Number(process.argv[2] ?? 2);
+  const report = await benchKernels({ threads, log: (line) => console.log(line) });
+  process.exitCode = report.targets.every((t) => t.pass) ? 0 : 1;
+}
