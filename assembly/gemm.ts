@@ -5,77 +5,56 @@ import { dot, hsum, hsum4 } from './common';
 const M_BLOCK: i32 = 64;
 
 /**
- * 4 x-rows by 4 w-rows tile: 16 f32x4 accumulators along K, then a transpose-sum gives the
- * 4x4 outputs as four vectors, one per x row.
+ * 2 x-rows by 4 w-rows tile: 8 f32x4 accumulators along K, then a transpose-sum gives each x
+ * row's 4 outputs as one vector. 2x4 rather than 4x4: V8 loads every operand of an iteration
+ * up front, and 8 accumulators + 6 operands fit the 16 xmm registers where 4x4 spills.
  */
 // @ts-ignore: decorator
-@inline function tile4x4(out: usize, x: usize, w: usize, bias: usize, K: i32, N: i32, m: i32, n: i32): void {
+@inline function tile2x4(out: usize, x: usize, w: usize, bias: usize, K: i32, N: i32, m: i32, n: i32): void {
   const rowBytes = <usize>K << 2;
   const x0 = x + <usize>m * rowBytes;
   const x1 = x0 + rowBytes;
-  const x2 = x1 + rowBytes;
-  const x3 = x2 + rowBytes;
   const w0 = w + <usize>n * rowBytes;
   const w1 = w0 + rowBytes;
   const w2 = w1 + rowBytes;
   const w3 = w2 + rowBytes;
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
   let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
-  let c20 = f32x4.splat(0), c21 = f32x4.splat(0), c22 = f32x4.splat(0), c23 = f32x4.splat(0);
-  let c30 = f32x4.splat(0), c31 = f32x4.splat(0), c32 = f32x4.splat(0), c33 = f32x4.splat(0);
   const kEnd = <usize>(K & ~3) << 2;
   for (let o: usize = 0; o < kEnd; o += 16) {
     const a0 = v128.load(x0 + o);
     const a1 = v128.load(x1 + o);
-    const a2 = v128.load(x2 + o);
-    const a3 = v128.load(x3 + o);
-    let b = v128.load(w0 + o);
-    c00 = f32x4.add(c00, f32x4.mul(a0, b));
-    c10 = f32x4.add(c10, f32x4.mul(a1, b));
-    c20 = f32x4.add(c20, f32x4.mul(a2, b));
-    c30 = f32x4.add(c30, f32x4.mul(a3, b));
-    b = v128.load(w1 + o);
-    c01 = f32x4.add(c01, f32x4.mul(a0, b));
-    c11 = f32x4.add(c11, f32x4.mul(a1, b));
-    c21 = f32x4.add(c21, f32x4.mul(a2, b));
-    c31 = f32x4.add(c31, f32x4.mul(a3, b));
-    b = v128.load(w2 + o);
-    c02 = f32x4.add(c02, f32x4.mul(a0, b));
-    c12 = f32x4.add(c12, f32x4.mul(a1, b));
-    c22 = f32x4.add(c22, f32x4.mul(a2, b));
-    c32 = f32x4.add(c32, f32x4.mul(a3, b));
-    b = v128.load(w3 + o);
-    c03 = f32x4.add(c03, f32x4.mul(a0, b));
-    c13 = f32x4.add(c13, f32x4.mul(a1, b));
-    c23 = f32x4.add(c23, f32x4.mul(a2, b));
-    c33 = f32x4.add(c33, f32x4.mul(a3, b));
+    const b0 = v128.load(w0 + o);
+    const b1 = v128.load(w1 + o);
+    const b2 = v128.load(w2 + o);
+    const b3 = v128.load(w3 + o);
+    c00 = f32x4.add(c00, f32x4.mul(a0, b0));
+    c01 = f32x4.add(c01, f32x4.mul(a0, b1));
+    c02 = f32x4.add(c02, f32x4.mul(a0, b2));
+    c03 = f32x4.add(c03, f32x4.mul(a0, b3));
+    c10 = f32x4.add(c10, f32x4.mul(a1, b0));
+    c11 = f32x4.add(c11, f32x4.mul(a1, b1));
+    c12 = f32x4.add(c12, f32x4.mul(a1, b2));
+    c13 = f32x4.add(c13, f32x4.mul(a1, b3));
   }
   let r0 = hsum4(c00, c01, c02, c03);
   let r1 = hsum4(c10, c11, c12, c13);
-  let r2 = hsum4(c20, c21, c22, c23);
-  let r3 = hsum4(c30, c31, c32, c33);
   for (let k = K & ~3; k < K; k++) {
     // K not a multiple of 4: finish the odd columns with scalars broadcast per w row.
     const o = <usize>k << 2;
     const b = f32x4(load<f32>(w0 + o), load<f32>(w1 + o), load<f32>(w2 + o), load<f32>(w3 + o));
     r0 = f32x4.add(r0, f32x4.mul(f32x4.splat(load<f32>(x0 + o)), b));
     r1 = f32x4.add(r1, f32x4.mul(f32x4.splat(load<f32>(x1 + o)), b));
-    r2 = f32x4.add(r2, f32x4.mul(f32x4.splat(load<f32>(x2 + o)), b));
-    r3 = f32x4.add(r3, f32x4.mul(f32x4.splat(load<f32>(x3 + o)), b));
   }
   if (bias != 0) {
     const bv = v128.load(bias + (<usize>n << 2));
     r0 = f32x4.add(r0, bv);
     r1 = f32x4.add(r1, bv);
-    r2 = f32x4.add(r2, bv);
-    r3 = f32x4.add(r3, bv);
   }
   const outRow = <usize>N << 2;
   const o0 = out + <usize>m * outRow + (<usize>n << 2);
   v128.store(o0, r0);
   v128.store(o0 + outRow, r1);
-  v128.store(o0 + 2 * outRow, r2);
-  v128.store(o0 + 3 * outRow, r3);
 }
 
 // @ts-ignore: decorator
@@ -91,10 +70,10 @@ export function gemmF32(out: usize, x: usize, w: usize, bias: usize, M: i32, K: 
   const nEnd4 = start + ((end - start) & ~3);
   for (let mb = 0; mb < M; mb += M_BLOCK) {
     const mbEnd = min(M, mb + M_BLOCK);
-    const mEnd4 = mb + ((mbEnd - mb) & ~3);
+    const mEnd2 = mb + ((mbEnd - mb) & ~1);
     for (let n = start; n < nEnd4; n += 4) {
-      for (let m = mb; m < mEnd4; m += 4) tile4x4(out, x, w, bias, K, N, m, n);
-      for (let m = mEnd4; m < mbEnd; m++) {
+      for (let m = mb; m < mEnd2; m += 2) tile2x4(out, x, w, bias, K, N, m, n);
+      for (let m = mEnd2; m < mbEnd; m++) {
         for (let j = 0; j < 4; j++) single(out, x, w, bias, K, N, m, n + j);
       }
     }
