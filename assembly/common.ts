@@ -29,7 +29,8 @@ export function heapBase(): usize {
 }
 
 /** Dot product of n floats at a and b (any alignment, any n). */
-export function dot(a: usize, b: usize, n: i32): f32 {
+// @ts-ignore: decorator
+@inline export function dot(a: usize, b: usize, n: i32): f32 {
   let s0 = f32x4.splat(0);
   let s1 = f32x4.splat(0);
   let k = 0;

@@ -125,8 +125,8 @@ export class Kernels {
   attentionCausal(out: number, q: number, k: number, v: number, T: number, S: number, Hq: number, Hkv: number, d: number, scale: number): void {
     if (Hq % Hkv !== 0) throw new UsageError(`attentionCausal: Hq=${Hq} is not a multiple of Hkv=${Hkv}`);
     if (S < T) throw new UsageError(`attentionCausal: S=${S} keys is fewer than T=${T} queries`);
-    // Grain 2*Hq keeps each (short row, long row) pair of the kernel's item order together.
-    this.run('attnCausal', [out, q, k, v, T, S, Hq, Hkv, d, scale], T * Hq, 2 * Hq, S * d * 2);
+    // Items are (row, KV head); grain 2*Hkv keeps each (short row, long row) pair together.
+    this.run('attnCausal', [out, q, k, v, T, S, Hq, Hkv, d, scale], T * Hkv, 2 * Hkv, S * d * 2 * (Hq / Hkv));
   }
 
   /** Paged attention over nJobs job records (8 i32 each); parallel over jobs. */

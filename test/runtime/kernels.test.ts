@@ -195,10 +195,10 @@ for (const threads of [1, 2]) {
       }
     });
 
-    test('attendPaged: shuffled block table, partial last block, slot subset, multi-row causal jobs', () => {
+    test('attendPaged: shuffled block table, partial last block, slot subset, multi-row causal jobs, keys beyond one chunk', () => {
       const r = rng(8);
       const blockSlots = 5, d = 12, G = 3, Hkv = 2, Hq = G * Hkv, rowStride = Hq * d;
-      const nBlocks = 40;
+      const nBlocks = 400;
       const pool = randArray(nBlocks * 2 * blockSlots * d, r);
       const poolPtr = put(rt, pool);
       const scale = 0.37;
@@ -209,6 +209,9 @@ for (const threads of [1, 2]) {
         { kh: 0, nKeys: 9, nRows: 3, subset: true },
         { kh: 1, nKeys: 1, nRows: 1, subset: false },
         { kh: 1, nKeys: 16, nRows: 2, subset: true },
+        // More keys than one kernel chunk (256): exercises the online-softmax rescale.
+        { kh: 0, nKeys: 700, nRows: 2, subset: false },
+        { kh: 1, nKeys: 530, nRows: 1, subset: true },
       ];
       const jobs = new Int32Array(specs.length * 8);
       const checks: { outPtr: number; want: Float64Array; n: number }[] = [];
