@@ -3,7 +3,8 @@ export type {
   EngineOptions, GenerateOptions, GenerateEvent, GenerateStats, Generation, PromptInput, ChatMessage, FinishReason, LoadProgress,
 } from './engine/engine.ts';
 export { Sampler, type SamplingOptions } from './engine/sampling.ts';
-export { estimateMemory, type MemoryEstimate } from './engine/memory.ts';
+export { planWasmMemory, type WasmMemoryPlan } from './engine/memory.ts';
+export { estimateMemory, type MemoryEstimate } from './model/config.ts';
 export { Runtime, type RuntimeOptions } from './runtime/wasm.ts';
 export { BlockPool } from './kv/pool.ts';
 export { SequenceKV, HeadKV } from './kv/store.ts';

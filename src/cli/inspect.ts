@@ -1,5 +1,5 @@
 import { readModelConfig } from '../engine/engine.ts';
-import { estimateMemory, WASM32_MAX_BYTES } from '../engine/memory.ts';
+import { planWasmMemory, WASM32_MAX_BYTES } from '../engine/memory.ts';
 import { defaultWeightFormat } from '../model/weights.ts';
 import { fmtBytes } from '../kv/pool.ts';
 import { defaultModelDir } from './default-model.ts';
@@ -9,7 +9,7 @@ export async function inspectCommand(opts: { model?: string; weights?: string })
   const dir = opts.model ?? (await defaultModelDir((s) => process.stderr.write(`${s}\n`)));
   const cfg = await readModelConfig(dir);
   const fmt = parseWeightFormat(opts.weights) ?? defaultWeightFormat(cfg);
-  const est = estimateMemory(cfg, fmt);
+  const est = planWasmMemory(cfg, fmt);
   const scaling = cfg.ropeScaling ? `${cfg.ropeScaling.type} x${cfg.ropeScaling.factor}` : 'none';
   const lines = [
     `model          ${dir}`,

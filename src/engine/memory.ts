@@ -1,12 +1,12 @@
-import type { ModelConfig } from '../model/config.ts';
-import { parameterCount, type WeightFormat } from '../model/weights.ts';
+import { estimateMemory as estimateWeights, type ModelConfig } from '../model/config.ts';
+import type { WeightFormat } from '../model/weights.ts';
 import { WasmMemoryError } from '../errors.ts';
 import { fmtBytes } from '../kv/pool.ts';
 
 /** wasm32 linear memory: 65536 pages of 64 KiB. */
 export const WASM32_MAX_BYTES = 4 * 1024 ** 3;
 
-export interface MemoryEstimate {
+export interface WasmMemoryPlan {
   parameters: number;
   /** Weights in wasm memory in the chosen format. */
   weightBytes: number;
@@ -21,18 +21,13 @@ export interface MemoryEstimate {
   fits: boolean;
 }
 
-export function estimateMemory(cfg: ModelConfig, fmt: WeightFormat, chunkTokens = 512): MemoryEstimate {
-  const params = parameterCount(cfg);
+export function planWasmMemory(cfg: ModelConfig, fmt: WeightFormat, chunkTokens = 512): WasmMemoryPlan {
+  const { parameterCount: params, weightBytes, kvBytesPer1kTokens } = estimateWeights(cfg, fmt);
   const D = cfg.hiddenSize;
-  const vectors = cfg.numLayers * 2 * D + D +
-    (cfg.attentionBias ? cfg.numLayers * (cfg.numHeads + 2 * cfg.numKvHeads) * cfg.headDim : 0);
-  const matrices = params - vectors;
-  const weightBytes = fmt === 'f32' ? params * 4 : vectors * 4 + matrices * (1 + 4 / 32);
   const largest = Math.max(cfg.vocabSize * D, cfg.intermediateSize * D);
   const loadPeakExtraBytes = fmt === 'q8' ? largest * 4 : 0;
   const rowFloats = 3 * D + 2 * cfg.numHeads * cfg.headDim + 2 * cfg.numKvHeads * cfg.headDim + 2 * cfg.intermediateSize;
   const activationBytes = chunkTokens * rowFloats * 4 + cfg.vocabSize * 4;
-  const kvBytesPer1kTokens = 2 * cfg.numLayers * cfg.numKvHeads * cfg.headDim * 4 * 1024;
   const free = WASM32_MAX_BYTES - weightBytes - activationBytes - 64 * 1024 ** 2;
   const kvTokensThatFit = Math.max(0, Math.floor((free / kvBytesPer1kTokens) * 1024));
   const fits = weightBytes + loadPeakExtraBytes + activationBytes < WASM32_MAX_BYTES && kvTokensThatFit >= 1024;
@@ -40,8 +35,8 @@ export function estimateMemory(cfg: ModelConfig, fmt: WeightFormat, chunkTokens 
 }
 
 /** Refuse, before loading anything, a model that cannot run in 4 GiB of wasm32 memory. */
-export function checkFitsWasm(cfg: ModelConfig, fmt: WeightFormat, dir: string): MemoryEstimate {
-  const est = estimateMemory(cfg, fmt);
+export function checkFitsWasm(cfg: ModelConfig, fmt: WeightFormat, dir: string): WasmMemoryPlan {
+  const est = planWasmMemory(cfg, fmt);
   if (!est.fits) {
     const hint = fmt === 'f32' ? ' try --weights q8, or' : '';
     throw new WasmMemoryError(

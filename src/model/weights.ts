@@ -1,6 +1,6 @@
 import type { Runtime } from '../runtime/wasm.ts';
 import type { Q8Weight } from '../runtime/kernels.ts';
-import type { ModelConfig } from './config.ts';
+import { estimateMemory, type ModelConfig } from './config.ts';
 import type { TensorSource } from './safetensors.ts';
 import { ModelLoadError } from '../errors.ts';
 
@@ -34,21 +34,9 @@ export interface ModelWeights {
   bytes: number;
 }
 
-/** Parameters of the model, counted from the config. */
-export function parameterCount(cfg: ModelConfig): number {
-  const D = cfg.hiddenSize;
-  const qDim = cfg.numHeads * cfg.headDim;
-  const kvDim = cfg.numKvHeads * cfg.headDim;
-  const perLayer =
-    2 * D + D * qDim + 2 * D * kvDim + qDim * D + 3 * D * cfg.intermediateSize +
-    (cfg.attentionBias ? qDim + 2 * kvDim : 0);
-  const embed = cfg.vocabSize * D;
-  return embed + cfg.numLayers * perLayer + D + (cfg.tieWordEmbeddings ? 0 : embed);
-}
-
 /** q8 for models over 300M parameters, f32 below, unless the user says otherwise. */
 export function defaultWeightFormat(cfg: ModelConfig): WeightFormat {
-  return parameterCount(cfg) > 300e6 ? 'q8' : 'f32';
+  return estimateMemory(cfg, 'f32').parameterCount > 300e6 ? 'q8' : 'f32';
 }
 
 export interface LoadWeightsOptions {
