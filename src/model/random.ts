@@ -201,7 +201,16 @@ function randomTensors(spec: RandomCheckpointSpec, vocabSize: number, headDim: n
     linear(`${p}.mlp.up_proj.weight`, spec.intermediateSize, h);
     linear(`${p}.mlp.down_proj.weight`, h, spec.intermediateSize);
   }
-  norm('model.norm.weight');
+  if (spec.tieWordEmbeddings) {
+    // Tied, the input token's own embedding row sits in the residual and would win its own logit
+    // (x.x > 0): every model would just repeat its last token. Random signs on the final norm
+    // make that self-score zero-mean while keeping the logit scale.
+    const w = rng.normals(h, 0.1, 1);
+    for (let i = 0; i < h; i++) if (rng.uniform() < 0.5) w[i] = -w[i];
+    add('model.norm.weight', [h], w);
+  } else {
+    norm('model.norm.weight');
+  }
   if (!spec.tieWordEmbeddings) {
     // Logit std ~4 after the final norm: peaked enough for a clear greedy winner.
     const lmHead = rng.normals(vocabSize * h, 4 / Math.sqrt(h));

@@ -1,0 +1,492 @@
+/**
+ * Hugging Face checkpoint -> GGUF v3, so llama.cpp can run the very same weights as a reference.
+ * Layout: magic, version, tensor count, metadata key/values, tensor infos (dims innermost first),
+ * padding to general.alignment, tensor data (each tensor aligned).
+ * llama.cpp's `llama` graph (used for Llama and Mistral) applies RoPE to adjacent pairs, so Q/K rows
+ * are permuted from HF's rotate-half order; `qwen2` uses rotate-half and takes rows as they are.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ModelLoadError } from '../errors.ts';
+import { parseConfig, type ModelConfig } from './config.ts';
+import { openSafetensors, f32ToF16Bits, type TensorSource } from './safetensors.ts';
+
+const GGUF_MAGIC = 0x46554747; // "GGUF" read as little-endian u32
+const GGUF_VERSION = 3;
+const ALIGNMENT_BYTES = 32;
+
+/** GGUF metadata value types. */
+const enum T {
+  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7, STRING = 8, ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
+}
+
+/** ggml tensor types used here. */
+export const GGML_TYPE_F32 = 0;
+export const GGML_TYPE_F16 = 1;
+
+/** llama.cpp token types. */
+const TOKEN_NORMAL = 1;
+const TOKEN_CONTROL = 3;
+const TOKEN_USER_DEFINED = 4;
+const TOKEN_UNUSED = 5;
+
+type MetaValue =
+  | { type: T.U32; value: number }
+  | { type: T.I32; value: number }
+  | { type: T.F32; value: number }
+  | { type: T.BOOL; value: boolean }
+  | { type: T.STRING; value: string }
+  | { type: T.ARRAY; elemType: T.STRING; value: string[] }
+  | { type: T.ARRAY; elemType: T.I32; value: number[] }
+  | { type: T.ARRAY; elemType: T.F32; value: number[] };
+
+const u32 = (value: number): MetaValue => ({ type: T.U32, value });
+const f32 = (value: number): MetaValue => ({ type: T.F32, value });
+const str = (value: string): MetaValue => ({ type: T.STRING, value });
+const bool = (value: boolean): MetaValue => ({ type: T.BOOL, value });
+
+/** Appends little-endian values to a growing buffer; flushed to the file in large chunks. */
+class ByteWriter {
+  private buf = Buffer.alloc(1 << 20);
+  private len = 0;
+  written = 0;
+  constructor(private readonly fd: number) {}
+  private ensure(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    this.flush();
+    if (n > this.buf.length) this.buf = Buffer.alloc(n);
+  }
+  flush(): void {
+    let done = 0;
+    while (done < this.len) done += fs.writeSync(this.fd, this.buf, done, this.len - done);
+    this.len = 0;
+  }
+  u32(v: number): void { this.ensure(4); this.buf.writeUInt32LE(v >>> 0, this.len); this.len += 4; this.written += 4; }
+  i32(v: number): void { this.ensure(4); this.buf.writeInt32LE(v, this.len); this.len += 4; this.written += 4; }
+  u64(v: number): void { this.ensure(8); this.buf.writeBigUInt64LE(BigInt(v), this.len); this.len += 8; this.written += 8; }
+  f32(v: number): void { this.ensure(4); this.buf.writeFloatLE(v, this.len); this.len += 4; this.written += 4; }
+  u8(v: number): void { this.ensure(1); this.buf[this.len++] = v; this.written += 1; }
+  str(s: string): void {
+    const b = Buffer.from(s, 'utf8');
+    this.u64(b.length);
+    this.bytes(b);
+  }
+  bytes(b: Uint8Array): void {
+    if (b.length > this.buf.length) {
+      this.flush();
+      let done = 0;
+      while (done < b.length) done += fs.writeSync(this.fd, b, done, b.length - done);
+      this.written += b.length;
+      return;
+    }
+    this.ensure(b.length);
+    this.buf.set(b, this.len);
+    this.len += b.length;
+    this.written += b.length;
+  }
+  padTo(alignment: number): void {
+    while (this.written % alignment !== 0) this.u8(0);
+  }
+}
+
+function writeMeta(w: ByteWriter, key: string, v: MetaValue): void {
+  w.str(key);
+  w.u32(v.type);
+  switch (v.type) {
+    case T.U32: w.u32(v.value); break;
+    case T.I32: w.i32(v.value); break;
+    case T.F32: w.f32(v.value); break;
+    case T.BOOL: w.u8(v.value ? 1 : 0); break;
+    case T.STRING: w.str(v.value); break;
+    case T.ARRAY:
+      w.u32(v.elemType);
+      w.u64(v.value.length);
+      if (v.elemType === T.STRING) for (const s of v.value as string[]) w.str(s);
+      else if (v.elemType === T.I32) for (const x of v.value as number[]) w.i32(x);
+      else for (const x of v.value as number[]) w.f32(x);
+      break;
+  }
+}
+
+interface PlannedTensor {
+  ggufName: string;
+  /** HF shape, outermost first. */
+  shape: number[];
+  ggmlType: number;
+  /** Produces the f32 values in HF row-major order, already permuted for llama's RoPE. */
+  load: () => Float32Array;
+}
+
+/**
+ * Reorders the rows of a Q or K projection (or its bias) from rotate-half to adjacent-pair RoPE:
+ * per head, row t*(d/2)+j moves to 2j+t.
+ */
+export function permuteRopeRows(data: Float32Array, numHeads: number, headDim: number, cols: number): Float32Array {
+  const out = new Float32Array(data.length);
+  const half = headDim / 2;
+  for (let h = 0; h < numHeads; h++) {
+    for (let t = 0; t < 2; t++) {
+      for (let j = 0; j < half; j++) {
+        const src = (h * headDim + t * half + j) * cols;
+        const dst = (h * headDim + 2 * j + t) * cols;
+        out.set(data.subarray(src, src + cols), dst);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * llama.cpp's per-frequency RoPE divisors for llama3 scaling (rope_freqs.weight): the unscaled
+ * frequency divided by this factor is the scaled one. Uses rope_scaling's original context length.
+ */
+export function llama3RopeFreqFactors(cfg: ModelConfig): Float32Array {
+  const s = cfg.ropeScaling;
+  if (s?.type !== 'llama3') throw new Error('llama3RopeFreqFactors needs llama3 rope scaling');
+  const half = cfg.headDim / 2;
+  const out = new Float32Array(half);
+  const lowFreqWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
+  const highFreqWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
+  for (let i = 0; i < half; i++) {
+    const freq = Math.pow(cfg.ropeTheta, -(2 * i) / cfg.headDim);
+    const wavelen = (2 * Math.PI) / freq;
+    if (wavelen < highFreqWavelen) out[i] = 1;
+    else if (wavelen > lowFreqWavelen) out[i] = s.factor;
+    else {
+      const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+      out[i] = 1 / ((1 - smooth) / s.factor + smooth);
+    }
+  }
+  return out;
+}
+
+function planTensors(cfg: ModelConfig, src: TensorSource, dtype: 'f32' | 'f16', dir: string): PlannedTensor[] {
+  const permute = cfg.architecture !== 'qwen2';
+  const names = new Set(src.names());
+  const plan: PlannedTensor[] = [];
+  const matrixType = dtype === 'f16' ? GGML_TYPE_F16 : GGML_TYPE_F32;
+  const add = (hf: string, gguf: string, opts: { required?: boolean; rope?: number } = {}): void => {
+    if (!names.has(hf)) {
+      if (opts.required === false) return;
+      throw new ModelLoadError(`${dir}: tensor ${hf} is missing from the safetensors`);
+    }
+    names.delete(hf);
+    const shape = src.info(hf).shape;
+    const heads = opts.rope;
+    plan.push({
+      ggufName: gguf,
+      shape,
+      // Vectors (norms, biases) stay f32 as llama.cpp's converter keeps them.
+      ggmlType: shape.length >= 2 ? matrixType : GGML_TYPE_F32,
+      load: () => {
+        const data = src.readF32(hf);
+        if (!permute || heads === undefined) return data;
+        return permuteRopeRows(data, heads, cfg.headDim, shape.length >= 2 ? shape[1] : 1);
+      },
+    });
+  };
+  add('model.embed_tokens.weight', 'token_embd.weight');
+  for (let l = 0; l < cfg.numLayers; l++) {
+    const p = `model.layers.${l}`;
+    const b = `blk.${l}`;
+    const biasRequired = cfg.attentionBias ? undefined : false;
+    add(`${p}.input_layernorm.weight`, `${b}.attn_norm.weight`);
+    add(`${p}.self_attn.q_proj.weight`, `${b}.attn_q.weight`, { rope: cfg.numHeads });
+    add(`${p}.self_attn.q_proj.bias`, `${b}.attn_q.bias`, { rope: cfg.numHeads, required: biasRequired });
+    add(`${p}.self_attn.k_proj.weight`, `${b}.attn_k.weight`, { rope: cfg.numKvHeads });
+    add(`${p}.self_attn.k_proj.bias`, `${b}.attn_k.bias`, { rope: cfg.numKvHeads, required: biasRequired });
+    add(`${p}.self_attn.v_proj.weight`, `${b}.attn_v.weight`);
+    add(`${p}.self_attn.v_proj.bias`, `${b}.attn_v.bias`, { required: biasRequired });
+    add(`${p}.self_attn.o_proj.weight`, `${b}.attn_output.weight`);
+    add(`${p}.self_attn.o_proj.bias`, `${b}.attn_output.bias`, { required: false });
+    add(`${p}.post_attention_layernorm.weight`, `${b}.ffn_norm.weight`);
+    add(`${p}.mlp.gate_proj.weight`, `${b}.ffn_gate.weight`);
+    add(`${p}.mlp.up_proj.weight`, `${b}.ffn_up.weight`);
+    add(`${p}.mlp.down_proj.weight`, `${b}.ffn_down.weight`);
+  }
+  add('model.norm.weight', 'output_norm.weight');
+  // Tied checkpoints omit lm_head; llama.cpp then reuses token_embd for the output.
+  add('lm_head.weight', 'output.weight', { required: !cfg.tieWordEmbeddings });
+  if (cfg.ropeScaling?.type === 'llama3') {
+    if (cfg.architecture === 'qwen2') throw new ModelLoadError(`${dir}: llama3 rope scaling on qwen2 cannot be exported to GGUF`);
+    const factors = llama3RopeFreqFactors(cfg);
+    plan.push({ ggufName: 'rope_freqs.weight', shape: [factors.length], ggmlType: GGML_TYPE_F32, load: () => factors });
+  }
+  for (const n of names) {
+    if (n.endsWith('.rotary_emb.inv_freq')) continue; // a cached buffer, recomputed from config
+    throw new ModelLoadError(`${dir}: tensor ${n} has no GGUF counterpart; the checkpoint does not look like ${cfg.architecture}`);
+  }
+  return plan;
+}
+
+interface TokenizerMeta {
+  tokens: string[];
+  tokenTypes: number[];
+  merges: string[];
+  bosId: number | null;
+  eosId: number | null;
+  addBos: boolean;
+  addEos: boolean;
+}
+
+function readJsonFile(file: string): Record<string, unknown> | null {
+  if (!fs.existsSync(file)) return null;
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new ModelLoadError(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+function tokenizerMeta(dir: string, cfg: ModelConfig): TokenizerMeta {
+  const tj = readJsonFile(path.join(dir, 'tokenizer.json'));
+  if (!tj) throw new ModelLoadError(`${dir} has no tokenizer.json; GGUF export needs it for the vocabulary`);
+  const tc = readJsonFile(path.join(dir, 'tokenizer_config.json')) ?? {};
+  const model = tj.model as { type?: string; vocab?: Record<string, number>; merges?: (string | string[])[] } | undefined;
+  if (!model || model.type !== 'BPE' || typeof model.vocab !== 'object') {
+    throw new ModelLoadError(`${dir}/tokenizer.json: only byte-level BPE tokenizers can be exported (got ${model?.type ?? 'none'})`);
+  }
+  const added = (tj.added_tokens ?? []) as { id: number; content: string; special?: boolean }[];
+  let maxId = cfg.vocabSize - 1;
+  for (const id of Object.values(model.vocab)) maxId = Math.max(maxId, id);
+  for (const t of added) maxId = Math.max(maxId, t.id);
+  const tokens = new Array<string | undefined>(maxId + 1);
+  const tokenTypes = new Array<number>(maxId + 1).fill(TOKEN_NORMAL);
+  for (const [tok, id] of Object.entries(model.vocab)) tokens[id] = tok;
+  for (const t of added) {
+    tokens[t.id] = t.content;
+    tokenTypes[t.id] = t.special ? TOKEN_CONTROL : TOKEN_USER_DEFINED;
+  }
+  for (let i = 0; i < tokens.length; i++) {
+    // Embedding rows past the tokenizer's vocabulary get placeholder names, as llama.cpp's converter does.
+    if (tokens[i] === undefined) {
+      tokens[i] = `[PAD${i}]`;
+      tokenTypes[i] = TOKEN_UNUSED;
+    }
+  }
+  const merges = (model.merges ?? []).map((m) => (Array.isArray(m) ? m.join(' ') : m));
+  const idOf = (v: unknown): number | null => {
+    const s = typeof v === 'string' ? v : typeof v === 'object' && v !== null ? (v as { content?: unknown }).content : null;
+    if (typeof s !== 'string') return null;
+    const i = tokens.indexOf(s);
+    return i >= 0 ? i : null;
+  };
+  const bosId = idOf(tc.bos_token) ?? cfg.bosTokenId;
+  const eosId = idOf(tc.eos_token) ?? cfg.eosTokenIds[0] ?? null;
+  return {
+    tokens: tokens as string[],
+    tokenTypes,
+    merges,
+    bosId,
+    eosId,
+    addBos: tc.add_bos_token === true,
+    addEos: tc.add_eos_token === true,
+  };
+}
+
+export interface ExportGgufOptions {
+  dtype: 'f32' | 'f16';
+  /** Called after each tensor with bytes of tensor data written so far and in total. */
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+}
+
+export async function exportGguf(modelDir: string, outPath: string, opts: ExportGgufOptions): Promise<void> {
+  const cfgPath = path.join(modelDir, 'config.json');
+  const cfgJson = readJsonFile(cfgPath);
+  if (!cfgJson) throw new ModelLoadError(`${modelDir} has no config.json; is it a Hugging Face model directory?`);
+  const cfg = parseConfig(cfgJson, modelDir);
+  const tok = tokenizerMeta(modelDir, cfg);
+  const src = await openSafetensors(modelDir);
+  try {
+    const plan = planTensors(cfg, src, opts.dtype, modelDir);
+    const arch = cfg.architecture === 'qwen2' ? 'qwen2' : 'llama';
+    const meta: [string, MetaValue][] = [
+      ['general.architecture', str(arch)],
+      ['general.name', str(path.basename(path.resolve(modelDir)))],
+      ['general.alignment', u32(ALIGNMENT_BYTES)],
+      ['general.file_type', u32(opts.dtype === 'f16' ? 1 : 0)],
+      [`${arch}.context_length`, u32(cfg.maxPositionEmbeddings)],
+      [`${arch}.embedding_length`, u32(cfg.hiddenSize)],
+      [`${arch}.block_count`, u32(cfg.numLayers)],
+      [`${arch}.feed_forward_length`, u32(cfg.intermediateSize)],
+      [`${arch}.attention.head_count`, u32(cfg.numHeads)],
+      [`${arch}.attention.head_count_kv`, u32(cfg.numKvHeads)],
+      [`${arch}.attention.key_length`, u32(cfg.headDim)],
+      [`${arch}.attention.value_length`, u32(cfg.headDim)],
+      [`${arch}.attention.layer_norm_rms_epsilon`, f32(cfg.rmsNormEps)],
+      [`${arch}.rope.freq_base`, f32(cfg.ropeTheta)],
+      [`${arch}.rope.dimension_count`, u32(cfg.headDim)],
+      [`${arch}.vocab_size`, u32(tok.tokens.length)],
+    ];
+    if (cfg.ropeScaling?.type === 'linear') {
+      meta.push([`${arch}.rope.scaling.type`, str('linear')], [`${arch}.rope.scaling.factor`, f32(cfg.ropeScaling.factor)]);
+    }
+    meta.push(
+      ['tokenizer.ggml.model', str('gpt2')],
+      ['tokenizer.ggml.pre', str('default')],
+      ['tokenizer.ggml.tokens', { type: T.ARRAY, elemType: T.STRING, value: tok.tokens }],
+      ['tokenizer.ggml.token_type', { type: T.ARRAY, elemType: T.I32, value: tok.tokenTypes }],
+      ['tokenizer.ggml.merges', { type: T.ARRAY, elemType: T.STRING, value: tok.merges }],
+      ['tokenizer.ggml.add_bos_token', bool(tok.addBos)],
+      ['tokenizer.ggml.add_eos_token', bool(tok.addEos)],
+    );
+    if (tok.bosId !== null) meta.push(['tokenizer.ggml.bos_token_id', u32(tok.bosId)]);
+    if (tok.eosId !== null) meta.push(['tokenizer.ggml.eos_token_id', u32(tok.eosId)]);
+
+    const tensorBytes = (t: PlannedTensor): number => t.shape.reduce((a, b) => a * b, 1) * (t.ggmlType === GGML_TYPE_F16 ? 2 : 4);
+    const align = (n: number): number => Math.ceil(n / ALIGNMENT_BYTES) * ALIGNMENT_BYTES;
+    let totalBytes = 0;
+    const offsets: number[] = [];
+    for (const t of plan) {
+      offsets.push(totalBytes);
+      totalBytes = align(totalBytes + tensorBytes(t));
+    }
+
+    const fd = fs.openSync(outPath, 'w');
+    try {
+      const w = new ByteWriter(fd);
+      w.u32(GGUF_MAGIC);
+      w.u32(GGUF_VERSION);
+      w.u64(plan.length);
+      w.u64(meta.length);
+      for (const [k, v] of meta) writeMeta(w, k, v);
+      plan.forEach((t, i) => {
+        w.str(t.ggufName);
+        w.u32(t.shape.length);
+        for (let d = t.shape.length - 1; d >= 0; d--) w.u64(t.shape[d]); // innermost dimension first
+        w.u32(t.ggmlType);
+        w.u64(offsets[i]);
+      });
+      w.padTo(ALIGNMENT_BYTES);
+      const dataStart = w.written;
+      let done = 0;
+      for (let i = 0; i < plan.length; i++) {
+        const t = plan[i];
+        const values = t.load();
+        if (t.ggmlType === GGML_TYPE_F16) {
+          const half = new Uint16Array(values.length);
+          for (let j = 0; j < values.length; j++) half[j] = f32ToF16Bits(values[j]);
+          w.bytes(new Uint8Array(half.buffer));
+        } else {
+          w.bytes(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+        }
+        w.padTo(ALIGNMENT_BYTES);
+        done = w.written - dataStart;
+        opts.onProgress?.(done, totalBytes);
+      }
+      w.flush();
+    } finally {
+      fs.closeSync(fd);
+    }
+  } finally {
+    src.close();
+  }
+}
+
+export interface GgufTensorInfo {
+  name: string;
+  /** Innermost dimension first, as stored. */
+  dims: number[];
+  type: number;
+  offset: number;
+}
+
+export interface GgufHeader {
+  version: number;
+  metadata: Map<string, unknown>;
+  tensors: GgufTensorInfo[];
+  /** Absolute file offset of the tensor data section. */
+  dataOffset: number;
+}
+
+/** Sequential reader over a file descriptor with a refilled window, for headers of any size. */
+class ByteReader {
+  private buf = Buffer.alloc(0);
+  private bufStart = 0;
+  pos = 0;
+  constructor(private readonly fd: number, private readonly fileBytes: number) {}
+  /** Makes n bytes at pos available and returns their index in buf (read buf only after calling). */
+  private need(n: number): number {
+    if (this.pos + n > this.fileBytes) throw new ModelLoadError(`GGUF file ends inside its header (at byte ${this.pos})`);
+    if (this.pos < this.bufStart || this.pos + n > this.bufStart + this.buf.length) {
+      this.buf = Buffer.alloc(Math.max(n, 1 << 20));
+      const got = fs.readSync(this.fd, this.buf, 0, this.buf.length, this.pos);
+      this.buf = this.buf.subarray(0, got);
+      this.bufStart = this.pos;
+    }
+    const at = this.pos - this.bufStart;
+    this.pos += n;
+    return at;
+  }
+  u8(): number { const at = this.need(1); return this.buf[at]; }
+  i8(): number { const at = this.need(1); return this.buf.readInt8(at); }
+  u16(): number { const at = this.need(2); return this.buf.readUInt16LE(at); }
+  i16(): number { const at = this.need(2); return this.buf.readInt16LE(at); }
+  u32(): number { const at = this.need(4); return this.buf.readUInt32LE(at); }
+  i32(): number { const at = this.need(4); return this.buf.readInt32LE(at); }
+  f32(): number { const at = this.need(4); return this.buf.readFloatLE(at); }
+  f64(): number { const at = this.need(8); return this.buf.readDoubleLE(at); }
+  u64(): number { return Number(this.buf.readBigUInt64LE(this.need(8))); }
+  i64(): number { return Number(this.buf.readBigInt64LE(this.need(8))); }
+  str(): string {
+    const n = this.u64();
+    const at = this.need(n);
+    return this.buf.toString('utf8', at, at + n);
+  }
+}
+
+function readValue(r: ByteReader, type: number): unknown {
+  switch (type) {
+    case T.U8: return r.u8();
+    case T.I8: return r.i8();
+    case T.U16: return r.u16();
+    case T.I16: return r.i16();
+    case T.U32: return r.u32();
+    case T.I32: return r.i32();
+    case T.F32: return r.f32();
+    case T.BOOL: return r.u8() !== 0;
+    case T.STRING: return r.str();
+    case T.U64: return r.u64();
+    case T.I64: return r.i64();
+    case T.F64: return r.f64();
+    case T.ARRAY: {
+      const elemType = r.u32();
+      const n = r.u64();
+      const out: unknown[] = new Array(n);
+      for (let i = 0; i < n; i++) out[i] = readValue(r, elemType);
+      return out;
+    }
+    default:
+      throw new ModelLoadError(`GGUF metadata has unknown value type ${type}`);
+  }
+}
+
+/** Reads the metadata and tensor infos of a GGUF file (not the tensor data). */
+export function readGgufHeader(filePath: string): GgufHeader {
+  const fd = fs.openSync(filePath, 'r');
+  try {
+    const r = new ByteReader(fd, fs.fstatSync(fd).size);
+    if (r.u32() !== GGUF_MAGIC) throw new ModelLoadError(`${filePath} is not a GGUF file (bad magic)`);
+    const version = r.u32();
+    const tensorCount = r.u64();
+    const kvCount = r.u64();
+    const metadata = new Map<string, unknown>();
+    for (let i = 0; i < kvCount; i++) {
+      const key = r.str();
+      metadata.set(key, readValue(r, r.u32()));
+    }
+    const tensors: GgufTensorInfo[] = [];
+    for (let i = 0; i < tensorCount; i++) {
+      const name = r.str();
+      const nDims = r.u32();
+      const dims: number[] = [];
+      for (let d = 0; d < nDims; d++) dims.push(r.u64());
+      tensors.push({ name, dims, type: r.u32(), offset: r.u64() });
+    }
+    const alignment = typeof metadata.get('general.alignment') === 'number' ? (metadata.get('general.alignment') as number) : ALIGNMENT_BYTES;
+    const dataOffset = Math.ceil(r.pos / alignment) * alignment;
+    return { version, metadata, tensors, dataOffset };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
