@@ -1,7 +1,7 @@
 // Attention kernels. Exact softmax(q·k*scale)·V with an online softmax over key chunks, so the
 // key count is bounded only by memory. The G query heads that share a KV head are processed
 // together: each key and value row is fetched once per chunk for all of them.
-import { dot, threadScratch, threadScratchBytes } from './common';
+import { dot, hsum4, threadScratch, threadScratchBytes } from './common';
 
 /** f32x4 e^x (Cephes-style: 2^n split plus degree-5 polynomial, ~2 ulp). */
 // @ts-ignore: decorator
@@ -50,13 +50,37 @@ function groupChunk(qp: usize, op: usize, G: i32, d: i32, C: i32, cn: i32, scale
   const mp = addrs + (<usize>C << 2);
   const lp = mp + (<usize>G << 2);
   const headBytes = <usize>d << 2;
-  for (let j = 0; j < cn; j++) {
-    const kp = <usize>load<u32>(addrs + (<usize>j << 2));
-    for (let g = 0; g < G; g++) {
-      store<f32>(scores + ((<usize>g * <usize>C + <usize>j) << 2), dot(qp + <usize>g * headBytes, kp, d) * scale);
+  // Scores four keys at a time per head: each q vector load feeds four keys, and the 4x4
+  // transpose-sum yields the four scores as one vector.
+  const cn4 = cn & ~3;
+  const d4 = d & ~3;
+  const sv = f32x4.splat(scale);
+  for (let g = 0; g < G; g++) {
+    const qg = qp + <usize>g * headBytes;
+    const sg = scores + ((<usize>g * <usize>C) << 2);
+    let j = 0;
+    for (; j < cn4; j += 4) {
+      const ap = addrs + (<usize>j << 2);
+      const k0 = <usize>load<u32>(ap), k1 = <usize>load<u32>(ap, 4), k2 = <usize>load<u32>(ap, 8), k3 = <usize>load<u32>(ap, 12);
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      for (let o: usize = 0; o < (<usize>d4 << 2); o += 16) {
+        const qv = v128.load(qg + o);
+        a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(k0 + o)));
+        a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(k1 + o)));
+        a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(k2 + o)));
+        a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(k3 + o)));
+      }
+      let r = hsum4(a0, a1, a2, a3);
+      for (let i = d4; i < d; i++) {
+        const o = <usize>i << 2;
+        r = f32x4.add(r, f32x4.mul(f32x4.splat(load<f32>(qg + o)), f32x4(load<f32>(k0 + o), load<f32>(k1 + o), load<f32>(k2 + o), load<f32>(k3 + o))));
+      }
+      v128.store(sg + (<usize>j << 2), f32x4.mul(r, sv));
+    }
+    for (; j < cn; j++) {
+      store<f32>(sg + (<usize>j << 2), dot(qg, <usize>load<u32>(addrs + (<usize>j << 2)), d) * scale);
     }
   }
-  const cn4 = cn & ~3;
   for (let g = 0; g < G; g++) {
     const sg = scores + ((<usize>g * <usize>C) << 2);
     let cmax: f32 = -Infinity;

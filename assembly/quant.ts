@@ -94,20 +94,18 @@ export function gemvQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, b
     const wr = wq + <usize>n * <usize>K;
     const sr = ws + <usize>n * sRow;
     let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0);
-    let b = 0;
-    for (; b + 2 <= nb; b += 2) {
-      const wp = wr + (<usize>b << 5);
-      const xp = xq + (<usize>b << 6);
-      const so = <usize>b << 2;
+    // Pointer induction variables keep the loop to a few adds (V8 spills index arithmetic).
+    let wp = wr, xp = xq, sp = sr, tp = xs;
+    const wEnd = wr + (<usize>(nb & ~1) << 5);
+    for (; wp < wEnd; wp += 64, xp += 128, sp += 8, tp += 8) {
       const i0 = blockDot(wp, xp);
       const i1 = blockDot(wp + 32, xp + 64);
-      acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(sr + so) * load<f32>(xs + so))));
-      acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(i1), f32x4.splat(load<f32>(sr + so, 4) * load<f32>(xs + so, 4))));
+      acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(sp) * load<f32>(tp))));
+      acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(i1), f32x4.splat(load<f32>(sp, 4) * load<f32>(tp, 4))));
     }
-    if (b < nb) {
-      const so = <usize>b << 2;
-      const i0 = blockDot(wr + (<usize>b << 5), xq + (<usize>b << 6));
-      acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(sr + so) * load<f32>(xs + so))));
+    if ((nb & 1) != 0) {
+      const i0 = blockDot(wp, xp);
+      acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(sp) * load<f32>(tp))));
     }
     let s = hsumF(f32x4.add(acc0, acc1));
     if (bias != 0) s += load<f32>(bias + (<usize>n << 2));

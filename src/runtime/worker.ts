@@ -18,9 +18,9 @@ const argArrays: number[][] = [];
 for (let i = 0; i <= MAX_ARGS + 2; i++) argArrays.push(new Array<number>(i).fill(0));
 const t = init.thread;
 
-parentPort!.postMessage('ready');
-
+// Read the generation before announcing readiness: the first dispatch may follow immediately.
 let seen = Atomics.load(ctl, CTL.GEN);
+parentPort!.postMessage('ready');
 for (;;) {
   let g = Atomics.load(ctl, CTL.GEN);
   for (let i = 0; g === seen && i < SPIN_POLLS; i++) g = Atomics.load(ctl, CTL.GEN);
