@@ -1,4 +1,7 @@
 /**
+ * Runs in a child process spawned by llamacpp.ts: llama.cpp's native addon and this project's
+ * wasm runtime crash intermittently when they share one process, so they never do.
+ *
  * llama.cpp (via @fugood/llama.node) as a reference implementation for parity tests.
  * The binding takes prompts as text only, so llama.cpp tokenizes them itself (adding BOS when the
  * GGUF says tokenizer.ggml.add_bos_token). Generated token ids are recovered from the per-token
@@ -7,14 +10,15 @@
 import { loadModel } from '@fugood/llama.node';
 import { readGgufHeader } from '../../src/model/gguf.ts';
 import { byteToUnicode } from '../../src/model/random.ts';
+import { writeFileSync } from 'node:fs';
 
-export interface LlamaCppOptions {
+interface LlamaCppOptions {
   nCtx?: number;
   /** How many top probabilities to report for the first generated position (default 5). */
   nProbs?: number;
 }
 
-export interface LlamaCppGreedyResult {
+interface LlamaCppGreedyResult {
   tokens: number[];
   text: string;
   /** Full-softmax top probabilities at the first generated position, best first. */
@@ -78,7 +82,7 @@ function idOfPiece(index: Map<string, number>, piece: string): number {
   return id;
 }
 
-export async function llamaCppGreedy(ggufPath: string, prompt: string, nPredict: number, opts: LlamaCppOptions = {}): Promise<LlamaCppGreedyResult> {
+async function llamaCppGreedy(ggufPath: string, prompt: string, nPredict: number, opts: LlamaCppOptions = {}): Promise<LlamaCppGreedyResult> {
   const index = pieceIndex(ggufPath);
   return withModel(ggufPath, opts.nCtx ?? 512, async (ctx) => {
     const greedy = await ctx.completion({ prompt, n_predict: nPredict, temperature: 0, top_k: 1, n_probs: 1 });
@@ -96,6 +100,12 @@ export async function llamaCppGreedy(ggufPath: string, prompt: string, nPredict:
 }
 
 /** llama.cpp's tokenization of `text` (special tokens parsed, no BOS added). */
-export async function llamaCppTokenize(ggufPath: string, text: string): Promise<number[]> {
+async function llamaCppTokenize(ggufPath: string, text: string): Promise<number[]> {
   return withModel(ggufPath, 64, async (ctx) => Array.from((await ctx.tokenize(text)).tokens));
 }
+
+// argv: <request JSON> <result file>
+const [request, resultPath] = process.argv.slice(2) as [string, string];
+const req = JSON.parse(request) as { fn: 'greedy'; gguf: string; prompt: string; nPredict: number; opts?: LlamaCppOptions } | { fn: 'tokenize'; gguf: string; text: string };
+const result = req.fn === 'greedy' ? await llamaCppGreedy(req.gguf, req.prompt, req.nPredict, req.opts) : await llamaCppTokenize(req.gguf, req.text);
+writeFileSync(resultPath, JSON.stringify(result));
