@@ -10,7 +10,7 @@
 import { loadModel } from '@fugood/llama.node';
 import { readGgufHeader } from '../../src/model/gguf.ts';
 import { byteToUnicode } from '../../src/model/random.ts';
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 
 interface LlamaCppOptions {
   nCtx?: number;
@@ -108,4 +108,6 @@ async function llamaCppTokenize(ggufPath: string, text: string): Promise<number[
 const [request, resultPath] = process.argv.slice(2) as [string, string];
 const req = JSON.parse(request) as { fn: 'greedy'; gguf: string; prompt: string; nPredict: number; opts?: LlamaCppOptions } | { fn: 'tokenize'; gguf: string; text: string };
 const result = req.fn === 'greedy' ? await llamaCppGreedy(req.gguf, req.prompt, req.nPredict, req.opts) : await llamaCppTokenize(req.gguf, req.text);
-writeFileSync(resultPath, JSON.stringify(result));
+// Write to a temporary name and rename, so a crash never leaves half a result behind.
+writeFileSync(`${resultPath}.part`, JSON.stringify(result));
+renameSync(`${resultPath}.part`, resultPath);

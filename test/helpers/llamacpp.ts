@@ -3,7 +3,7 @@
  * child process (see llamacpp-child.ts for why and for how token ids and probabilities are read).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,19 +23,27 @@ export interface LlamaCppGreedyResult {
 
 const child = fileURLToPath(new URL('./llamacpp-child.ts', import.meta.url));
 
-async function inChild<T>(request: object): Promise<T> {
+/**
+ * The binding crashes now and then (a signal, most often while tearing down). A result written
+ * before the crash is complete and is used; a run that wrote none is retried.
+ */
+async function inChild<T>(request: object, tries = 3): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'llamacpp-'));
   const out = join(dir, 'result.json');
   try {
-    let stderr = '';
-    const code = await new Promise<number | null>((resolve, reject) => {
-      const p = spawn(process.execPath, ['--import', 'tsx', child, JSON.stringify(request), out], { stdio: ['ignore', 'ignore', 'pipe'] });
-      p.stderr.on('data', (b: Buffer) => { stderr = (stderr + b.toString()).slice(-4000); });
-      p.on('error', reject);
-      p.on('close', resolve);
-    });
-    if (code !== 0) throw new Error(`llama.cpp child exited with ${code}:\n${stderr}`);
-    return JSON.parse(readFileSync(out, 'utf8')) as T;
+    let failure = '';
+    for (let attempt = 0; attempt < tries; attempt++) {
+      let stderr = '';
+      const status = await new Promise<string>((resolve, reject) => {
+        const p = spawn(process.execPath, ['--import', 'tsx', child, JSON.stringify(request), out], { stdio: ['ignore', 'ignore', 'pipe'] });
+        p.stderr.on('data', (b: Buffer) => { stderr = (stderr + b.toString()).slice(-4000); });
+        p.on('error', reject);
+        p.on('close', (code, signal) => resolve(signal ?? String(code)));
+      });
+      if (existsSync(out)) return JSON.parse(readFileSync(out, 'utf8')) as T;
+      failure = `llama.cpp child ended with ${status} before writing a result:\n${stderr}`;
+    }
+    throw new Error(failure);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
