@@ -1,5 +1,6 @@
 import type { Runtime } from '../runtime/wasm.ts';
 import type { BlockPool } from './pool.ts';
+import { PageSummary } from './summary.ts';
 import { ContextLengthError } from '../errors.ts';
 
 /**
@@ -14,6 +15,8 @@ export class HeadKV {
   blocks = 0;
   length = 0;
   positions: Int32Array;
+  /** Per-page key min/max, when a decode-time method asked for them. */
+  summary: PageSummary | null = null;
 
   constructor(rt: Runtime, maxBlocks: number, blockSlots: number) {
     this.maxBlocks = maxBlocks;
@@ -29,17 +32,30 @@ export interface SequenceKVOptions {
   maxTokens: number;
 }
 
+/** Bytes read by attention and selection during decode, summed over steps. */
+export interface ReadStats {
+  steps: number;
+  kBytes: number;
+  vBytes: number;
+  summaryBytes: number;
+}
+
 /** All heads of one sequence, appended to by the forward pass and compacted by eviction. */
 export class SequenceKV {
   readonly layers: number;
   readonly kvHeads: number;
   readonly maxTokens: number;
-  readonly heads: HeadKV[];
+  /** Heads of each layer: kvHeads of them, or one per query head once a layer is expanded. */
+  private layerHeads: HeadKV[][];
+  /** Query heads served by one stored head, per layer (the model's GQA group, or 1 if expanded). */
+  private groups: number[];
   /** Tokens this sequence has seen: the RoPE position of the next token. */
   nextPosition = 0;
+  readonly reads: ReadStats = { steps: 0, kBytes: 0, vBytes: 0, summaryBytes: 0 };
   private rt: Runtime;
-  private pool: BlockPool;
+  readonly pool: BlockPool;
   private released = false;
+  private summaryPage = 0;
 
   constructor(rt: Runtime, pool: BlockPool, opts: SequenceKVOptions) {
     this.rt = rt;
@@ -47,13 +63,79 @@ export class SequenceKV {
     this.layers = opts.layers;
     this.kvHeads = opts.kvHeads;
     this.maxTokens = opts.maxTokens;
-    const maxBlocks = Math.ceil(opts.maxTokens / pool.blockSlots);
-    this.heads = [];
-    for (let i = 0; i < opts.layers * opts.kvHeads; i++) this.heads.push(new HeadKV(rt, maxBlocks, pool.blockSlots));
+    this.layerHeads = [];
+    this.groups = [];
+    for (let l = 0; l < opts.layers; l++) {
+      const hs: HeadKV[] = [];
+      for (let h = 0; h < opts.kvHeads; h++) hs.push(this.newHead());
+      this.layerHeads.push(hs);
+      this.groups.push(0);
+    }
   }
 
-  head(layer: number, kvHead: number): HeadKV {
-    return this.heads[layer * this.kvHeads + kvHead]!;
+  private newHead(): HeadKV {
+    return new HeadKV(this.rt, Math.ceil(this.maxTokens / this.pool.blockSlots), this.pool.blockSlots);
+  }
+
+  head(layer: number, h: number): HeadKV {
+    return this.layerHeads[layer]![h]!;
+  }
+
+  /** Stored heads of a layer (kvHeads, or query heads once expanded). */
+  headsIn(layer: number): HeadKV[] {
+    return this.layerHeads[layer]!;
+  }
+
+  /** True once `expandLayer` gave every query head of the layer its own copy. */
+  isExpanded(layer: number): boolean {
+    return this.groups[layer] === 1;
+  }
+
+  /** Every stored head of every layer. */
+  get heads(): HeadKV[] {
+    return this.layerHeads.flat();
+  }
+
+  private view(): Float32Array {
+    return this.rt.f32(0, this.rt.memory.buffer.byteLength >>> 2);
+  }
+
+  /** Float offset of slot `s`'s K row in wasm memory (V is `blockSlots * d` floats further). */
+  private slotOffset(table: Int32Array, s: number): number {
+    const bs = this.pool.blockSlots;
+    return (this.pool.blockPtr(table[(s / bs) | 0]!) >>> 2) + (s % bs) * this.pool.headDim;
+  }
+
+  private table(head: HeadKV): Int32Array {
+    return this.rt.i32(head.tablePtr, head.maxBlocks);
+  }
+
+  /** Append one slot from K and V rows at `kOff`/`vOff` of `k`/`v` (wasm views or plain arrays). */
+  private pushSlot(head: HeadKV, k: Float32Array, kOff: number, v: Float32Array, vOff: number, position: number): void {
+    const pool = this.pool;
+    const d = pool.headDim;
+    const bs = pool.blockSlots;
+    if (head.length + 1 > head.maxBlocks * bs) {
+      throw new ContextLengthError(`a sequence would hold more than the context of ${this.maxTokens} tokens; shorten the prompt or lower max tokens`);
+    }
+    const slot = head.length;
+    if (slot % bs === 0) {
+      const id = pool.allocate();
+      this.table(head)[head.blocks++] = id;
+    }
+    // Allocation may have grown memory and moved the pool: take a fresh view and table.
+    const mem = this.view();
+    const dst = this.slotOffset(this.table(head), slot);
+    mem.set(k.subarray(kOff, kOff + d), dst);
+    mem.set(v.subarray(vOff, vOff + d), dst + bs * d);
+    if (head.positions.length <= slot) {
+      const grown = new Int32Array(Math.max(slot + 1, head.positions.length * 2));
+      grown.set(head.positions.subarray(0, head.length));
+      head.positions = grown;
+    }
+    head.positions[slot] = position;
+    head.length++;
+    head.summary?.add(slot, mem, dst);
   }
 
   /**
@@ -61,54 +143,122 @@ export class SequenceKV {
    * (K after RoPE); `positions` gives each row's token position.
    */
   append(layer: number, kPtr: number, vPtr: number, T: number, positions: ArrayLike<number>): void {
-    const pool = this.pool;
-    const d = pool.headDim;
-    const bs = pool.blockSlots;
+    const d = this.pool.headDim;
     const rowFloats = this.kvHeads * d;
-    let mem = this.rt.f32(0, this.rt.memory.buffer.byteLength >>> 2);
-    const kBase = kPtr >>> 2;
-    const vBase = vPtr >>> 2;
-    for (let h = 0; h < this.kvHeads; h++) {
-      const head = this.head(layer, h);
-      if (head.length + T > head.maxBlocks * bs) {
+    const heads = this.layerHeads[layer]!;
+    const copies = heads.length / this.kvHeads;
+    for (const head of heads) {
+      if (head.length + T > head.maxBlocks * this.pool.blockSlots) {
         throw new ContextLengthError(
           `sequence would hold ${head.length + T} tokens, more than the context of ${this.maxTokens}; shorten the prompt or lower max tokens`,
         );
       }
-      let table = this.rt.i32(head.tablePtr, head.maxBlocks);
-      if (head.positions.length < head.length + T) {
-        const grown = new Int32Array(Math.max(head.length + T, head.positions.length * 2));
-        grown.set(head.positions.subarray(0, head.length));
-        head.positions = grown;
-      }
+    }
+    for (let i = 0; i < heads.length; i++) {
+      const h = (i / copies) | 0;
       for (let t = 0; t < T; t++) {
-        const slot = head.length;
-        const inBlock = slot % bs;
-        if (inBlock === 0) {
-          const id = pool.allocate();
-          // Pool growth may grow memory: refresh views onto the current buffer.
-          if (mem.buffer !== this.rt.memory.buffer) {
-            mem = this.rt.f32(0, this.rt.memory.buffer.byteLength >>> 2);
-            table = this.rt.i32(head.tablePtr, head.maxBlocks);
-          }
-          table[head.blocks++] = id;
-        }
-        const block = table[(slot / bs) | 0]!;
-        const dst = (pool.blockPtr(block) >>> 2) + inBlock * d;
         const src = t * rowFloats + h * d;
-        mem.copyWithin(dst, kBase + src, kBase + src + d);
-        mem.copyWithin(dst + bs * d, vBase + src, vBase + src + d);
-        head.positions[slot] = positions[t]!;
-        head.length++;
+        // Activations were allocated before any growth, so an older view still covers them.
+        const act = this.view();
+        this.pushSlot(heads[i]!, act, (kPtr >>> 2) + src, act, (vPtr >>> 2) + src, positions[t]!);
+      }
+    }
+  }
+
+  /** K rows of a head's slots, [length, d] (a copy). */
+  readKeys(layer: number, h: number): Float32Array {
+    return this.readRows(this.head(layer, h), 0);
+  }
+
+  /** V rows of a head's slots, [length, d] (a copy). */
+  readValues(layer: number, h: number): Float32Array {
+    return this.readRows(this.head(layer, h), this.pool.blockSlots * this.pool.headDim);
+  }
+
+  private readRows(head: HeadKV, shift: number): Float32Array {
+    const d = this.pool.headDim;
+    const out = new Float32Array(head.length * d);
+    const mem = this.view();
+    const table = this.table(head);
+    for (let s = 0; s < head.length; s++) {
+      const o = this.slotOffset(table, s) + shift;
+      out.set(mem.subarray(o, o + d), s * d);
+    }
+    return out;
+  }
+
+  /**
+   * Keep only the slots `keep` (ascending, unique) of a head: survivors move down into the lowest
+   * slots with their K, V and position, and blocks past the new length go back to the pool.
+   */
+  compact(layer: number, h: number, keep: Int32Array): void {
+    const head = this.head(layer, h);
+    const d = this.pool.headDim;
+    const bs = this.pool.blockSlots;
+    const mem = this.view();
+    const table = this.table(head);
+    for (let i = 0; i < keep.length; i++) {
+      const s = keep[i]!;
+      if (s < 0 || s >= head.length || (i > 0 && s <= keep[i - 1]!)) {
+        throw new RangeError(`compact: kept slots must be ascending and within 0..${head.length - 1}, got ${s} at ${i}`);
+      }
+      if (s === i) continue;
+      const from = this.slotOffset(table, s);
+      const to = this.slotOffset(table, i);
+      mem.copyWithin(to, from, from + d);
+      mem.copyWithin(to + bs * d, from + bs * d, from + bs * d + d);
+      head.positions[i] = head.positions[s]!;
+    }
+    head.length = keep.length;
+    const blocks = Math.ceil(head.length / bs);
+    for (let b = blocks; b < head.blocks; b++) this.pool.release(table[b]!);
+    head.blocks = blocks;
+    if (head.summary) head.summary.rebuild(this.readKeys(layer, h), head.length);
+  }
+
+  /**
+   * Give every query head of a layer its own copy of its KV head's slots (the cache "expanded"
+   * G times, as original SnapKV does per query head). Costs G times the blocks; irreversible.
+   */
+  expandLayer(layer: number, group: number): void {
+    if (this.isExpanded(layer) || group === 1) { this.groups[layer] = 1; return; }
+    const old = this.layerHeads[layer]!;
+    const d = this.pool.headDim;
+    const fresh: HeadKV[] = [];
+    for (let h = 0; h < old.length; h++) {
+      const src = old[h]!;
+      // Plain copies: pushing new slots may grow the pool and move the source blocks.
+      const k = this.readKeys(layer, h);
+      const v = this.readValues(layer, h);
+      for (let g = 0; g < group; g++) {
+        const head = this.newHead();
+        if (this.summaryPage) head.summary = new PageSummary(this.summaryPage, d);
+        for (let s = 0; s < src.length; s++) this.pushSlot(head, k, s * d, v, s * d, src.positions[s]!);
+        fresh.push(head);
+      }
+    }
+    this.releaseHeads(old);
+    this.layerHeads[layer] = fresh;
+    this.groups[layer] = 1;
+  }
+
+  /** Keep per-page key min/max for every head from now on (idempotent for the same page). */
+  enableSummaries(page: number): void {
+    if (this.summaryPage === page) return;
+    this.summaryPage = page;
+    for (let l = 0; l < this.layers; l++) {
+      const heads = this.layerHeads[l]!;
+      for (let h = 0; h < heads.length; h++) {
+        const head = heads[h]!;
+        head.summary = new PageSummary(page, this.pool.headDim);
+        head.summary.rebuild(this.readKeys(l, h), head.length);
       }
     }
   }
 
   /** Slots held per head, for accounting. */
   lengths(): Int32Array {
-    const out = new Int32Array(this.heads.length);
-    for (let i = 0; i < this.heads.length; i++) out[i] = this.heads[i]!.length;
-    return out;
+    return Int32Array.from(this.heads.map((h) => h.length));
   }
 
   /** Slots stored over all heads. */
@@ -118,16 +268,34 @@ export class SequenceKV {
     return n;
   }
 
-  /** Return every block to the pool and the tables to the runtime. */
-  release(): void {
-    if (this.released) return;
-    this.released = true;
-    for (const head of this.heads) {
-      const table = this.rt.i32(head.tablePtr, head.maxBlocks);
+  /** Bytes of the blocks this sequence holds. */
+  blockBytes(): number {
+    let b = 0;
+    for (const h of this.heads) b += h.blocks;
+    return b * this.pool.blockBytes;
+  }
+
+  /** Bytes of page summaries this sequence holds. */
+  summaryBytes(): number {
+    let b = 0;
+    for (const h of this.heads) b += h.summary?.bytes ?? 0;
+    return b;
+  }
+
+  private releaseHeads(heads: HeadKV[]): void {
+    for (const head of heads) {
+      const table = this.table(head);
       for (let b = 0; b < head.blocks; b++) this.pool.release(table[b]!);
       head.blocks = 0;
       head.length = 0;
       this.rt.free(head.tablePtr);
     }
+  }
+
+  /** Return every block to the pool and the tables to the runtime. */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    for (const heads of this.layerHeads) this.releaseHeads(heads);
   }
 }

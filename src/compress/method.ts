@@ -1,0 +1,40 @@
+import type { DecodeSelector, EvictionMethod, ModelShape } from './press.ts';
+
+/** A setting of a method, validated before any work starts. */
+export interface OptionSpec {
+  type: 'int' | 'number' | 'boolean' | 'string';
+  default: number | boolean | string;
+  /** For strings: the accepted values. */
+  choices?: string[];
+  /** For numbers: inclusive bounds. */
+  min?: number;
+  max?: number;
+  help: string;
+}
+
+export type OptionValues = Record<string, number | boolean | string>;
+
+/** What a method factory knows of the request and the model. */
+export interface MethodContext {
+  /** The user's --kv-budget in tokens (a positive integer). */
+  budget: number;
+  promptLength: number;
+  maxNewTokens: number;
+  shape: ModelShape;
+  maxPositionEmbeddings: number;
+  blockSlots: number;
+}
+
+export interface CompressionParts {
+  eviction?: EvictionMethod;
+  selector?: DecodeSelector;
+}
+
+/** A registry entry: one method name, its one-line summary, its knobs with defaults, a factory. */
+export interface MethodEntry {
+  name: string;
+  summary: string;
+  options: Record<string, OptionSpec>;
+  /** `opts` holds every option, defaults filled in and types checked. */
+  create(ctx: MethodContext, opts: OptionValues): CompressionParts;
+}
