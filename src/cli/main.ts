@@ -1,6 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { RocketError, UsageError } from '../errors.ts';
 import { runCommand } from './run.ts';
+import { methodsCommand } from './methods.ts';
 import { inspectCommand } from './inspect.ts';
 import { exportGgufCommand } from './export-gguf.ts';
 import { benchKernelsCommand, benchDecodeCommand } from './bench.ts';
@@ -44,7 +45,15 @@ export function buildProgram(): Command {
     .option('--threads <n>', 'kernel threads (default: all cores)', intArg('threads', 1))
     .option('--weights <fmt>', 'in-memory weights: f32 or q8 (default q8 above 300M parameters)')
     .option('--ctx <n>', 'most tokens a sequence may hold (default: the model\'s context)', intArg('ctx', 1))
+    .option('--kv-method <name>', 'KV compression method (see `rocketkv methods`)', 'full')
+    .option('--kv-budget <n>', 'KV budget in tokens (its meaning per method: see `rocketkv methods`)')
+    .option('--kv-opt <key=value...>', 'method option, repeatable')
     .action(runCommand);
+
+  program
+    .command('methods')
+    .description('list the KV compression methods, one line each, with their defaults')
+    .action(methodsCommand);
 
   program
     .command('inspect')

@@ -2,9 +2,11 @@ import { readFile } from 'node:fs/promises';
 import { Engine, type PromptInput } from '../engine/engine.ts';
 import { UsageError } from '../errors.ts';
 import { fmtBytes } from '../kv/pool.ts';
+import type { KvReport } from '../engine/report.ts';
 import { defaultModelDir } from './default-model.ts';
 import { progressBar } from './progress.ts';
 import { parseWeightFormat } from './common.ts';
+import { parseOptionPairs, resolveCompression, type CompressionRequest } from '../compress/registry.ts';
 
 export interface RunOptions {
   model?: string;
@@ -19,6 +21,15 @@ export interface RunOptions {
   threads?: number;
   weights?: string;
   ctx?: number;
+  kvMethod: string;
+  kvBudget?: string;
+  kvOpt?: string[];
+}
+
+/** The CLI's --kv-* flags as a library request; numbers stay strings until the registry checks them. */
+export function kvRequestFromFlags(method: string, budget: string | undefined, opts: string[] | undefined): CompressionRequest {
+  const b = budget === undefined ? undefined : /^\s*-?\d+(\.\d+)?\s*$/.test(budget) ? Number(budget) : budget;
+  return { ...parseOptionPairs(opts), method, budget: b as number | undefined };
 }
 
 async function readStdin(): Promise<string> {
@@ -43,6 +54,8 @@ async function readPrompt(arg: string | undefined, file: string | undefined): Pr
 
 export async function runCommand(promptArg: string | undefined, opts: RunOptions): Promise<void> {
   const weights = parseWeightFormat(opts.weights);
+  const kv = kvRequestFromFlags(opts.kvMethod, opts.kvBudget, opts.kvOpt);
+  resolveCompression(kv); // every KV setting is checked before any work starts
   const text = await readPrompt(promptArg, opts.file);
   const dir = opts.model ?? (await defaultModelDir((s) => process.stderr.write(`${s}\n`)));
   const bar = progressBar('loading');
@@ -63,6 +76,7 @@ export async function runCommand(promptArg: string | undefined, opts: RunOptions
       seed: opts.seed,
       stop: opts.stop,
       onPrefillProgress: (done, total) => { if (total > 512) prefillBar.update(done, total); },
+      kv,
     });
     let first = true;
     for await (const ev of gen) {
@@ -76,9 +90,22 @@ export async function runCommand(promptArg: string | undefined, opts: RunOptions
     process.stderr.write(
       `prompt ${s.promptTokens} tokens, prefill ${s.prefillMs.toFixed(0)} ms (${((s.promptTokens / s.prefillMs) * 1000).toFixed(1)} tokens/s); ` +
         `generated ${s.generatedTokens} tokens, decode ${s.decodeMs.toFixed(0)} ms (${decodeTps.toFixed(1)} tokens/s); finish: ${s.finishReason}\n` +
-        `KV: ${fmtBytes(s.kvBytes)} stored at the end, pool peak ${fmtBytes(s.kvPeakBytes)}; weights ${engine.weightFormat}, ${engine.runtime.threads} threads\n`,
+        `weights ${engine.weightFormat}, ${engine.runtime.threads} threads\n` +
+        formatKvReport(s.kv) + '\n',
     );
   } finally {
     await engine.close();
   }
+}
+
+export function formatKvReport(r: KvReport): string {
+  const budget = Number.isFinite(r.budget) ? ` budget ${r.budget}` : '';
+  const per = r.kvsPerHead;
+  return [
+    `KV method ${r.method}${budget}: ${fmtBytes(r.storedBytes)} stored vs ${fmtBytes(r.fullBytes)} for the full cache ` +
+      `(compression ${r.compressionRatio.toFixed(2)}x); KVs per head min ${per.min} / mean ${per.mean.toFixed(1)} / max ${per.max}` +
+      (r.summaryBytes ? `; page summaries ${fmtBytes(r.summaryBytes)}` : ''),
+    `KV pool peak ${fmtBytes(r.poolPeakBytes)}; read per decode step ${fmtBytes(r.readPerStep.total)} ` +
+      `(K ${fmtBytes(r.readPerStep.k)}, V ${fmtBytes(r.readPerStep.v)}, summaries ${fmtBytes(r.readPerStep.summaries)}); evictions ${r.evictions}`,
+  ].join('\n');
 }

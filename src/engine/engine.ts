@@ -12,6 +12,9 @@ import { Sampler, validateSampling, type SamplingOptions } from './sampling.ts';
 import { StopMatcher } from './stop.ts';
 import { checkFitsWasm } from './memory.ts';
 import { ContextLengthError, ModelLoadError, UsageError } from '../errors.ts';
+import { createCompression, resolveCompression, type CompressionRequest, type ResolvedCompression } from '../compress/registry.ts';
+import { CompressionSession } from '../compress/session.ts';
+import { kvReport, type KvReport } from './report.ts';
 
 export interface LoadProgress { stage: 'weights'; done: number; total: number }
 
@@ -40,6 +43,8 @@ export interface GenerateOptions extends SamplingOptions {
   /** Prompt tokens per prefill forward call (default 512). */
   prefillChunkTokens?: number;
   onPrefillProgress?: (done: number, total: number) => void;
+  /** KV compression for this request: `{ method, budget, ...options }` (default: full). */
+  kv?: CompressionRequest;
 }
 
 export interface GenerateEvent { token: number; text: string }
@@ -56,6 +61,8 @@ export interface GenerateStats {
   /** The pool's peak bytes during this generation. */
   kvPeakBytes: number;
   finishReason: FinishReason;
+  /** What the KV cache held and what decode read, measured on the store. */
+  kv: KvReport;
 }
 
 /** One request's stream of tokens; `stats` and `text` are filled once iteration ends. */
@@ -134,6 +141,7 @@ export class Engine {
     if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new UsageError(`max tokens must be an integer >= 0, got ${opts.maxTokens}`);
     const chunk = opts.prefillChunkTokens ?? 512;
     if (!Number.isInteger(chunk) || chunk <= 0) throw new UsageError(`prefill chunk must be a positive integer, got ${chunk}`);
+    const kv = resolveCompression(opts.kv ?? { method: 'full' });
     const prompt = this.encodePrompt(input);
     if (prompt.length === 0) throw new UsageError('the prompt is empty: give at least one token');
     if (prompt.length >= this.maxContextTokens) {
@@ -148,14 +156,27 @@ export class Engine {
       text: '',
       tokens: [],
       async *[Symbol.asyncIterator]() {
-        yield* engine.run(prompt, budget, chunk, opts, gen);
+        yield* engine.run(prompt, budget, chunk, opts, kv, gen);
       },
     };
     return gen;
   }
 
-  private async *run(prompt: number[], maxTokens: number, chunk: number, opts: GenerateOptions, gen: Generation): AsyncGenerator<GenerateEvent> {
+  private async *run(prompt: number[], maxTokens: number, chunk: number, opts: GenerateOptions, kv: ResolvedCompression, gen: Generation): AsyncGenerator<GenerateEvent> {
     const seq = this.newSequence();
+    const c = this.config;
+    const session = new CompressionSession(
+      seq,
+      createCompression(kv, {
+        promptLength: prompt.length,
+        maxNewTokens: maxTokens,
+        shape: { numLayers: c.numLayers, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim },
+        maxPositionEmbeddings: this.maxContextTokens,
+        blockSlots: this.pool.blockSlots,
+      }),
+      { numLayers: c.numLayers, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim },
+      kv.budget,
+    );
     const sampler = new Sampler(opts);
     const decoder = new StreamDecoder(this.tokenizer);
     const stop = new StopMatcher(opts.stop);
@@ -169,10 +190,11 @@ export class Engine {
       let logits: Float32Array = new Float32Array(0);
       for (let i = 0; i < prompt.length; i += chunk) {
         const part = prompt.slice(i, Math.min(prompt.length, i + chunk));
-        logits = this.model.forward([{ seq, tokens: part }])[0]!;
+        logits = this.model.forward([{ seq, tokens: part, hooks: session }])[0]!;
         opts.onPrefillProgress?.(Math.min(prompt.length, i + chunk), prompt.length);
         if (prompt.length > chunk) await yieldToEventLoop();
       }
+      session.afterPrefill(prompt.length);
       prefillMs = performance.now() - t0;
       const t1 = performance.now();
       for (let n = 0; n < maxTokens; n++) {
@@ -183,7 +205,10 @@ export class Engine {
         gen.text += text;
         yield { token, text };
         if (stop.stopped) { finish = 'stop'; break; }
-        if (n + 1 < maxTokens) logits = this.model.forward([{ seq, tokens: [token] }])[0]!;
+        if (n + 1 < maxTokens) {
+          logits = this.model.forward([{ seq, tokens: [token], hooks: session }])[0]!;
+          session.afterDecodeStep();
+        }
         await yieldToEventLoop();
       }
       decodeMs = performance.now() - t1;
@@ -197,9 +222,10 @@ export class Engine {
         generatedTokens: gen.tokens.length,
         prefillMs,
         decodeMs,
-        kvBytes: seqBytes(seq, this.pool.blockBytes),
+        kvBytes: seq.blockBytes(),
         kvPeakBytes: this.pool.peakBytes,
         finishReason: finish,
+        kv: kvReport(seq, kv.entry.name, kv.budget, this.pool.peakBytes, session.evictions),
       };
     } finally {
       seq.release();
@@ -209,12 +235,6 @@ export class Engine {
   async close(): Promise<void> {
     await this.runtime.close();
   }
-}
-
-function seqBytes(seq: SequenceKV, blockBytes: number): number {
-  let blocks = 0;
-  for (const h of seq.heads) blocks += h.blocks;
-  return blocks * blockBytes;
 }
 
 function yieldToEventLoop(): Promise<void> {

@@ -10,6 +10,22 @@ import type { BlockPool } from '../kv/pool.ts';
 export interface ForwardItem {
   seq: SequenceKV;
   tokens: ArrayLike<number>;
+  /** How a compression method takes part in this item's forward pass (none: full attention). */
+  hooks?: ForwardHooks;
+}
+
+/**
+ * Where a compression method takes part in the forward pass, without the model knowing which
+ * method it is. Views passed in are valid only during the call.
+ */
+export interface ForwardHooks {
+  /** After RoPE, for every layer: the item's query rows [T, numHeads * headDim]. */
+  onQueries?(layer: number, q: Float32Array, T: number): void;
+  /**
+   * Decode steps (one token): the slots of stored head h this step's attention reads (ascending),
+   * or null for all. `q` is the group's queries, [group, headDim].
+   */
+  select?(layer: number, h: number, q: Float32Array, group: number): Int32Array | null;
 }
 
 /** Per-row activation buffers, reallocated only when a call needs more rows than before. */
@@ -64,6 +80,8 @@ export class LlamaModel {
   private scratchFloats = 0;
   private logits = 0;
   private logitsRows = 0;
+  private slots = 0;
+  private slotsCap = 0;
 
   constructor(rt: Runtime, cfg: ModelConfig, weights: ModelWeights, pool: BlockPool) {
     this.rt = rt;
@@ -116,7 +134,7 @@ export class LlamaModel {
     }
     rt.i32(a.pos, M).set(positions);
 
-    const nJobs = this.planJobs(items);
+    this.planJobs(items);
     const scale = 1 / Math.sqrt(d);
 
     for (let l = 0; l < c.numLayers; l++) {
@@ -133,8 +151,14 @@ export class LlamaModel {
         const r0 = rowStart[i]!;
         it.seq.append(l, a.k + r0 * kvDim * 4, a.v + r0 * kvDim * 4, it.tokens.length, positions.subarray(r0, r0 + it.tokens.length));
       }
-      this.fillJobs(items, rowStart, l, a.q, a.att);
-      k.attendPaged(this.jobs, nJobs, this.pool.basePtr, this.pool.blockSlots, d, G, qDim, scale);
+      if (items.some((it) => it.hooks?.onQueries)) {
+        const qAll = rt.f32(a.q, M * qDim);
+        items.forEach((it, i) => it.hooks?.onQueries?.(l, qAll.subarray(rowStart[i]! * qDim, (rowStart[i]! + it.tokens.length) * qDim), it.tokens.length));
+      }
+      // Grouped heads (G query heads per stored head) and expanded ones (one each) run as two calls.
+      const [grouped, expanded] = this.fillJobs(items, rowStart, l, a.q, a.att);
+      if (grouped) k.attendPaged(this.jobs, grouped, this.pool.basePtr, this.pool.blockSlots, d, G, qDim, scale);
+      if (expanded) k.attendPaged(this.jobs + grouped * JOB_FIELDS * 4, expanded, this.pool.basePtr, this.pool.blockSlots, d, 1, qDim, scale);
       this.linear(a.proj, a.att, w.o, M);
       k.add(a.x, a.x, a.proj, M * D);
 
@@ -147,7 +171,10 @@ export class LlamaModel {
       k.add(a.x, a.x, a.proj, M * D);
     }
 
-    for (const it of items) it.seq.nextPosition += it.tokens.length;
+    for (const it of items) {
+      if (it.tokens.length === 1) it.seq.reads.steps++;
+      it.seq.nextPosition += it.tokens.length;
+    }
 
     // Final norm and output head on each item's last row only.
     const n = items.length;
@@ -167,19 +194,22 @@ export class LlamaModel {
     return out;
   }
 
-  /** Count attention jobs and size the job table and the per-job score scratch. */
-  private planJobs(items: ForwardItem[]): number {
-    const Hkv = this.cfg.numKvHeads;
+  /** Size the job table and the per-job score scratch for the most jobs any layer can need. */
+  private planJobs(items: ForwardItem[]): void {
     let nJobs = 0;
     let floats = 0;
     for (const it of items) {
-      const T = it.tokens.length;
-      const chunks = Math.ceil(T / ROWS_PER_JOB);
-      // Heads may differ in length after eviction: size every job for the longest.
+      const chunks = Math.ceil(it.tokens.length / ROWS_PER_JOB);
+      // Heads may differ in length after eviction, and expanded layers store one head per query head.
       let longest = 0;
-      for (const head of it.seq.heads) longest = Math.max(longest, head.length);
-      nJobs += chunks * Hkv;
-      floats += chunks * Hkv * (longest + T);
+      let most = 0;
+      for (let l = 0; l < it.seq.layers; l++) {
+        const heads = it.seq.headsIn(l);
+        most = Math.max(most, heads.length);
+        for (const head of heads) longest = Math.max(longest, head.length);
+      }
+      nJobs += chunks * most;
+      floats += chunks * most * (longest + it.tokens.length);
     }
     if (nJobs > this.jobsCap) {
       if (this.jobsCap) this.rt.free(this.jobs);
@@ -191,42 +221,93 @@ export class LlamaModel {
       this.scratch = this.rt.alloc(floats * 4, 64);
       this.scratchFloats = floats;
     }
-    return nJobs;
   }
 
-  /** One job per (item, KV head, group of query rows), over that head's slots in this layer. */
-  private fillJobs(items: ForwardItem[], rowStart: number[], layer: number, q: number, out: number): void {
+  /**
+   * One job per (item, stored head, group of query rows) over that head's slots in this layer:
+   * grouped heads first, then heads of expanded layers. Decode steps ask the item's selector which
+   * slots to read and count the bytes read. Returns the two job counts.
+   */
+  private fillJobs(items: ForwardItem[], rowStart: number[], layer: number, q: number, out: number): [number, number] {
     const c = this.cfg;
     const d = c.headDim;
-    const Hkv = c.numKvHeads;
-    const G = c.numHeads / Hkv;
-    const rowBytes = c.numHeads * d * 4;
-    const jobs = this.rt.i32(this.jobs, this.jobsCap * JOB_FIELDS);
-    let j = 0;
-    let scratch = this.scratch;
+    const G = c.numHeads / c.numKvHeads;
+    const rowFloats = c.numHeads * d;
+    const rowBytes = rowFloats * 4;
+
+    // Selections first: their total size decides the slot buffer.
+    const selections: (Int32Array | null)[][] = [];
+    let selected = 0;
     for (let i = 0; i < items.length; i++) {
       const it = items[i]!;
-      const T = it.tokens.length;
-      for (let h = 0; h < Hkv; h++) {
-        const head = it.seq.head(layer, h);
-        for (let a = 0; a < T; a += ROWS_PER_JOB) {
-          const b = Math.min(T, a + ROWS_PER_JOB);
-          const nKeys = head.length - T + b;
-          const off = (rowStart[i]! + a) * rowBytes + h * G * d * 4;
-          const o = j * JOB_FIELDS;
-          jobs[o] = q + off;
-          jobs[o + 1] = out + off;
-          jobs[o + 2] = head.tablePtr;
-          jobs[o + 3] = nKeys;
-          jobs[o + 4] = 0;
-          jobs[o + 5] = b - a;
-          jobs[o + 6] = scratch;
-          jobs[o + 7] = 0;
-          scratch += nKeys * 4;
-          j++;
+      const heads = it.seq.headsIn(layer);
+      const group = it.seq.isExpanded(layer) ? 1 : G;
+      const sel: (Int32Array | null)[] = [];
+      if (it.tokens.length === 1 && it.hooks?.select) {
+        const qRow = this.rt.f32(q + rowStart[i]! * rowBytes, rowFloats);
+        for (let h = 0; h < heads.length; h++) {
+          const s = it.hooks.select(layer, h, qRow.subarray(h * group * d, (h + 1) * group * d), group);
+          sel.push(s);
+          if (s) selected += s.length;
+        }
+      }
+      selections.push(sel);
+    }
+    if (selected > this.slotsCap) {
+      if (this.slotsCap) this.rt.free(this.slots);
+      this.slots = this.rt.alloc(selected * 4, 16);
+      this.slotsCap = selected;
+    }
+
+    const jobs = this.rt.i32(this.jobs, this.jobsCap * JOB_FIELDS);
+    let slotPtr = this.slots;
+    let scratch = this.scratch;
+    let j = 0;
+    const counts: [number, number] = [0, 0];
+    for (const pass of [0, 1]) {
+      for (let i = 0; i < items.length; i++) {
+        const it = items[i]!;
+        const expanded = it.seq.isExpanded(layer);
+        if ((pass === 1) !== expanded) continue;
+        const T = it.tokens.length;
+        const heads = it.seq.headsIn(layer);
+        const group = expanded ? 1 : G;
+        for (let h = 0; h < heads.length; h++) {
+          const head = heads[h]!;
+          const sel = selections[i]![h] ?? null;
+          let listPtr = 0;
+          let visible = head.length;
+          if (sel) {
+            this.rt.i32(slotPtr, sel.length).set(sel);
+            listPtr = slotPtr;
+            visible = sel.length;
+            slotPtr += sel.length * 4;
+          }
+          if (T === 1) {
+            it.seq.reads.kBytes += visible * d * 4;
+            it.seq.reads.vBytes += visible * d * 4;
+          }
+          for (let a = 0; a < T; a += ROWS_PER_JOB) {
+            const b = Math.min(T, a + ROWS_PER_JOB);
+            const nKeys = visible - T + b;
+            const off = (rowStart[i]! + a) * rowBytes + h * group * d * 4;
+            const o = j * JOB_FIELDS;
+            jobs[o] = q + off;
+            jobs[o + 1] = out + off;
+            jobs[o + 2] = head.tablePtr;
+            jobs[o + 3] = nKeys;
+            jobs[o + 4] = listPtr;
+            jobs[o + 5] = b - a;
+            jobs[o + 6] = scratch;
+            jobs[o + 7] = 0;
+            scratch += nKeys * 4;
+            j++;
+            counts[pass]!++;
+          }
         }
       }
     }
+    return counts;
   }
 
   dispose(): void {
@@ -234,6 +315,7 @@ export class LlamaModel {
     if (this.jobsCap) this.rt.free(this.jobs);
     if (this.scratchFloats) this.rt.free(this.scratch);
     if (this.logitsRows) this.rt.free(this.logits);
+    if (this.slotsCap) this.rt.free(this.slots);
     this.rt.free(this.invFreq);
   }
 }

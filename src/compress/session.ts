@@ -1,0 +1,189 @@
+import type { SequenceKV } from '../kv/store.ts';
+import type { ForwardHooks } from '../model/llama.ts';
+import type { CompressionParts } from './method.ts';
+import type { LayerView, ModelShape, PlanContext, SelectView } from './press.ts';
+import { attentionProbs } from './probs.ts';
+
+/**
+ * Applies one request's compression method to its sequence: keeps the observation window of
+ * prompt queries, evicts at the end of prefill (and during decode for continual methods), and
+ * picks the slots each decode step reads. The store does the moving; the method decides what.
+ */
+export class CompressionSession implements ForwardHooks {
+  readonly parts: CompressionParts;
+  private seq: SequenceKV;
+  private shape: ModelShape;
+  private budget: number;
+  private window: number;
+  /** Last `window` prompt query rows per layer, [rows, numHeads * headDim]. */
+  private windowQ: Float32Array[] = [];
+  private windowRows: number[] = [];
+  /** This decode step's query row per layer (continual methods observe the step's attention). */
+  private stepQ: Float32Array[] = [];
+  private decoding = false;
+  evictions = 0;
+
+  constructor(seq: SequenceKV, parts: CompressionParts, shape: ModelShape, budget: number) {
+    this.seq = seq;
+    this.parts = parts;
+    this.shape = shape;
+    this.budget = budget;
+    this.window = parts.eviction?.windowSize ?? 0;
+    if (parts.selector && parts.selector.summaryPage > 0) seq.enableSummaries(parts.selector.summaryPage);
+  }
+
+  private get qDim(): number {
+    return this.shape.numHeads * this.shape.headDim;
+  }
+
+  onQueries(layer: number, q: Float32Array, T: number): void {
+    const qDim = this.qDim;
+    if (this.decoding) {
+      if (this.parts.eviction?.observeDecode) this.stepQ[layer] = q.slice(0, qDim);
+      return;
+    }
+    if (this.window === 0) return;
+    const W = this.window;
+    const buf = (this.windowQ[layer] ??= new Float32Array(W * qDim));
+    const have = this.windowRows[layer] ?? 0;
+    if (T >= W) {
+      buf.set(q.subarray((T - W) * qDim, T * qDim));
+      this.windowRows[layer] = W;
+    } else {
+      const keep = Math.min(have, W - T);
+      buf.copyWithin(0, (have - keep) * qDim, have * qDim);
+      buf.set(q.subarray(0, T * qDim), keep * qDim);
+      this.windowRows[layer] = keep + T;
+    }
+  }
+
+  select(layer: number, h: number, q: Float32Array, group: number): Int32Array | null {
+    const selector = this.parts.selector;
+    if (!selector) return null;
+    const seq = this.seq;
+    const head = seq.headsIn(layer)[h]!;
+    const d = this.shape.headDim;
+    const view: SelectView = {
+      layer,
+      h,
+      group,
+      headDim: d,
+      q,
+      length: head.length,
+      positions: head.positions.subarray(0, head.length),
+      summary: head.summary,
+      keys: () => seq.readKeys(layer, h),
+      countRead: (kBytes, summaryBytes) => {
+        seq.reads.kBytes += kBytes;
+        seq.reads.summaryBytes += summaryBytes;
+      },
+    };
+    return selector.select(view);
+  }
+
+  private planContext(): PlanContext {
+    const seq = this.seq;
+    const lengths: number[][] = [];
+    const positions: Int32Array[][] = [];
+    for (let l = 0; l < seq.layers; l++) {
+      lengths.push(seq.headsIn(l).map((hd) => hd.length));
+      positions.push(seq.headsIn(l).map((hd) => hd.positions.subarray(0, hd.length)));
+    }
+    return { shape: this.shape, budget: this.budget, blockSlots: seq.pool.blockSlots, lengths, positions, tokensSeen: seq.nextPosition };
+  }
+
+  private layerView(layer: number, promptLength: number): LayerView {
+    const seq = this.seq;
+    const shape = this.shape;
+    const d = shape.headDim;
+    const qDim = this.qDim;
+    const heads = seq.headsIn(layer);
+    const group = seq.isExpanded(layer) ? 1 : shape.numHeads / shape.numKvHeads;
+    const rows = this.windowRows[layer] ?? 0;
+    const windowQueries = (this.windowQ[layer] ?? new Float32Array(0)).subarray(0, rows * qDim);
+    const keysCache = new Map<number, Float32Array>();
+    const keys = (h: number): Float32Array => {
+      let k = keysCache.get(h);
+      if (!k) { k = seq.readKeys(layer, h); keysCache.set(h, k); }
+      return k;
+    };
+    return {
+      layer,
+      shape,
+      heads: heads.length,
+      group,
+      promptLength,
+      length: (h) => heads[h]!.length,
+      positions: (h) => heads[h]!.positions.subarray(0, heads[h]!.length),
+      keys,
+      windowQueries,
+      windowRows: rows,
+      windowProbs: (h, w) => {
+        if (w > rows) throw new RangeError(`window of ${w} queries asked, ${rows} kept`);
+        const offsets: number[] = [];
+        const qPos: number[] = [];
+        for (let g = 0; g < group; g++) {
+          for (let r = rows - w; r < rows; r++) {
+            offsets.push(r * qDim + (h * group + g) * d);
+            qPos.push(promptLength - rows + r);
+          }
+        }
+        const head = heads[h]!;
+        return attentionProbs(windowQueries, offsets, qPos, keys(h), head.positions, head.length, d);
+      },
+    };
+  }
+
+  /** Evict once, at the end of prefill, if the method has an eviction stage. */
+  afterPrefill(promptLength: number): void {
+    this.decoding = true;
+    const ev = this.parts.eviction;
+    if (!ev || promptLength <= ev.minLengthToEvict) { this.windowQ = []; return; }
+    const seq = this.seq;
+    const group = this.shape.numHeads / this.shape.numKvHeads;
+    if (ev.expandGqa) for (let l = 0; l < seq.layers; l++) seq.expandLayer(l, group);
+    const scores: Float32Array[][] = [];
+    for (let l = 0; l < seq.layers; l++) scores.push(ev.score(this.layerView(l, promptLength)));
+    this.apply(ev.plan(scores, this.planContext()));
+    this.windowQ = [];
+  }
+
+  /** After a decode step: feed continual methods the step's attention, and evict if they say so. */
+  afterDecodeStep(): void {
+    const ev = this.parts.eviction;
+    if (!ev?.observeDecode) return;
+    const seq = this.seq;
+    const d = this.shape.headDim;
+    for (let l = 0; l < seq.layers; l++) {
+      const q = this.stepQ[l];
+      if (!q) continue;
+      const heads = seq.headsIn(l);
+      const group = seq.isExpanded(l) ? 1 : this.shape.numHeads / this.shape.numKvHeads;
+      for (let h = 0; h < heads.length; h++) {
+        const head = heads[h]!;
+        const offsets = Array.from({ length: group }, (_, g) => (h * group + g) * d);
+        const qPos = new Array<number>(group).fill(seq.nextPosition - 1);
+        const probs = attentionProbs(q, offsets, qPos, seq.readKeys(l, h), head.positions, head.length, d);
+        ev.observeDecode(l, h, probs, group);
+      }
+    }
+    const kept = ev.evictAfterStep?.(this.planContext());
+    if (kept) this.apply(kept);
+  }
+
+  private apply(kept: Int32Array[][]): void {
+    const seq = this.seq;
+    const ev = this.parts.eviction!;
+    this.evictions++;
+    for (let l = 0; l < seq.layers; l++) {
+      const heads = seq.headsIn(l);
+      for (let h = 0; h < heads.length; h++) {
+        const keep = kept[l]?.[h];
+        if (!keep) throw new Error(`${ev.name}: plan returned no slots for layer ${l} head ${h}`);
+        if (keep.length === heads[h]!.length) continue;
+        seq.compact(l, h, keep);
+        ev.onCompact?.(l, h, keep);
+      }
+    }
+  }
+}

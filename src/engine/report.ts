@@ -1,0 +1,50 @@
+import type { SequenceKV } from '../kv/store.ts';
+
+/** KV accounting of one sequence, measured on the store (never a method's own claim). */
+export interface KvReport {
+  method: string;
+  budget: number;
+  /** KVs (slots) stored per stored head at the end: min, mean, max. */
+  kvsPerHead: { min: number; mean: number; max: number };
+  /** Bytes of the blocks the sequence holds now. */
+  storedBytes: number;
+  /** Bytes the full cache would hold for the same tokens (whole blocks per KV head). */
+  fullBytes: number;
+  /** fullBytes / storedBytes. */
+  compressionRatio: number;
+  /** Bytes of page summaries held beside the blocks. */
+  summaryBytes: number;
+  /** The pool's peak bytes during the request. */
+  poolPeakBytes: number;
+  /** Average bytes read per decode step by attention (K, V) and by selection (K channels, summaries). */
+  readPerStep: { k: number; v: number; summaries: number; total: number };
+  /** Eviction passes (prefill end + continual). */
+  evictions: number;
+}
+
+export function kvReport(seq: SequenceKV, method: string, budget: number, poolPeakBytes: number, evictions: number): KvReport {
+  const lengths = seq.lengths();
+  let min = Infinity;
+  let max = 0;
+  let sum = 0;
+  for (const n of lengths) { min = Math.min(min, n); max = Math.max(max, n); sum += n; }
+  const storedBytes = seq.blockBytes();
+  const fullBlocksPerHead = Math.ceil(seq.nextPosition / seq.pool.blockSlots);
+  const fullBytes = fullBlocksPerHead * seq.layers * seq.kvHeads * seq.pool.blockBytes;
+  const steps = Math.max(1, seq.reads.steps);
+  const k = seq.reads.kBytes / steps;
+  const v = seq.reads.vBytes / steps;
+  const summaries = seq.reads.summaryBytes / steps;
+  return {
+    method,
+    budget,
+    kvsPerHead: { min: lengths.length ? min : 0, mean: lengths.length ? sum / lengths.length : 0, max },
+    storedBytes,
+    fullBytes,
+    compressionRatio: storedBytes > 0 ? fullBytes / storedBytes : 1,
+    summaryBytes: seq.summaryBytes(),
+    poolPeakBytes,
+    readPerStep: { k, v, summaries, total: k + v + summaries },
+    evictions,
+  };
+}
