@@ -6,6 +6,8 @@ import { SequenceKV } from '../kv/store.ts';
 import { makeRng } from '../engine/sampling.ts';
 import { shapeConfig, syntheticTensors } from './shapes.ts';
 import { measureBandwidth } from './bandwidth.ts';
+import { createCompression, resolveCompression, type CompressionRequest } from '../compress/registry.ts';
+import { CompressionSession } from '../compress/session.ts';
 
 export interface DecodeBenchOptions {
   shape: string;
@@ -13,7 +15,19 @@ export interface DecodeBenchOptions {
   steps: number;
   weights: WeightFormat;
   threads?: number;
+  /** KV methods to time on the same cache, each a `{ method, budget, ...options }` request (default: full). */
+  methods?: CompressionRequest[];
   log: (line: string) => void;
+}
+
+export interface MethodDecodeReport {
+  method: string;
+  budget: number;
+  msPerToken: number;
+  tokensPerSecond: number;
+  /** Measured on the store: bytes attention and selection read per step, and bytes stored. */
+  kvReadBytesPerStep: number;
+  kvStoredBytes: number;
 }
 
 export interface DecodeBenchReport {
@@ -25,6 +39,7 @@ export interface DecodeBenchReport {
   bandwidthBytesPerSecond: number;
   rooflineTokensPerSecond: number;
   fractionOfRoofline: number;
+  methods: MethodDecodeReport[];
 }
 
 /**
@@ -41,28 +56,64 @@ export async function benchDecode(o: DecodeBenchOptions): Promise<DecodeBenchRep
     o.log(`random weights ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${fmtBytes(weights.bytes)}`);
     const pool = new BlockPool(rt, { headDim: cfg.headDim, initialBlocks: Math.ceil((o.contextTokens + o.steps + 16) / 16) * cfg.numLayers * cfg.numKvHeads });
     const model = new LlamaModel(rt, cfg, weights, pool);
-    const seq = new SequenceKV(rt, pool, { layers: cfg.numLayers, kvHeads: cfg.numKvHeads, maxTokens: o.contextTokens + o.steps + 1 });
-    fillRandomKV(rt, seq, cfg.numKvHeads * cfg.headDim, o.contextTokens);
-
-    const warm = 2;
-    let token = 1;
-    for (let i = 0; i < warm; i++) model.forward([{ seq, tokens: [token] }]);
-    const times: number[] = [];
-    for (let i = 0; i < o.steps; i++) {
-      const t = performance.now();
-      const logits = model.forward([{ seq, tokens: [token] }])[0]!;
-      times.push(performance.now() - t);
-      token = (token * 31 + (logits[0]! > 0 ? 7 : 3)) % cfg.vocabSize;
+    const requests = o.methods ?? [{ method: 'full' }];
+    const resolved = requests.map((r) => resolveCompression(r));
+    const shape = { numLayers: cfg.numLayers, numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim };
+    const perMethod: MethodDecodeReport[] = [];
+    let msPerToken = 0;
+    for (const kv of resolved) {
+      const seq = new SequenceKV(rt, pool, { layers: cfg.numLayers, kvHeads: cfg.numKvHeads, maxTokens: o.contextTokens + o.steps + 8 });
+      fillRandomKV(rt, seq, cfg.numKvHeads * cfg.headDim, o.contextTokens);
+      const session = new CompressionSession(
+        seq,
+        createCompression(kv, { promptLength: o.contextTokens, maxNewTokens: 128, shape, maxPositionEmbeddings: cfg.maxPositionEmbeddings, blockSlots: pool.blockSlots }),
+        shape,
+        kv.budget,
+      );
+      // The cache stands for a prefilled prompt: random observation-window queries, then eviction.
+      const W = session.parts.eviction?.windowSize ?? 0;
+      if (W > 0) {
+        const rng = makeRng(11);
+        const q = new Float32Array(W * cfg.numHeads * cfg.headDim).map(() => rng() * 2 - 1);
+        for (let l = 0; l < cfg.numLayers; l++) session.onQueries(l, q, W);
+      }
+      const te = performance.now();
+      session.afterPrefill(o.contextTokens);
+      const evictMs = performance.now() - te;
+      const warm = 2;
+      let token = 1;
+      for (let i = 0; i < warm; i++) { model.forward([{ seq, tokens: [token], hooks: session }]); session.afterDecodeStep(); }
+      const readBefore = seq.reads.kBytes + seq.reads.vBytes + seq.reads.summaryBytes;
+      const times: number[] = [];
+      for (let i = 0; i < o.steps; i++) {
+        const t = performance.now();
+        const logits = model.forward([{ seq, tokens: [token], hooks: session }])[0]!;
+        session.afterDecodeStep();
+        times.push(performance.now() - t);
+        token = (token * 31 + (logits[0]! > 0 ? 7 : 3)) % cfg.vocabSize;
+      }
+      times.sort((x, y) => x - y);
+      const ms = times[Math.floor(times.length / 2)]!;
+      const read = (seq.reads.kBytes + seq.reads.vBytes + seq.reads.summaryBytes - readBefore) / o.steps;
+      const r: MethodDecodeReport = { method: kv.entry.name, budget: kv.budget, msPerToken: ms, tokensPerSecond: 1000 / ms, kvReadBytesPerStep: read, kvStoredBytes: seq.blockBytes() };
+      perMethod.push(r);
+      if (msPerToken === 0) msPerToken = ms;
+      o.log(
+        `${kv.entry.name}${Number.isFinite(kv.budget) ? ` budget ${kv.budget}` : ''}: ${ms.toFixed(2)} ms/token (${(1000 / ms).toFixed(2)} tokens/s); ` +
+          `KV read/step ${fmtBytes(read)}, stored ${fmtBytes(seq.blockBytes())}${evictMs > 1 ? `; eviction ${evictMs.toFixed(0)} ms` : ''}`,
+      );
+      seq.release();
     }
-    times.sort((a, b) => a - b);
-    const msPerToken = times[Math.floor(times.length / 2)]!;
-    const ctx = o.contextTokens + warm + o.steps / 2;
+    const base = perMethod[0]!;
+    for (const r of perMethod.slice(1)) {
+      o.log(`${r.method} vs ${base.method}: step time ${(r.msPerToken / base.msPerToken).toFixed(3)}x, KV bytes read ${(r.kvReadBytesPerStep / Math.max(1, base.kvReadBytesPerStep)).toFixed(4)}x`);
+    }
 
     // What one step must read: every weight matrix once (the embedding row lookup is negligible,
-    // a tied output head reads the embedding matrix), plus K and V of every cached token.
+    // a tied output head reads the embedding matrix), plus the KV bytes the first method read.
     const embedBytes = weights.embed.kind === 'f32' ? weights.embed.N * weights.embed.K * 4 : weights.embed.N * weights.embed.K * (1 + 4 / 32);
     const weightBytesPerStep = weights.bytes - (cfg.tieWordEmbeddings ? 0 : embedBytes);
-    const kvBytesPerStep = ctx * cfg.numLayers * cfg.numKvHeads * cfg.headDim * 2 * 4;
+    const kvBytesPerStep = base.kvReadBytesPerStep;
     const bytesPerStep = weightBytesPerStep + kvBytesPerStep;
     const bw = measureBandwidth(rt, Math.max(256 * 1024 ** 2, Math.min(bytesPerStep, 1024 ** 3)));
     const roofline = bw / bytesPerStep;
@@ -76,13 +127,13 @@ export async function benchDecode(o: DecodeBenchOptions): Promise<DecodeBenchRep
       bandwidthBytesPerSecond: bw,
       rooflineTokensPerSecond: roofline,
       fractionOfRoofline: tps / roofline,
+      methods: perMethod,
     };
-    o.log(`context ${o.contextTokens} tokens, ${o.steps} timed steps (median)`);
+    o.log(`context ${o.contextTokens} tokens, ${o.steps} timed steps (median); roofline for ${base.method}`);
     o.log(`decode        ${tps.toFixed(2)} tokens/s (${msPerToken.toFixed(1)} ms/token)`);
     o.log(`bytes/step    ${fmtBytes(bytesPerStep)} = weights ${fmtBytes(weightBytesPerStep)} + KV ${fmtBytes(kvBytesPerStep)}`);
     o.log(`bandwidth     ${(bw / 1e9).toFixed(1)} GB/s (parallel SIMD sum, same threads, this run)`);
     o.log(`roofline      ${roofline.toFixed(2)} tokens/s; measured = ${(report.fractionOfRoofline * 100).toFixed(1)}% of roofline`);
-    seq.release();
     model.dispose();
     pool.dispose();
     return report;

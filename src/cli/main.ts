@@ -84,6 +84,9 @@ export function buildProgram(): Command {
     .option('--steps <n>', 'decode steps to time', intArg('steps', 1), 32)
     .option('--weights <fmt>', 'f32 or q8', 'q8')
     .option('--threads <n>', 'threads (default: all cores)', intArg('threads', 1))
+    .option('--methods <list>', 'KV methods timed on the same cache, comma-separated; the first sets the roofline', 'full')
+    .option('--kv-budget <n>', 'KV budget for every method but full')
+    .option('--kv-opt <key=value...>', 'method option for every method but full')
     .action(benchDecodeCommand);
 
   return program;
