@@ -48,9 +48,10 @@ export function pool1d(src: Float64Array, kernel: number, mode: 'avg' | 'max'): 
 
 /** Per-slot scores of a head of `length` slots: `prefix` for the first slots, +Infinity for the last `w` (always kept). */
 export function scoresWithWindow(prefix: Float64Array, length: number, w: number): Float32Array {
+  const cut = Math.max(0, length - w);
   const out = new Float32Array(length);
-  out.set(prefix.subarray(0, length - w));
-  out.fill(Infinity, length - w);
+  out.set(prefix.subarray(0, cut));
+  out.fill(Infinity, cut);
   return out;
 }
 // --- end observation-window scoring ---------------------------------------------------------
