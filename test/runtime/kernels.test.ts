@@ -156,6 +156,12 @@ for (const threads of [1, 2]) {
       const out = rt.alloc(n * 4);
       rt.k.siluMul(out, put(rt, g), put(rt, u), n);
       assertClose(rt.f32(out, n), Array.from(g, (v, i) => (v / (1 + Math.exp(-v))) * u[i]), 1e-6, 1e-5, 'siluMul');
+      // Saturated gates (exp overflow/underflow region) and exact zeros take the clamped SIMD path.
+      const ge = new Float32Array([-200, -100, -88.5, -87, -30, -1e-8, 0, 1e-8, 30, 87, 88.5, 100, 200, 3.5, -3.5, 0.25]);
+      const ue = new Float32Array(ge.length).fill(1.5);
+      const oe = rt.alloc(ge.length * 4);
+      rt.k.siluMul(oe, put(rt, ge), put(rt, ue), ge.length);
+      assertClose(rt.f32(oe, ge.length), Array.from(ge, (v) => (v / (1 + Math.exp(-v))) * 1.5), 1e-6, 1e-6, 'siluMul extremes');
       rt.k.add(out, put(rt, g), put(rt, u), n);
       assertClose(rt.f32(out, n), Array.from(g, (v, i) => Math.fround(v + u[i])), 0, 0, 'add');
       const rows = 37, cols = 1001;
