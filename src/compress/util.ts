@@ -55,3 +55,81 @@ export function scoresWithWindow(prefix: Float64Array, length: number, w: number
   return out;
 }
 // --- end observation-window scoring ---------------------------------------------------------
+
+// --- decode-time selection (quest, sparq, hybrid, exact_topk) -------------------------------
+
+/**
+ * Ascending indices of the k largest scores, ties to the lower index: the same answer as press.ts
+ * `topK`, in linear expected time (a quickselect finds the k-th value) since selectors run per
+ * head per layer per step over every slot.
+ */
+export function topKSelect(scores: Float64Array, k: number): Int32Array {
+  const n = scores.length;
+  if (k >= n) return Int32Array.from({ length: n }, (_, i) => i);
+  if (k <= 0) return new Int32Array(0);
+  const a = Float64Array.from(scores);
+  let lo = 0;
+  let hi = n - 1;
+  const kth = k - 1;
+  let threshold = NaN;
+  while (lo < hi) {
+    const x = a[lo]!, y = a[(lo + hi) >> 1]!, z = a[hi]!;
+    const pivot = Math.max(Math.min(x, y), Math.min(Math.max(x, y), z));
+    let i = lo;
+    let j = hi;
+    // Descending Hoare partition: [lo, j] >= pivot, [i, hi] <= pivot, between them == pivot.
+    while (i <= j) {
+      while (a[i]! > pivot) i++;
+      while (a[j]! < pivot) j--;
+      if (i <= j) {
+        const t = a[i]!; a[i] = a[j]!; a[j] = t;
+        i++; j--;
+      }
+    }
+    if (kth <= j) hi = j;
+    else if (kth >= i) lo = i;
+    else { threshold = a[kth]!; break; }
+  }
+  if (Number.isNaN(threshold)) threshold = a[kth]!;
+  let above = 0;
+  for (let s = 0; s < n; s++) if (scores[s]! > threshold) above++;
+  let ties = k - above;
+  const out = new Int32Array(k);
+  let m = 0;
+  for (let s = 0; s < n && m < k; s++) {
+    const v = scores[s]!;
+    if (v > threshold) out[m++] = s;
+    else if (v === threshold && ties > 0) { out[m++] = s; ties--; }
+  }
+  return out;
+}
+
+/** softmax(x / temperature) in place over x[from, to). */
+export function softmaxInPlace(x: Float64Array, from: number, to: number, temperature = 1): void {
+  let max = -Infinity;
+  for (let i = from; i < to; i++) { x[i] = x[i]! / temperature; if (x[i]! > max) max = x[i]!; }
+  let sum = 0;
+  for (let i = from; i < to; i++) { const e = Math.exp(x[i]! - max); x[i] = e; sum += e; }
+  for (let i = from; i < to; i++) x[i] = x[i]! / sum;
+}
+
+/** Slots (ascending) of the given ascending pages of `page` slots, the last page cut at `length`. */
+export function pageSlots(pages: Int32Array, page: number, length: number): Int32Array {
+  let count = 0;
+  for (const p of pages) count += Math.min(page, length - p * page);
+  const out = new Int32Array(count);
+  let m = 0;
+  for (const p of pages) {
+    const end = Math.min(length, (p + 1) * page);
+    for (let s = p * page; s < end; s++) out[m++] = s;
+  }
+  return out;
+}
+
+/** Per channel, the sum over the group's query heads of |q| ([group, d] in q). */
+export function groupAbsSum(q: Float32Array, group: number, d: number): Float64Array {
+  const out = new Float64Array(d);
+  for (let g = 0; g < group; g++) for (let i = 0; i < d; i++) out[i] += Math.abs(q[g * d + i]!);
+  return out;
+}
+// --- end decode-time selection --------------------------------------------------------------

@@ -1,0 +1,164 @@
+/**
+ * hybrid (RocketKV stage 2, decode-time selector): a SparQ-style approximation read from Quest-style
+ * page summaries, then exact attention over the top-k tokens:
+ *
+ *   ch    = top-r channels of sum_g |Qg|                       shared by the group
+ *   sgn_i = max if sum_g Qg[i] > 0 else min                      per channel in ch
+ *   S_g   = Qg[ch] . summary[page][ch, sgn]                      per page, per query head
+ *   P_g   = softmax_pages(S_g / sqrt(d * sum|Qg[ch]| / sum|Qg|)) SparQ temperature per query head
+ *   read the top-k tokens of sum_g P_g (a page's score stands for each of its tokens)
+ *
+ * Source: RocketKV (arXiv 2502.14051) and NVlabs/RocketKV. Defaults (page, r, topk) come from the
+ * budget split (budget.ts); local_window = 0 as in the paper.
+ * Rules where the pseudo-code is silent: tokens of one page share its score, so the top-k tokens
+ * are whole pages: pages are taken by score (ties to the lower page) until they hold >= topk
+ * tokens (ceil(topk/page) full pages; the partial last page holds its real count). The last
+ * `local_window` slots are added to that set. The head is read whole (null) when its length is at
+ * most `budget` (default topk; the registry passes --kv-budget, whose full read then fits the
+ * per-step traffic budget) or when the selection would cover every slot anyway.
+ * Cost recorded per call: pages * r summary floats (one of min/max per chosen channel).
+ */
+import type { MethodEntry } from './method.ts';
+import type { DecodeSelector, SelectView } from './press.ts';
+import { PageSummary } from '../kv/summary.ts';
+import { rocketkvSplit } from './budget.ts';
+import { groupAbsSum, softmaxInPlace, topKSelect } from './util.ts';
+
+/** Per page, the sum over the group of the softmax (over pages) of the approximate page scores. */
+export function hybridPageScores(
+  q: Float32Array, group: number, d: number, summary: PageSummary, pages: number, channels: Int32Array,
+): Float64Array {
+  const r = channels.length;
+  // One side of the summary per channel, chosen by the sign of the group's summed query.
+  const side: Float32Array[] = new Array(r);
+  for (let j = 0; j < r; j++) {
+    const c = channels[j]!;
+    let sum = 0;
+    for (let g = 0; g < group; g++) sum += q[g * d + c]!;
+    side[j] = sum > 0 ? summary.max : summary.min;
+  }
+  const total = new Float64Array(pages);
+  const s = new Float64Array(pages);
+  for (let g = 0; g < group; g++) {
+    const qo = g * d;
+    let absAll = 0;
+    for (let i = 0; i < d; i++) absAll += Math.abs(q[qo + i]!);
+    let absCh = 0;
+    for (let j = 0; j < r; j++) absCh += Math.abs(q[qo + channels[j]!]!);
+    for (let p = 0; p < pages; p++) {
+      const so = p * d;
+      let dot = 0;
+      for (let j = 0; j < r; j++) {
+        const c = channels[j]!;
+        dot += q[qo + c]! * side[j]![so + c]!;
+      }
+      s[p] = dot;
+    }
+    // A zero query has no direction: its scores are all 0, any finite temperature gives uniform.
+    const temperature = absAll > 0 && absCh > 0 ? Math.sqrt((d * absCh) / absAll) : 1;
+    softmaxInPlace(s, 0, pages, temperature);
+    for (let p = 0; p < pages; p++) total[p] += s[p]!;
+  }
+  return total;
+}
+
+export interface HybridOptions {
+  /** Slots per summary page. */
+  page: number;
+  /** Channels of the approximate pass. */
+  r: number;
+  /** Exact tokens read per step. */
+  topk: number;
+  /** The last slots always read, in addition to the top-k. */
+  localWindow: number;
+  /** Heads of at most this many slots are read whole; default topk. */
+  budget?: number;
+}
+
+export class HybridSelector implements DecodeSelector {
+  readonly name = 'hybrid';
+  readonly summaryPage: number;
+  readonly r: number;
+  readonly topk: number;
+  readonly localWindow: number;
+  readonly budget: number;
+
+  constructor(opts: HybridOptions) {
+    this.summaryPage = opts.page;
+    this.r = opts.r;
+    this.topk = opts.topk;
+    this.localWindow = opts.localWindow;
+    this.budget = opts.budget ?? opts.topk;
+  }
+
+  select(view: SelectView): Int32Array | null {
+    const n = view.length;
+    const P = this.summaryPage;
+    const d = view.headDim;
+    const k = this.topk;
+    if (n <= this.budget || n <= k || n <= this.localWindow) return null;
+    const pages = Math.ceil(n / P);
+    const want = Math.ceil(k / P);
+    if (want >= pages) return null;
+    let summary = view.summary;
+    if (!summary || summary.page !== P || summary.pages < pages) {
+      // The session keeps summaries when summaryPage is declared; rebuilding is only a safety net and reads K.
+      summary = new PageSummary(P, d);
+      summary.rebuild(view.keys(), n);
+      view.countRead(n * d * 4, 0);
+    }
+    const r = Math.min(d, Math.max(1, this.r));
+    const channels = topKSelect(groupAbsSum(view.q, view.group, d), r);
+    const scores = hybridPageScores(view.q, view.group, d, summary, pages, channels);
+    view.countRead(0, pages * r * 4);
+
+    const take = new Uint8Array(pages);
+    const lastPage = pages - 1;
+    const lastSize = n - lastPage * P;
+    for (const p of topKSelect(scores, want)) take[p] = 1;
+    if (take[lastPage] && (want - 1) * P + lastSize < k) {
+      // The partial last page fell short of k tokens: one more page (the next best) completes them.
+      let best = -1;
+      for (let p = 0; p < pages; p++) if (!take[p] && (best < 0 || scores[p]! > scores[best]!)) best = p;
+      take[best] = 1;
+    }
+    const localFrom = Math.max(0, n - this.localWindow);
+    let count = 0;
+    for (let s = 0; s < n; s++) if (take[(s / P) | 0] || s >= localFrom) count++;
+    if (count >= n) return null;
+    const out = new Int32Array(count);
+    let m = 0;
+    for (let s = 0; s < n; s++) if (take[(s / P) | 0] || s >= localFrom) out[m++] = s;
+    return out;
+  }
+}
+
+export const hybridEntry: MethodEntry = {
+  name: 'hybrid',
+  summary: 'RocketKV stage 2 alone: page min/max + top-r channels approximate attention, read the top-k tokens exactly',
+  options: {
+    page: { type: 'int', default: 0, min: 0, help: 'slots per summary page; 0 = from the RocketKV budget split' },
+    r: { type: 'int', default: 0, min: 0, help: 'channels of the approximate pass; 0 = from the RocketKV budget split' },
+    topk: { type: 'int', default: 0, min: 0, help: 'exact tokens read per step; 0 = from the split (floor(B/2))' },
+    local_window: { type: 'int', default: 0, min: 0, help: 'last slots always read in addition (0 = as in the paper)' },
+  },
+  create: (ctx, opts) => {
+    const split = rocketkvSplit({
+      promptLength: ctx.promptLength,
+      maxNewTokens: ctx.maxNewTokens,
+      budget: ctx.budget,
+      headDim: ctx.shape.headDim,
+      modelMaxLen: ctx.maxPositionEmbeddings,
+    });
+    const pick = (v: number | boolean | string | undefined, fallback: number): number => (v as number) > 0 ? (v as number) : fallback;
+    return {
+      selector: new HybridSelector({
+        page: pick(opts.page, split.page),
+        r: pick(opts.r, split.r),
+        topk: pick(opts.topk, split.topk),
+        localWindow: opts.local_window as number,
+        budget: ctx.budget,
+      }),
+    };
+  },
+};
