@@ -41,6 +41,13 @@ export interface KernelHost {
 /** Int8 weights, block 32 along K: qs int8 [N*K], scales f32 [N*K/32] (scale = max|w|/127). */
 export interface Q8Weight { qs: number; scales: number; N: number; K: number }
 
+/**
+ * Activation rows quantized per 32-block along K: xq i16 [M*K] (values within ±127), xs f32 [M*K/32].
+ * Lives in one runtime scratch buffer: the next quantizeAct or matmulQ8 call overwrites it, after which
+ * matmulQ8Quantized rejects it (generation check).
+ */
+export interface QuantizedAct { readonly xq: number; readonly xs: number; readonly M: number; readonly K: number; readonly generation: number }
+
 /** Below this much work (about one multiply-add per unit) a call runs on the calling thread only. */
 const PARALLEL_MIN_WORK = 32768;
 
@@ -48,6 +55,7 @@ export class Kernels {
   private readonly ex: KernelExports;
   private actScratch = 0;
   private actScratchBytes = 0;
+  private actGeneration = 0;
 
   constructor(private readonly host: KernelHost) {
     this.ex = host.exports;
@@ -79,9 +87,14 @@ export class Kernels {
     return { qs, scales, N, K };
   }
 
-  /** matmul with int8 weights; activation rows are quantized per 32-block into runtime scratch. */
-  matmulQ8(out: number, x: number, w: Q8Weight, bias: number, M: number): void {
-    const { K, N } = w;
+  /**
+   * Quantizes activation rows x [M,K] into runtime scratch, for one or more matmulQ8Quantized calls
+   * on the same input (e.g. q, k, v projections). K must be a multiple of 32. Overwrites the previous one.
+   */
+  quantizeAct(x: number, M: number, K: number): QuantizedAct {
+    if (K % 32 !== 0 || K <= 0 || M <= 0) {
+      throw new UsageError(`quantizeAct: need M > 0 and K a positive multiple of 32 (got M=${M}, K=${K})`);
+    }
     const xqBytes = M * K * 2;
     const need = xqBytes + (M * K) / 8;
     if (need > this.actScratchBytes) {
@@ -92,8 +105,25 @@ export class Kernels {
     const xq = this.actScratch;
     const xs = xq + xqBytes;
     this.run('quantizeActQ8', [xq, xs, x, K], M, 1, K * 4);
-    if (M === 1) this.run('gemvQ8', [out, xq, xs, w.qs, w.scales, bias, K], N, 1, K);
-    else this.run('gemmQ8', [out, xq, xs, w.qs, w.scales, bias, M, K, N], N, 1, M * K);
+    return { xq, xs, M, K, generation: ++this.actGeneration };
+  }
+
+  /** out[M,N] = act · w^T (+ bias) with act from quantizeAct (same K as w, M rows used). */
+  matmulQ8Quantized(out: number, act: QuantizedAct, w: Q8Weight, bias: number, M: number): void {
+    const { K, N } = w;
+    if (act.K !== K || M > act.M || M <= 0) {
+      throw new UsageError(`matmulQ8Quantized: activation is ${act.M}x${act.K} but the call needs ${M}x${K}`);
+    }
+    if (act.generation !== this.actGeneration) {
+      throw new UsageError('matmulQ8Quantized: activation was overwritten by a later quantizeAct/matmulQ8; quantize it again');
+    }
+    if (M === 1) this.run('gemvQ8', [out, act.xq, act.xs, w.qs, w.scales, bias, K], N, 1, K);
+    else this.run('gemmQ8', [out, act.xq, act.xs, w.qs, w.scales, bias, M, K, N], N, 1, M * K);
+  }
+
+  /** matmul with int8 weights; activation rows are quantized per 32-block into runtime scratch. */
+  matmulQ8(out: number, x: number, w: Q8Weight, bias: number, M: number): void {
+    this.matmulQ8Quantized(out, this.quantizeAct(x, M, w.K), w, bias, M);
   }
 
   /** out = x / sqrt(mean(x^2) + eps) * weight per row of D; out may equal x. */

@@ -106,6 +106,32 @@ for (const threads of [1, 2]) {
       }
     });
 
+    test('quantizeAct once, matmulQ8Quantized on several weights, equals matmulQ8; stale or mismatched input is rejected', () => {
+      const r = rng(11);
+      for (const M of [1, 5]) {
+        const K = 160, x = randArray(M * K, r);
+        const ws = [37, 64, 9].map((N) => rt.k.quantizeQ8(put(rt, randArray(N * K, r)), N, K));
+        const bias = put(rt, randArray(64, r));
+        const xp = put(rt, x);
+        const want = ws.map((w, i) => {
+          const o = rt.alloc(M * w.N * 4);
+          rt.k.matmulQ8(o, xp, w, i === 1 ? bias : 0, M);
+          return rt.f32(o, M * w.N).slice();
+        });
+        const act = rt.k.quantizeAct(xp, M, K);
+        ws.forEach((w, i) => {
+          const o = rt.alloc(M * w.N * 4);
+          rt.k.matmulQ8Quantized(o, act, w, i === 1 ? bias : 0, M);
+          assert.deepEqual(rt.f32(o, M * w.N), want[i], `weight ${i}, M=${M}`);
+        });
+        const o = rt.alloc(M * 64 * 4);
+        assert.throws(() => rt.k.matmulQ8Quantized(o, act, rt.k.quantizeQ8(put(rt, randArray(64 * 96, r)), 64, 96), 0, M), UsageError);
+        rt.k.quantizeAct(xp, M, K);
+        assert.throws(() => rt.k.matmulQ8Quantized(o, act, ws[0], 0, M), UsageError, 'stale activation');
+        assert.throws(() => rt.k.quantizeAct(xp, M, 100), UsageError);
+      }
+    });
+
     test('rmsnorm, also in place', () => {
       const r = rng(4);
       const M = 40, D = 901;
