@@ -53,3 +53,104 @@ export function denseSelectView(q: number[][], keys: number[][], summaryPage: nu
   return { view, reads };
 }
 // --- end decode-time selector views ---------------------------------------------------------
+
+// --- dense attention layers for prefill scorers (SnapKV family) -----------------------------
+import type { LayerView, ModelShape, PlanContext } from '../../src/compress/press.ts';
+
+/** Deterministic uniform [0, 1) generator (mulberry32). */
+export function seededRandom(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(s ^ (s >>> 15), s | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** One layer at the end of a prompt of `length` tokens (positions 0..length-1), as plain arrays. */
+export interface DenseAttentionLayer {
+  shape: ModelShape;
+  length: number;
+  /** Window query rows kept (the last `rows` prompt tokens). */
+  rows: number;
+  /** [rows, numHeads * headDim] */
+  q: Float32Array;
+  /** Per KV head, [length, headDim]. */
+  keys: Float32Array[];
+  /** Per query head, [rows, length]: causal softmax(q k / sqrt(d)) of each window row. */
+  probs: Float32Array[];
+}
+
+/** Random layer; KV heads get different key scales so their attention differs in sharpness. */
+export function randomAttentionLayer(rand: () => number, shape: ModelShape, length: number, rows: number): DenseAttentionLayer {
+  const d = shape.headDim;
+  const G = shape.numHeads / shape.numKvHeads;
+  const q = Float32Array.from({ length: rows * shape.numHeads * d }, () => rand() * 2 - 1);
+  const keys = Array.from({ length: shape.numKvHeads }, (_, h) => {
+    const scale = 1 + 2 * h + 2 * rand();
+    return Float32Array.from({ length: length * d }, () => (rand() * 2 - 1) * scale);
+  });
+  const probs = Array.from({ length: shape.numHeads }, (_, qh) => {
+    const k = keys[Math.floor(qh / G)]!;
+    const out = new Float32Array(rows * length);
+    for (let r = 0; r < rows; r++) {
+      const pos = length - rows + r;
+      const logits: number[] = [];
+      for (let j = 0; j <= pos; j++) {
+        let dot = 0;
+        for (let i = 0; i < d; i++) dot += q[r * shape.numHeads * d + qh * d + i]! * k[j * d + i]!;
+        logits.push(dot / Math.sqrt(d));
+      }
+      const max = Math.max(...logits);
+      const e = logits.map((x) => Math.exp(x - max));
+      const sum = e.reduce((a, b) => a + b, 0);
+      for (let j = 0; j <= pos; j++) out[r * length + j] = e[j]! / sum;
+    }
+    return out;
+  });
+  return { shape, length, rows, q, keys, probs };
+}
+
+/** The LayerView a session would build: per KV head (group = G), or per query head once expanded (group = 1). */
+export function attentionLayerView(x: DenseAttentionLayer, layer: number, expanded: boolean): LayerView {
+  const { shape, length, rows } = x;
+  const G = shape.numHeads / shape.numKvHeads;
+  const group = expanded ? 1 : G;
+  const kvOf = (h: number): number => (expanded ? Math.floor(h / G) : h);
+  const positions = Int32Array.from({ length }, (_, i) => i);
+  return {
+    layer,
+    shape,
+    heads: expanded ? shape.numHeads : shape.numKvHeads,
+    group,
+    promptLength: length,
+    length: () => length,
+    positions: () => positions,
+    keys: (h) => x.keys[kvOf(h)]!,
+    windowQueries: x.q,
+    windowRows: rows,
+    windowProbs: (h, w) => {
+      if (w > rows) throw new RangeError(`window of ${w} asked, ${rows} kept`);
+      const out = new Float32Array(group * w * length);
+      for (let g = 0; g < group; g++) {
+        const qh = expanded ? h : h * G + g;
+        out.set(x.probs[qh]!.subarray((rows - w) * length, rows * length), g * w * length);
+      }
+      return out;
+    },
+  };
+}
+
+/** A PlanContext for heads whose slots are positions 0..length-1. */
+export function densePlanContext(shape: ModelShape, lengths: number[][], budget: number): PlanContext {
+  return {
+    shape,
+    budget,
+    blockSlots: 16,
+    lengths,
+    positions: lengths.map((layer) => layer.map((n) => Int32Array.from({ length: n }, (_, i) => i))),
+    tokensSeen: Math.max(0, ...lengths.flat()),
+  };
+}
+// --- end dense attention layers -------------------------------------------------------------
