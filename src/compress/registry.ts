@@ -1,9 +1,33 @@
 import { UsageError } from '../errors.ts';
 import type { CompressionParts, MethodContext, MethodEntry, OptionSpec, OptionValues } from './method.ts';
 import { fullEntry } from './full.ts';
+import { streamingLlmEntry } from './streaming_llm.ts';
+import { snapkvEntry } from './snapkv.ts';
+import { snapkvppEntry } from './snapkvpp.ts';
+import { pyramidkvEntry } from './pyramidkv.ts';
+import { adakvEntry } from './adakv.ts';
+import { kvcompressEntry } from './kvcompress.ts';
+import { questEntry } from './quest.ts';
+import { sparqEntry } from './sparq.ts';
+import { hybridEntry } from './hybrid.ts';
+import { exactTopkEntry } from './exact_topk.ts';
+import { rocketkvEntry } from './rocketkv.ts';
 
 /** Every method by name. Each entry holds its defaults; every knob is settable. */
-const ENTRIES: MethodEntry[] = [fullEntry];
+const ENTRIES: MethodEntry[] = [
+  fullEntry,
+  rocketkvEntry,
+  kvcompressEntry,
+  streamingLlmEntry,
+  snapkvEntry,
+  snapkvppEntry,
+  pyramidkvEntry,
+  adakvEntry,
+  questEntry,
+  sparqEntry,
+  hybridEntry,
+  exactTopkEntry,
+];
 
 export function registerMethod(entry: MethodEntry): void {
   if (ENTRIES.some((e) => e.name === entry.name)) throw new Error(`method ${entry.name} registered twice`);

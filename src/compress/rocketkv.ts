@@ -1,0 +1,47 @@
+/**
+ * rocketkv: RocketKV's two stages from one budget (arXiv 2502.14051; NVlabs/RocketKV).
+ *   B = the per-step traffic budget in equivalent full-KV tokens. budget.ts splits it:
+ *   stage 1, SnapKV++ (snapkvpp.ts), keeps prompt_budget tokens per KV head after prefill when the
+ *   prompt is longer than that; stage 2, hybrid sparse attention (hybrid.ts), reads the top-k tokens
+ *   picked from page min/max summaries over the query's top-r channels at every decode step.
+ * Defaults: window 32, pooling kernel 63, page/r/topk from the split, local_window 0 (as the paper).
+ * Every knob overrides the split's value when set (> 0).
+ */
+import type { MethodEntry } from './method.ts';
+import { rocketkvSplit } from './budget.ts';
+import { SnapKVPlusPlus } from './snapkvpp.ts';
+import { HybridSelector } from './hybrid.ts';
+
+export const rocketkvEntry: MethodEntry = {
+  name: 'rocketkv',
+  summary: 'RocketKV: SnapKV++ eviction after prefill + hybrid sparse attention at decode, split from one traffic budget',
+  options: {
+    window: { type: 'int', default: 32, min: 1, help: 'observation window of prompt queries (SnapKV++)' },
+    kernel: { type: 'int', default: 63, min: 1, help: 'max-pooling kernel over positions (SnapKV++, odd)' },
+    prompt_budget: { type: 'int', default: 0, min: 0, help: 'tokens SnapKV++ keeps per KV head; 0 = from the split' },
+    page: { type: 'int', default: 0, min: 0, help: 'slots per summary page; 0 = from the split' },
+    r: { type: 'int', default: 0, min: 0, help: 'channels of the approximate pass; 0 = from the split' },
+    topk: { type: 'int', default: 0, min: 0, help: 'exact tokens read per step; 0 = from the split (floor(B/2))' },
+    local_window: { type: 'int', default: 0, min: 0, help: 'last slots always read in addition (0 = as in the paper)' },
+  },
+  create: (ctx, opts) => {
+    const split = rocketkvSplit({
+      promptLength: ctx.promptLength,
+      maxNewTokens: ctx.maxNewTokens,
+      budget: ctx.budget,
+      headDim: ctx.shape.headDim,
+      modelMaxLen: ctx.maxPositionEmbeddings,
+    });
+    const pick = (v: unknown, fallback: number): number => ((v as number) > 0 ? (v as number) : fallback);
+    return {
+      eviction: new SnapKVPlusPlus({ promptBudget: pick(opts.prompt_budget, split.promptBudget), window: opts.window as number, kernel: opts.kernel as number }),
+      selector: new HybridSelector({
+        page: pick(opts.page, split.page),
+        r: pick(opts.r, split.r),
+        topk: pick(opts.topk, split.topk),
+        localWindow: opts.local_window as number,
+        budget: ctx.budget,
+      }),
+    };
+  },
+};
