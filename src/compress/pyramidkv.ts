@@ -16,13 +16,19 @@
  * Deviations: kvpress applies the pyramid to the whole kept count and falls back to uniform SnapKV
  *   when its smallest layer would drop below window_size; we follow PyramidKV's own code (pyramid
  *   over B - W, window always kept on top), so there is no fallback except a single-layer model.
- *   Float steps with round() (kvpress) instead of the original's integer floor division.
+ *   Float steps with Python's half-to-even round() (kvpress) instead of the original's integer floor division.
  */
 import type { MethodEntry } from './method.ts';
 import { topK } from './press.ts';
 import type { PlanContext } from './press.ts';
 import { SnapKV, snapkvConfig, snapkvOptions } from './snapkv.ts';
 import type { SnapKVConfig } from './snapkv.ts';
+
+/** Round half to even, as Python's round() in kvpress (52.5 -> 52, 147.5 -> 148). */
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
 
 /** Tokens kept per head at each layer (window included) for a prompt of `length` tokens. */
 export function pyramidLayerBudgets(budget: number, window: number, length: number, layers: number, beta: number): number[] {
@@ -36,7 +42,7 @@ export function pyramidLayerBudgets(budget: number, window: number, length: numb
     min = 2 * x - max;
   }
   const step = (max - min) / (layers - 1);
-  return Array.from({ length: layers }, (_, l) => window + Math.round(max - l * step));
+  return Array.from({ length: layers }, (_, l) => window + roundHalfEven(max - l * step));
 }
 
 export class PyramidKV extends SnapKV {
