@@ -1,0 +1,126 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeRandomCheckpoint } from '../../src/model/random.ts';
+import { Engine } from '../../src/engine/engine.ts';
+import { CompressionSession } from '../../src/compress/session.ts';
+import { createCompression, resolveCompression, type CompressionRequest } from '../../src/compress/registry.ts';
+import type { SequenceKV } from '../../src/kv/store.ts';
+import { makeRng } from '../../src/engine/sampling.ts';
+import { argmax } from '../../src/engine/sampling.ts';
+
+let dir = '';
+let engine: Engine;
+const BLOCK = 16;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'rkv-mem-'));
+  writeRandomCheckpoint(dir, {
+    architecture: 'qwen2', hiddenSize: 96, intermediateSize: 128, numLayers: 3, numHeads: 6, numKvHeads: 2,
+    vocab: 'bytes', maxPositionEmbeddings: 4096, tieWordEmbeddings: true, dtype: 'F32', seed: 41,
+  });
+  engine = await Engine.load(dir, { threads: 2, weights: 'f32' });
+});
+
+after(async () => {
+  await engine.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function shape() {
+  const c = engine.config;
+  return { numLayers: c.numLayers, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim };
+}
+
+/** Prefill `promptTokens` random tokens into a new sequence with the method's session, evicting at the end. */
+function prefill(req: CompressionRequest, promptTokens: number, maxNew = 64): { seq: SequenceKV; session: CompressionSession; logits: Float32Array } {
+  const rng = makeRng(promptTokens);
+  const tokens = Array.from({ length: promptTokens }, () => Math.floor(rng() * 256));
+  const kv = resolveCompression(req);
+  const seq = engine.newSequence();
+  const session = new CompressionSession(
+    seq,
+    createCompression(kv, { promptLength: promptTokens, maxNewTokens: maxNew, shape: shape(), maxPositionEmbeddings: 4096, blockSlots: BLOCK }),
+    shape(),
+    kv.budget,
+  );
+  let logits = new Float32Array(0);
+  for (let i = 0; i < tokens.length; i += 128) logits = engine.model.forward([{ seq, tokens: tokens.slice(i, i + 128), hooks: session }])[0]!;
+  session.afterPrefill(promptTokens);
+  return { seq, session, logits };
+}
+
+function blocksNeeded(seq: SequenceKV): number {
+  return seq.heads.reduce((n, h) => n + Math.ceil(h.length / BLOCK), 0);
+}
+
+test('eviction really frees memory: pool bytes drop to the kept slots rounded up to blocks', () => {
+  for (const req of [{ method: 'snapkvpp', budget: 100 }, { method: 'kvcompress', budget: 64, continual: false }] as CompressionRequest[]) {
+    const before = engine.pool.blocksInUse;
+    const { seq } = prefill(req, 600);
+    const fullBlocks = Math.ceil(600 / BLOCK) * shape().numLayers * shape().numKvHeads;
+    assert.equal(engine.pool.blocksInUse - before, blocksNeeded(seq), `${req.method}: blocks in use = kept slots in whole blocks`);
+    assert.ok(blocksNeeded(seq) < fullBlocks / 4, `${req.method}: ${blocksNeeded(seq)} blocks vs ${fullBlocks} for the full cache`);
+    for (const h of seq.heads) {
+      // Positions stay original and increasing after compaction.
+      for (let s = 1; s < h.length; s++) assert.ok(h.positions[s]! > h.positions[s - 1]!);
+      assert.equal(h.positions[h.length - 1], 599, 'the newest prompt token is kept');
+    }
+    seq.release();
+    assert.equal(engine.pool.blocksInUse, before);
+  }
+});
+
+test('kvcompress: heads end with different lengths, the average respects the budget within a block, the protected window stays', () => {
+  const budget = 80;
+  const { seq } = prefill({ method: 'kvcompress', budget, continual: false, protected_window: 32 }, 700);
+  const lengths = [...seq.lengths()];
+  assert.ok(new Set(lengths).size > 1, `lengths ${lengths}`);
+  const mean = lengths.reduce((a, b) => a + b, 0) / lengths.length;
+  assert.ok(mean <= budget + BLOCK, `mean ${mean}`);
+  assert.ok(mean >= budget - BLOCK, `mean ${mean}`);
+  for (const h of seq.heads) {
+    const kept = new Set(h.positions.subarray(0, h.length));
+    for (let p = 700 - 32; p < 700; p++) assert.ok(kept.has(p), `protected position ${p} evicted`);
+  }
+  seq.release();
+});
+
+test('kvcompress: blocks freed by one sequence serve another sequence in the same pool', () => {
+  const { seq: a } = prefill({ method: 'kvcompress', budget: 48, continual: false }, 800);
+  const capacity = engine.pool.capacityBlocks;
+  const inUse = engine.pool.blocksInUse;
+  const free = capacity - inUse;
+  const evictedByA = Math.ceil(800 / BLOCK) * a.heads.length - blocksNeeded(a);
+  // B needs more blocks than were free before A's eviction returned its blocks.
+  const b = engine.newSequence();
+  const tokens = Array.from({ length: 800 }, (_, i) => (i * 7) % 256);
+  for (let i = 0; i < tokens.length; i += 200) engine.model.forward([{ seq: b, tokens: tokens.slice(i, i + 200) }]);
+  const used = engine.pool.blocksInUse - inUse;
+  assert.ok(used > 0);
+  assert.equal(engine.pool.capacityBlocks, capacity, 'the pool did not grow: freed blocks were reused');
+  assert.ok(used <= free);
+  assert.ok(used > free - evictedByA, `B (${used} blocks) could not have fit without A's ${evictedByA} freed blocks (${free - evictedByA} free otherwise)`);
+  a.release();
+  b.release();
+});
+
+test('kvcompress continual: a long generation stays within budget + one block per head at every step', () => {
+  const budget = 64;
+  const { seq, session, logits: first } = prefill({ method: 'kvcompress', budget, continual: true, protected_window: 16 }, 300, 400);
+  const heads = seq.heads.length;
+  let logits = first;
+  let evictionsDuring = 0;
+  for (let step = 0; step < 300; step++) {
+    logits = engine.model.forward([{ seq, tokens: [argmax(logits)], hooks: session }])[0]!;
+    const before = session.evictions;
+    session.afterDecodeStep();
+    if (session.evictions > before) evictionsDuring++;
+    assert.ok(seq.totalSlots() <= (budget + BLOCK) * heads, `step ${step}: ${seq.totalSlots()} slots`);
+  }
+  assert.ok(evictionsDuring > 5, `continual evictions: ${evictionsDuring}`);
+  assert.equal(seq.nextPosition, 600);
+  seq.release();
+});
