@@ -40,7 +40,7 @@ export function snapkvppScores(view: LayerView, window: number, kernel: number):
 }
 
 export class SnapKVPlusPlus implements EvictionMethod {
-  readonly name = 'snapkvpp';
+  readonly name = 'snapkv++';
   readonly windowSize: number;
   readonly expandGqa = false;
   readonly minLengthToEvict: number;
@@ -48,7 +48,7 @@ export class SnapKVPlusPlus implements EvictionMethod {
   private readonly kernel: number;
 
   constructor(cfg: SnapKVPlusPlusConfig) {
-    checkKernel('snapkvpp', cfg.kernel);
+    checkKernel('snapkv++', cfg.kernel);
     this.promptBudget = cfg.promptBudget;
     this.windowSize = Math.min(cfg.window, cfg.promptBudget);
     this.kernel = cfg.kernel;
@@ -66,7 +66,7 @@ export class SnapKVPlusPlus implements EvictionMethod {
 }
 
 export const snapkvppEntry: MethodEntry = {
-  name: 'snapkvpp',
+  name: 'snapkv++',
   summary: 'SnapKV++ (RocketKV stage 1): GQA-aware SnapKV with max pooling 63; the budget is the prompt budget',
   options: {
     window: { type: 'int', default: 32, min: 1, help: 'observation window: last prompt queries that score the KVs (always kept)' },

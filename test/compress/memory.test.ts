@@ -57,7 +57,7 @@ function blocksNeeded(seq: SequenceKV): number {
 }
 
 test('eviction really frees memory: pool bytes drop to the kept slots rounded up to blocks', () => {
-  for (const req of [{ method: 'snapkvpp', budget: 100 }, { method: 'kvcompress', budget: 64, continual: false }] as CompressionRequest[]) {
+  for (const req of [{ method: 'snapkv++', budget: 100 }, { method: 'kvcompress', budget: 64, continual: false }] as CompressionRequest[]) {
     const before = engine.pool.blocksInUse;
     const { seq } = prefill(req, 600);
     const fullBlocks = Math.ceil(600 / BLOCK) * shape().numLayers * shape().numKvHeads;
