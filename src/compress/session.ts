@@ -129,7 +129,7 @@ export class CompressionSession implements ForwardHooks {
           }
         }
         const head = heads[h]!;
-        return attentionProbs(windowQueries, offsets, qPos, keys(h), head.positions, head.length, d);
+        return attentionProbs(seq.runtime, windowQueries, offsets, qPos, keys(h), head.positions, head.length, d);
       },
     };
   }
@@ -163,7 +163,7 @@ export class CompressionSession implements ForwardHooks {
         const head = heads[h]!;
         const offsets = Array.from({ length: group }, (_, g) => (h * group + g) * d);
         const qPos = new Array<number>(group).fill(seq.nextPosition - 1);
-        const probs = attentionProbs(q, offsets, qPos, seq.readKeys(l, h), head.positions, head.length, d);
+        const probs = attentionProbs(seq.runtime, q, offsets, qPos, seq.readKeys(l, h), head.positions, head.length, d);
         ev.observeDecode(l, h, probs, group);
       }
     }

@@ -96,6 +96,11 @@ export class SequenceKV {
     return this.layerHeads.flat();
   }
 
+  /** The runtime whose memory holds this sequence's blocks. */
+  get runtime(): Runtime {
+    return this.rt;
+  }
+
   private view(): Float32Array {
     return this.rt.f32(0, this.rt.memory.buffer.byteLength >>> 2);
   }

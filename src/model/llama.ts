@@ -99,6 +99,16 @@ export class LlamaModel {
     else this.rt.k.matmulQ8(out, x, w.q, w.bias, M);
   }
 
+  /** Several projections of one input: int8 weights share one quantization of the input. */
+  private linears(x: number, M: number, pairs: [out: number, w: Linear][]): void {
+    if (!pairs.every(([, w]) => w.kind === 'q8')) {
+      for (const [out, w] of pairs) this.linear(out, x, w, M);
+      return;
+    }
+    const act = this.rt.k.quantizeAct(x, M, pairs[0]![1].K);
+    for (const [out, w] of pairs) if (w.kind === 'q8') this.rt.k.matmulQ8Quantized(out, act, w.q, w.bias, M);
+  }
+
   /**
    * Run the new tokens of every item through the model, appending their K/V to each sequence's
    * store. Returns the logits of each item's last token ([vocab] f32, a copy).
@@ -141,9 +151,7 @@ export class LlamaModel {
       const w = this.weights.layers[l]!;
       // Attention block: x += Wo · attn(RoPE(Wq·n(x)), RoPE(Wk·n(x)), Wv·n(x))
       k.rmsnorm(a.xb, a.x, w.attnNorm, M, D, c.rmsNormEps);
-      this.linear(a.q, a.xb, w.q, M);
-      this.linear(a.k, a.xb, w.k, M);
-      this.linear(a.v, a.xb, w.v, M);
+      this.linears(a.xb, M, [[a.q, w.q], [a.k, w.k], [a.v, w.v]]);
       k.rope(a.q, M, Hq, d, a.pos, this.invFreq);
       k.rope(a.k, M, Hkv, d, a.pos, this.invFreq);
       for (let i = 0; i < items.length; i++) {
@@ -164,8 +172,7 @@ export class LlamaModel {
 
       // MLP block: x += Wdown · (silu(Wgate·n(x)) * Wup·n(x))
       k.rmsnorm(a.xb, a.x, w.mlpNorm, M, D, c.rmsNormEps);
-      this.linear(a.gate, a.xb, w.gate, M);
-      this.linear(a.up, a.xb, w.up, M);
+      this.linears(a.xb, M, [[a.gate, w.gate], [a.up, w.up]]);
       k.siluMul(a.gate, a.gate, a.up, M * I);
       this.linear(a.proj, a.gate, w.down, M);
       k.add(a.x, a.x, a.proj, M * D);
