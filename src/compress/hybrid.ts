@@ -29,29 +29,31 @@ export function hybridPageScores(
   q: Float32Array, group: number, d: number, summary: PageSummary, pages: number, channels: Int32Array,
 ): Float64Array {
   const r = channels.length;
-  // One side of the summary per channel, chosen by the sign of the group's summed query.
-  const side: Float32Array[] = new Array(r);
+  // Gather once, shared by the group: per page, the r chosen channels of the summary side picked
+  // by the sign of the group's summed query (max if positive, else min).
+  const sub = new Float32Array(pages * r);
   for (let j = 0; j < r; j++) {
     const c = channels[j]!;
     let sum = 0;
     for (let g = 0; g < group; g++) sum += q[g * d + c]!;
-    side[j] = sum > 0 ? summary.max : summary.min;
+    const side = sum > 0 ? summary.max : summary.min;
+    for (let p = 0; p < pages; p++) sub[p * r + j] = side[p * d + c]!;
   }
   const total = new Float64Array(pages);
   const s = new Float64Array(pages);
+  const qc = new Float64Array(r);
   for (let g = 0; g < group; g++) {
     const qo = g * d;
     let absAll = 0;
     for (let i = 0; i < d; i++) absAll += Math.abs(q[qo + i]!);
     let absCh = 0;
-    for (let j = 0; j < r; j++) absCh += Math.abs(q[qo + channels[j]!]!);
-    for (let p = 0; p < pages; p++) {
-      const so = p * d;
+    for (let j = 0; j < r; j++) {
+      qc[j] = q[qo + channels[j]!]!;
+      absCh += Math.abs(qc[j]!);
+    }
+    for (let p = 0, so = 0; p < pages; p++, so += r) {
       let dot = 0;
-      for (let j = 0; j < r; j++) {
-        const c = channels[j]!;
-        dot += q[qo + c]! * side[j]![so + c]!;
-      }
+      for (let j = 0; j < r; j++) dot += qc[j]! * sub[so + j]!;
       s[p] = dot;
     }
     // A zero query has no direction: its scores are all 0, any finite temperature gives uniform.
