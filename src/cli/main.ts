@@ -22,6 +22,10 @@ export function floatArg(name: string): (v: string) => number {
   };
 }
 
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
 export function buildProgram(): Command {
   const program = new Command('rocketkv')
     .description('Long-context LLM inference on WebAssembly SIMD kernels with a compressed, paged KV cache')
@@ -41,13 +45,13 @@ export function buildProgram(): Command {
     .option('--top-k <k>', 'sample from the k most likely tokens (0 = all)', intArg('top-k'), 0)
     .option('--top-p <p>', 'nucleus sampling threshold in (0, 1]', floatArg('top-p'), 1)
     .option('--seed <n>', 'sampler seed', intArg('seed'), 0)
-    .option('--stop <s...>', 'stop strings')
+    .option('--stop <s>', 'stop string, repeatable', collect, [] as string[])
     .option('--threads <n>', 'kernel threads (default: all cores)', intArg('threads', 1))
     .option('--weights <fmt>', 'in-memory weights: f32 or q8 (default q8 above 300M parameters)')
     .option('--ctx <n>', 'most tokens a sequence may hold (default: the model\'s context)', intArg('ctx', 1))
     .option('--kv-method <name>', 'KV compression method (see `rocketkv methods`)', 'full')
     .option('--kv-budget <n>', 'KV budget in tokens (its meaning per method: see `rocketkv methods`)')
-    .option('--kv-opt <key=value...>', 'method option, repeatable')
+    .option('--kv-opt <key=value>', 'method option, repeatable', collect, [] as string[])
     .action(runCommand);
 
   program
@@ -86,7 +90,7 @@ export function buildProgram(): Command {
     .option('--threads <n>', 'threads (default: all cores)', intArg('threads', 1))
     .option('--methods <list>', 'KV methods timed on the same cache, comma-separated; the first sets the roofline', 'full')
     .option('--kv-budget <n>', 'KV budget for every method but full')
-    .option('--kv-opt <key=value...>', 'method option for every method but full')
+    .option('--kv-opt <key=value>', 'method option for every method but full, repeatable', collect, [] as string[])
     .action(benchDecodeCommand);
 
   return program;

@@ -28,6 +28,12 @@ export interface MethodContext {
 export interface CompressionParts {
   eviction?: EvictionMethod;
   selector?: DecodeSelector;
+  /**
+   * 'evict' (default): the eviction plan compacts the store and frees blocks. 'view': the store
+   * keeps everything and the plan becomes a per-turn filtered view that decode reads through
+   * (RocketKV-MT: no memory saved, traffic only; later turns can reach tokens an earlier one dropped).
+   */
+  mode?: 'evict' | 'view';
 }
 
 /** A registry entry: one method name, its one-line summary, its knobs with defaults, a factory. */

@@ -11,12 +11,13 @@ import { questEntry } from './quest.ts';
 import { sparqEntry } from './sparq.ts';
 import { hybridEntry } from './hybrid.ts';
 import { exactTopkEntry } from './exact_topk.ts';
-import { rocketkvEntry } from './rocketkv.ts';
+import { rocketkvEntry, rocketkvMtEntry } from './rocketkv.ts';
 
 /** Every method by name. Each entry holds its defaults; every knob is settable. */
 const ENTRIES: MethodEntry[] = [
   fullEntry,
   rocketkvEntry,
+  rocketkvMtEntry,
   kvcompressEntry,
   streamingLlmEntry,
   snapkvEntry,

@@ -6,11 +6,38 @@
  *   picked from page min/max summaries over the query's top-r channels at every decode step.
  * Defaults: window 32, pooling kernel 63, page/r/topk from the split, local_window 0 (as the paper).
  * Every knob overrides the split's value when set (> 0).
+ *
+ * rocketkv-mt (multi-turn): the same two stages, but stage 1 evicts nothing. At the end of each
+ * turn's prompt SnapKV++ reruns over the whole history with that turn's last window queries and
+ * yields a filtered view; that turn's decode runs stage 2 over the view while new tokens join
+ * both the store and the view. No memory is saved, only traffic; later questions can reach tokens
+ * an earlier question's view left out. The split is computed once, from the first turn.
  */
-import type { MethodEntry } from './method.ts';
+import type { CompressionParts, MethodContext, MethodEntry, OptionValues } from './method.ts';
 import { rocketkvSplit } from './budget.ts';
 import { SnapKVPlusPlus } from './snapkvpp.ts';
 import { HybridSelector } from './hybrid.ts';
+
+function rocketkvParts(ctx: MethodContext, opts: OptionValues): CompressionParts {
+  const split = rocketkvSplit({
+    promptLength: ctx.promptLength,
+    maxNewTokens: ctx.maxNewTokens,
+    budget: ctx.budget,
+    headDim: ctx.shape.headDim,
+    modelMaxLen: ctx.maxPositionEmbeddings,
+  });
+  const pick = (v: unknown, fallback: number): number => ((v as number) > 0 ? (v as number) : fallback);
+  return {
+    eviction: new SnapKVPlusPlus({ promptBudget: pick(opts.prompt_budget, split.promptBudget), window: opts.window as number, kernel: opts.kernel as number }),
+    selector: new HybridSelector({
+      page: pick(opts.page, split.page),
+      r: pick(opts.r, split.r),
+      topk: pick(opts.topk, split.topk),
+      localWindow: opts.local_window as number,
+      budget: ctx.budget,
+    }),
+  };
+}
 
 export const rocketkvEntry: MethodEntry = {
   name: 'rocketkv',
@@ -24,24 +51,12 @@ export const rocketkvEntry: MethodEntry = {
     topk: { type: 'int', default: 0, min: 0, help: 'exact tokens read per step; 0 = from the split (floor(B/2))' },
     local_window: { type: 'int', default: 0, min: 0, help: 'last slots always read in addition (0 = as in the paper)' },
   },
-  create: (ctx, opts) => {
-    const split = rocketkvSplit({
-      promptLength: ctx.promptLength,
-      maxNewTokens: ctx.maxNewTokens,
-      budget: ctx.budget,
-      headDim: ctx.shape.headDim,
-      modelMaxLen: ctx.maxPositionEmbeddings,
-    });
-    const pick = (v: unknown, fallback: number): number => ((v as number) > 0 ? (v as number) : fallback);
-    return {
-      eviction: new SnapKVPlusPlus({ promptBudget: pick(opts.prompt_budget, split.promptBudget), window: opts.window as number, kernel: opts.kernel as number }),
-      selector: new HybridSelector({
-        page: pick(opts.page, split.page),
-        r: pick(opts.r, split.r),
-        topk: pick(opts.topk, split.topk),
-        localWindow: opts.local_window as number,
-        budget: ctx.budget,
-      }),
-    };
-  },
+  create: rocketkvParts,
+};
+
+export const rocketkvMtEntry: MethodEntry = {
+  name: 'rocketkv-mt',
+  summary: 'RocketKV multi-turn: full KV kept, SnapKV++ re-selects a filtered view at every turn, hybrid attention reads it',
+  options: rocketkvEntry.options,
+  create: (ctx, opts) => ({ ...rocketkvParts(ctx, opts), mode: 'view' }),
 };

@@ -3,6 +3,7 @@ import type { ForwardHooks } from '../model/llama.ts';
 import type { CompressionParts } from './method.ts';
 import type { LayerView, ModelShape, PlanContext, SelectView } from './press.ts';
 import { attentionProbs } from './probs.ts';
+import { PageSummary } from '../kv/summary.ts';
 
 /**
  * Applies one request's compression method to its sequence: keeps the observation window of
@@ -21,6 +22,9 @@ export class CompressionSession implements ForwardHooks {
   /** This decode step's query row per layer (continual methods observe the step's attention). */
   private stepQ: Float32Array[] = [];
   private decoding = false;
+  /** View mode: per [layer][head], the slots decode reads (null: all), plus their key summaries. */
+  private views: (Int32Array | null)[][] = [];
+  private viewSummaries: (PageSummary | null)[][] = [];
   evictions = 0;
 
   constructor(seq: SequenceKV, parts: CompressionParts, shape: ModelShape, budget: number) {
@@ -58,6 +62,8 @@ export class CompressionSession implements ForwardHooks {
   }
 
   select(layer: number, h: number, q: Float32Array, group: number): Int32Array | null {
+    const filtered = this.views[layer]?.[h];
+    if (filtered) return this.selectInView(layer, h, q, group, this.extendView(layer, h, filtered));
     const selector = this.parts.selector;
     if (!selector) return null;
     const seq = this.seq;
@@ -81,6 +87,60 @@ export class CompressionSession implements ForwardHooks {
     return selector.select(view);
   }
 
+  /** View mode: the selector sees only the view's slots; its picks map back to store slots. */
+  private selectInView(layer: number, h: number, q: Float32Array, group: number, slots: Int32Array): Int32Array {
+    const selector = this.parts.selector;
+    if (!selector) return slots;
+    const seq = this.seq;
+    const head = seq.headsIn(layer)[h]!;
+    const d = this.shape.headDim;
+    const positions = new Int32Array(slots.length);
+    for (let i = 0; i < slots.length; i++) positions[i] = head.positions[slots[i]!]!;
+    const picked = selector.select({
+      layer,
+      h,
+      group,
+      headDim: d,
+      q,
+      length: slots.length,
+      positions,
+      summary: this.viewSummaries[layer]?.[h] ?? null,
+      keys: () => gatherRows(seq.readKeys(layer, h), slots, d),
+      countRead: (kBytes, summaryBytes) => {
+        seq.reads.kBytes += kBytes;
+        seq.reads.summaryBytes += summaryBytes;
+      },
+    });
+    if (!picked) return slots;
+    const out = new Int32Array(picked.length);
+    for (let i = 0; i < picked.length; i++) out[i] = slots[picked[i]!]!;
+    return out;
+  }
+
+  /** View mode: tokens appended after the view was made (this step's included) join it. */
+  private extendView(layer: number, h: number, v: Int32Array): Int32Array {
+    const head = this.seq.headsIn(layer)[h]!;
+    const last = v.length ? v[v.length - 1]! : -1;
+    if (last >= head.length - 1) return v;
+    const added = head.length - 1 - last;
+    const grown = new Int32Array(v.length + added);
+    grown.set(v);
+    for (let i = 0; i < added; i++) grown[v.length + i] = last + 1 + i;
+    const summary = this.viewSummaries[layer]?.[h];
+    if (summary) {
+      const keys = this.seq.readKeyRange(layer, h, last + 1, head.length);
+      for (let i = 0; i < added; i++) summary.add(v.length + i, keys, i * this.shape.headDim);
+    }
+    this.views[layer]![h] = grown;
+    return grown;
+  }
+
+  /** A new turn's prompt follows: capture its observation window again. */
+  beginTurn(): void {
+    this.decoding = false;
+    this.windowRows = [];
+  }
+
   private planContext(): PlanContext {
     const seq = this.seq;
     const lengths: number[][] = [];
@@ -92,6 +152,7 @@ export class CompressionSession implements ForwardHooks {
     return { shape: this.shape, budget: this.budget, blockSlots: seq.pool.blockSlots, lengths, positions, tokensSeen: seq.nextPosition };
   }
 
+  /** The layer at the end of a prefill; `promptLength` = tokens seen so far (all turns). */
   private layerView(layer: number, promptLength: number): LayerView {
     const seq = this.seq;
     const shape = this.shape;
@@ -138,14 +199,37 @@ export class CompressionSession implements ForwardHooks {
   afterPrefill(promptLength: number): void {
     this.decoding = true;
     const ev = this.parts.eviction;
-    if (!ev || promptLength <= ev.minLengthToEvict) { this.windowQ = []; return; }
     const seq = this.seq;
+    promptLength = seq.nextPosition;
+    this.views = [];
+    this.viewSummaries = [];
+    if (!ev || promptLength <= ev.minLengthToEvict) { this.windowQ = []; return; }
     const group = this.shape.numHeads / this.shape.numKvHeads;
     if (ev.expandGqa) for (let l = 0; l < seq.layers; l++) seq.expandLayer(l, group);
     const scores: Float32Array[][] = [];
     for (let l = 0; l < seq.layers; l++) scores.push(ev.score(this.layerView(l, promptLength)));
-    this.apply(ev.plan(scores, this.planContext()));
+    const plan = ev.plan(scores, this.planContext());
+    if (this.parts.mode === 'view') this.makeViews(plan);
+    else this.apply(plan);
     this.windowQ = [];
+  }
+
+  private makeViews(plan: Int32Array[][]): void {
+    const seq = this.seq;
+    const d = this.shape.headDim;
+    const page = this.parts.selector?.summaryPage ?? 0;
+    this.evictions++;
+    for (let l = 0; l < seq.layers; l++) {
+      const heads = seq.headsIn(l);
+      this.views.push(heads.map((hd, h) => (plan[l]![h]!.length === hd.length ? null : plan[l]![h]!)));
+      this.viewSummaries.push(heads.map((_, h) => {
+        const v = this.views[l]![h];
+        if (!v || page === 0) return null;
+        const s = new PageSummary(page, d);
+        s.rebuild(gatherRows(seq.readKeys(l, h), v, d), v.length);
+        return s;
+      }));
+    }
   }
 
   /** After a decode step: feed continual methods the step's attention, and evict if they say so. */
@@ -186,4 +270,11 @@ export class CompressionSession implements ForwardHooks {
       }
     }
   }
+}
+
+/** Rows `slots` of a [n, d] array, in order. */
+function gatherRows(rows: Float32Array, slots: Int32Array, d: number): Float32Array {
+  const out = new Float32Array(slots.length * d);
+  for (let i = 0; i < slots.length; i++) out.set(rows.subarray(slots[i]! * d, slots[i]! * d + d), i * d);
+  return out;
 }

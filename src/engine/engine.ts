@@ -65,6 +65,19 @@ export interface GenerateStats {
   kv: KvReport;
 }
 
+/** One conversation: turns share one KV sequence and one compression method. */
+export interface Conversation {
+  send(input: PromptInput, opts?: GenerateOptions): Generation;
+  /** Return the conversation's KV blocks to the pool. */
+  close(): void;
+}
+
+interface TurnState {
+  seq: SequenceKV;
+  session: CompressionSession;
+  kv: ResolvedCompression;
+}
+
 /** One request's stream of tokens; `stats` and `text` are filled once iteration ends. */
 export interface Generation extends AsyncIterable<GenerateEvent> {
   stats: GenerateStats | null;
@@ -136,100 +149,153 @@ export class Engine {
 
   /** Stream one request's tokens. Validates everything before any work starts. */
   generate(input: PromptInput, opts: GenerateOptions = {}): Generation {
-    validateSampling(opts);
-    const maxTokens = opts.maxTokens ?? 128;
-    if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new UsageError(`max tokens must be an integer >= 0, got ${opts.maxTokens}`);
-    const chunk = opts.prefillChunkTokens ?? 512;
-    if (!Number.isInteger(chunk) || chunk <= 0) throw new UsageError(`prefill chunk must be a positive integer, got ${chunk}`);
     const kv = resolveCompression(opts.kv ?? { method: 'full' });
-    const prompt = this.encodePrompt(input);
-    if (prompt.length === 0) throw new UsageError('the prompt is empty: give at least one token');
-    if (prompt.length >= this.maxContextTokens) {
-      throw new ContextLengthError(
-        `the prompt is ${prompt.length} tokens, the model's context is ${this.maxContextTokens}; shorten the prompt`,
-      );
-    }
-    const budget = Math.min(maxTokens, this.maxContextTokens - prompt.length);
+    const turn = this.prepareTurn(input, opts, 0);
     const engine = this;
     const gen: Generation = {
       stats: null,
       text: '',
       tokens: [],
       async *[Symbol.asyncIterator]() {
-        yield* engine.run(prompt, budget, chunk, opts, kv, gen);
+        const state = engine.newState(kv, turn.prompt.length, turn.maxTokens);
+        try {
+          yield* engine.runTurn(state, turn.prompt, turn.maxTokens, turn.chunk, opts, gen, false);
+        } finally {
+          state.seq.release();
+        }
       },
     };
     return gen;
   }
 
-  private async *run(prompt: number[], maxTokens: number, chunk: number, opts: GenerateOptions, kv: ResolvedCompression, gen: Generation): AsyncGenerator<GenerateEvent> {
+  /**
+   * A multi-turn conversation on one KV sequence: each `send` appends a turn (its prompt, then the
+   * reply) to the same cache, compressed with one method for the whole conversation (`rocketkv-mt`
+   * keeps everything and re-selects per turn; eviction methods evict again after each prompt).
+   */
+  conversation(kvRequest: CompressionRequest = { method: 'full' }): Conversation {
+    const kv = resolveCompression(kvRequest);
+    let state: TurnState | null = null;
+    const engine = this;
+    return {
+      send(input: PromptInput, opts: GenerateOptions = {}): Generation {
+        const turn = engine.prepareTurn(input, opts, state?.seq.nextPosition ?? 0);
+        const gen: Generation = {
+          stats: null,
+          text: '',
+          tokens: [],
+          async *[Symbol.asyncIterator]() {
+            state ??= engine.newState(kv, turn.prompt.length, turn.maxTokens);
+            state.session.beginTurn();
+            yield* engine.runTurn(state, turn.prompt, turn.maxTokens, turn.chunk, opts, gen, true);
+          },
+        };
+        return gen;
+      },
+      close(): void {
+        state?.seq.release();
+        state = null;
+      },
+    };
+  }
+
+  /** Check a turn's settings and prompt against the context before any work. */
+  private prepareTurn(input: PromptInput, opts: GenerateOptions, tokensBefore: number): { prompt: number[]; maxTokens: number; chunk: number } {
+    validateSampling(opts);
+    const maxTokens = opts.maxTokens ?? 128;
+    if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new UsageError(`max tokens must be an integer >= 0, got ${opts.maxTokens}`);
+    const chunk = opts.prefillChunkTokens ?? 512;
+    if (!Number.isInteger(chunk) || chunk <= 0) throw new UsageError(`prefill chunk must be a positive integer, got ${chunk}`);
+    const prompt = this.encodePrompt(input);
+    if (prompt.length === 0) throw new UsageError('the prompt is empty: give at least one token');
+    if (tokensBefore + prompt.length >= this.maxContextTokens) {
+      throw new ContextLengthError(
+        `the prompt is ${prompt.length} tokens${tokensBefore ? ` after ${tokensBefore} earlier ones` : ''}, the model's context is ${this.maxContextTokens}; shorten the prompt`,
+      );
+    }
+    return { prompt, maxTokens: Math.min(maxTokens, this.maxContextTokens - tokensBefore - prompt.length - 1), chunk };
+  }
+
+  private newState(kv: ResolvedCompression, promptLength: number, maxTokens: number): TurnState {
     const seq = this.newSequence();
     const c = this.config;
-    const session = new CompressionSession(
-      seq,
-      createCompression(kv, {
-        promptLength: prompt.length,
-        maxNewTokens: maxTokens,
-        shape: { numLayers: c.numLayers, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim },
-        maxPositionEmbeddings: this.maxContextTokens,
-        blockSlots: this.pool.blockSlots,
-      }),
-      { numLayers: c.numLayers, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim },
-      kv.budget,
-    );
+    const shape = { numLayers: c.numLayers, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim };
+    const parts = createCompression(kv, {
+      promptLength,
+      maxNewTokens: maxTokens,
+      shape,
+      maxPositionEmbeddings: this.maxContextTokens,
+      blockSlots: this.pool.blockSlots,
+    });
+    return { seq, session: new CompressionSession(seq, parts, shape, kv.budget), kv };
+  }
+
+  private async *runTurn(
+    state: TurnState, prompt: number[], maxTokens: number, chunk: number, opts: GenerateOptions, gen: Generation, keepLast: boolean,
+  ): AsyncGenerator<GenerateEvent> {
+    const { seq, session, kv } = state;
     const sampler = new Sampler(opts);
     const decoder = new StreamDecoder(this.tokenizer);
     const stop = new StopMatcher(opts.stop);
     const eos = new Set(opts.ignoreEos ? [] : this.tokenizer.eosTokenIds);
     this.pool.resetPeak();
+    const readsBefore = { ...seq.reads };
     let finish: FinishReason = 'length';
-    let prefillMs = 0;
-    let decodeMs = 0;
-    try {
-      const t0 = performance.now();
-      let logits: Float32Array = new Float32Array(0);
-      for (let i = 0; i < prompt.length; i += chunk) {
-        const part = prompt.slice(i, Math.min(prompt.length, i + chunk));
-        logits = this.model.forward([{ seq, tokens: part, hooks: session }])[0]!;
-        opts.onPrefillProgress?.(Math.min(prompt.length, i + chunk), prompt.length);
-        if (prompt.length > chunk) await yieldToEventLoop();
-      }
-      session.afterPrefill(prompt.length);
-      prefillMs = performance.now() - t0;
-      const t1 = performance.now();
-      for (let n = 0; n < maxTokens; n++) {
-        const token = sampler.sample(logits);
-        if (eos.has(token)) { finish = 'eos'; break; }
-        gen.tokens.push(token);
-        const text = stop.push(decoder.push(token));
-        gen.text += text;
-        yield { token, text };
-        if (stop.stopped) { finish = 'stop'; break; }
-        if (n + 1 < maxTokens) {
-          logits = this.model.forward([{ seq, tokens: [token], hooks: session }])[0]!;
-          session.afterDecodeStep();
-        }
-        await yieldToEventLoop();
-      }
-      decodeMs = performance.now() - t1;
-      const rest = stop.push(decoder.flush()) + stop.flush();
-      if (rest) {
-        gen.text += rest;
-        yield { token: -1, text: rest };
-      }
-      gen.stats = {
-        promptTokens: prompt.length,
-        generatedTokens: gen.tokens.length,
-        prefillMs,
-        decodeMs,
-        kvBytes: seq.blockBytes(),
-        kvPeakBytes: this.pool.peakBytes,
-        finishReason: finish,
-        kv: kvReport(seq, kv.entry.name, kv.budget, this.pool.peakBytes, session.evictions),
-      };
-    } finally {
-      seq.release();
+    const t0 = performance.now();
+    let logits: Float32Array = new Float32Array(0);
+    for (let i = 0; i < prompt.length; i += chunk) {
+      const part = prompt.slice(i, Math.min(prompt.length, i + chunk));
+      logits = this.model.forward([{ seq, tokens: part, hooks: session }])[0]!;
+      opts.onPrefillProgress?.(Math.min(prompt.length, i + chunk), prompt.length);
+      if (prompt.length > chunk) await yieldToEventLoop();
     }
+    session.afterPrefill(seq.nextPosition);
+    const prefillMs = performance.now() - t0;
+    const t1 = performance.now();
+    let last = -1;
+    for (let n = 0; n < maxTokens; n++) {
+      const token = sampler.sample(logits);
+      last = token;
+      if (eos.has(token)) { finish = 'eos'; break; }
+      gen.tokens.push(token);
+      const text = stop.push(decoder.push(token));
+      gen.text += text;
+      yield { token, text };
+      if (stop.stopped) { finish = 'stop'; break; }
+      if (n + 1 < maxTokens) {
+        logits = this.model.forward([{ seq, tokens: [token], hooks: session }])[0]!;
+        session.afterDecodeStep();
+        last = -1;
+      }
+      await yieldToEventLoop();
+    }
+    // In a conversation the reply's last token (or end-of-sequence) joins the cache, so the next turn follows it.
+    if (keepLast && last >= 0) {
+      this.model.forward([{ seq, tokens: [last], hooks: session }]);
+      session.afterDecodeStep();
+    }
+    const decodeMs = performance.now() - t1;
+    const rest = stop.push(decoder.flush()) + stop.flush();
+    if (rest) {
+      gen.text += rest;
+      yield { token: -1, text: rest };
+    }
+    const turnReads = {
+      steps: seq.reads.steps - readsBefore.steps,
+      kBytes: seq.reads.kBytes - readsBefore.kBytes,
+      vBytes: seq.reads.vBytes - readsBefore.vBytes,
+      summaryBytes: seq.reads.summaryBytes - readsBefore.summaryBytes,
+    };
+    gen.stats = {
+      promptTokens: prompt.length,
+      generatedTokens: gen.tokens.length,
+      prefillMs,
+      decodeMs,
+      kvBytes: seq.blockBytes(),
+      kvPeakBytes: this.pool.peakBytes,
+      finishReason: finish,
+      kv: kvReport(seq, kv.entry.name, kv.budget, this.pool.peakBytes, session.evictions, turnReads),
+    };
   }
 
   async close(): Promise<void> {

@@ -1,4 +1,4 @@
-import type { SequenceKV } from '../kv/store.ts';
+import type { ReadStats, SequenceKV } from '../kv/store.ts';
 
 /** KV accounting of one sequence, measured on the store (never a method's own claim). */
 export interface KvReport {
@@ -22,7 +22,7 @@ export interface KvReport {
   evictions: number;
 }
 
-export function kvReport(seq: SequenceKV, method: string, budget: number, poolPeakBytes: number, evictions: number): KvReport {
+export function kvReport(seq: SequenceKV, method: string, budget: number, poolPeakBytes: number, evictions: number, reads: ReadStats = seq.reads): KvReport {
   const lengths = seq.lengths();
   let min = Infinity;
   let max = 0;
@@ -31,10 +31,10 @@ export function kvReport(seq: SequenceKV, method: string, budget: number, poolPe
   const storedBytes = seq.blockBytes();
   const fullBlocksPerHead = Math.ceil(seq.nextPosition / seq.pool.blockSlots);
   const fullBytes = fullBlocksPerHead * seq.layers * seq.kvHeads * seq.pool.blockBytes;
-  const steps = Math.max(1, seq.reads.steps);
-  const k = seq.reads.kBytes / steps;
-  const v = seq.reads.vBytes / steps;
-  const summaries = seq.reads.summaryBytes / steps;
+  const steps = Math.max(1, reads.steps);
+  const k = reads.kBytes / steps;
+  const v = reads.vBytes / steps;
+  const summaries = reads.summaryBytes / steps;
   return {
     method,
     budget,

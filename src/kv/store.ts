@@ -180,14 +180,19 @@ export class SequenceKV {
     return this.readRows(this.head(layer, h), this.pool.blockSlots * this.pool.headDim);
   }
 
-  private readRows(head: HeadKV, shift: number): Float32Array {
+  /** K rows of slots [from, to) of a head, [to - from, d] (a copy). */
+  readKeyRange(layer: number, h: number, from: number, to: number): Float32Array {
+    return this.readRows(this.head(layer, h), 0, from, to);
+  }
+
+  private readRows(head: HeadKV, shift: number, from = 0, to = head.length): Float32Array {
     const d = this.pool.headDim;
-    const out = new Float32Array(head.length * d);
+    const out = new Float32Array((to - from) * d);
     const mem = this.view();
     const table = this.table(head);
-    for (let s = 0; s < head.length; s++) {
+    for (let s = from; s < to; s++) {
       const o = this.slotOffset(table, s) + shift;
-      out.set(mem.subarray(o, o + d), s * d);
+      out.set(mem.subarray(o, o + d), (s - from) * d);
     }
     return out;
   }

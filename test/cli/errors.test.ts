@@ -48,7 +48,8 @@ test('a good model runs', () => {
   const r = cli(['run', '--model', good, '-n', '4', 'hi']);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /generated 4 tokens/);
-  assert.match(r.stderr, /KV: /);
+  assert.match(r.stderr, /KV method full: .* stored vs .* for the full cache/);
+  assert.match(r.stderr, /read per decode step/);
 });
 
 test('missing model directory', () => {
@@ -110,4 +111,28 @@ test('bad option values', () => {
   const r = cli(['run', '--model', good, '--max-tokens', 'many', 'hi']);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /max-tokens/);
+});
+
+test('KV flags: compression is reported, and bad settings fail before any work', () => {
+  const r = cli(['run', '--model', good, '-n', '4', '--kv-method', 'streaming_llm', '--kv-budget', '16', 'a prompt of some forty-odd characters...']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /KV method streaming_llm budget 16: .* \(compression [1-9][0-9.]*x\); KVs per head min 19 /);
+  // The model directory does not exist: each KV error must come first, before any loading.
+  const nope = join(root, 'nope');
+  assertOneLineError(cli(['run', '--model', nope, '--kv-method', 'h2o', '--kv-budget', '8', 'x']), /unknown KV method 'h2o'; choose one of: full, rocketkv, .*kvcompress/);
+  assertOneLineError(cli(['run', '--model', nope, '--kv-method', 'rocketkv', '--kv-budget', '0', 'x']), /budget must be a positive integer/);
+  assertOneLineError(cli(['run', '--model', nope, '--kv-method', 'rocketkv', '--kv-budget', '12.5', 'x']), /budget must be a positive integer/);
+  assertOneLineError(cli(['run', '--model', nope, '--kv-method', 'rocketkv', 'x']), /budget must be a positive integer/);
+  assertOneLineError(cli(['run', '--model', nope, '--kv-method', 'snapkv', '--kv-budget', '8', '--kv-opt', 'colour=red', 'x']), /unknown option 'colour'; valid options: window, kernel, pooling, gqa/);
+  assertOneLineError(cli(['run', '--model', nope, '--kv-method', 'snapkv', '--kv-budget', '8', '--kv-opt', 'window=wide', 'x']), /option window must be an integer/);
+  assertOneLineError(cli(['run', '--model', nope, '--kv-method', 'snapkv', '--kv-budget', '8', '--kv-opt', 'gqa=sideways', 'x']), /option gqa must be one of expand\|group/);
+});
+
+test('methods lists every method with its defaults', () => {
+  const r = cli(['methods']);
+  assert.equal(r.code, 0);
+  for (const m of ['full', 'rocketkv', 'rocketkv-mt', 'kvcompress', 'streaming_llm', 'snapkv', 'snapkv++', 'pyramidkv', 'adakv', 'quest', 'sparq', 'hybrid', 'exact_topk']) {
+    assert.match(r.stdout, new RegExp(`^${m.replace(/\+/g, '\\+')}\\s`, 'm'), m);
+  }
+  assert.match(r.stdout, /kvcompress .*protected_window=32/);
 });
