@@ -16,6 +16,10 @@ export interface KvReport {
   summaryBytes: number;
   /** The pool's peak bytes during the request. */
   poolPeakBytes: number;
+  /** The pool's bytes in use at the end (all sequences), as the pool counts them. */
+  poolInUseBytes: number;
+  /** What the kept slots need: ceil(slots / block) blocks per head. */
+  keptSlotsBlockBytes: number;
   /** Average bytes read per decode step by attention (K, V) and by selection (K channels, summaries). */
   readPerStep: { k: number; v: number; summaries: number; total: number };
   /** Eviction passes (prefill end + continual). */
@@ -35,6 +39,8 @@ export function kvReport(seq: SequenceKV, method: string, budget: number, poolPe
   const k = reads.kBytes / steps;
   const v = reads.vBytes / steps;
   const summaries = reads.summaryBytes / steps;
+  let keptBlocks = 0;
+  for (const n of lengths) keptBlocks += Math.ceil(n / seq.pool.blockSlots);
   return {
     method,
     budget,
@@ -44,6 +50,8 @@ export function kvReport(seq: SequenceKV, method: string, budget: number, poolPe
     compressionRatio: storedBytes > 0 ? fullBytes / storedBytes : 1,
     summaryBytes: seq.summaryBytes(),
     poolPeakBytes,
+    poolInUseBytes: seq.pool.bytesInUse,
+    keptSlotsBlockBytes: keptBlocks * seq.pool.blockBytes,
     readPerStep: { k, v, summaries, total: k + v + summaries },
     evictions,
   };
