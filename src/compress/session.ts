@@ -196,11 +196,12 @@ export class CompressionSession implements ForwardHooks {
   }
 
   /** Evict once, at the end of prefill, if the method has an eviction stage. */
-  afterPrefill(promptLength: number): void {
+  afterPrefill(promptLength: number, skipEviction = false): void {
     this.decoding = true;
     const ev = this.parts.eviction;
     const seq = this.seq;
     promptLength = seq.nextPosition;
+    if (skipEviction) { this.windowQ = []; return; }
     this.views = [];
     this.viewSummaries = [];
     if (!ev || promptLength <= ev.minLengthToEvict) { this.windowQ = []; return; }

@@ -45,6 +45,11 @@ export interface GenerateOptions extends SamplingOptions {
   onPrefillProgress?: (done: number, total: number) => void;
   /** KV compression for this request: `{ method, budget, ...options }` (default: full). */
   kv?: CompressionRequest;
+  /**
+   * Conversations: append this turn's prompt without running the eviction stage on it (e.g. a
+   * question after a context that was compressed query-agnostically). Decode-time selection still runs.
+   */
+  skipEviction?: boolean;
 }
 
 export interface GenerateEvent { token: number; text: string }
@@ -249,7 +254,7 @@ export class Engine {
       opts.onPrefillProgress?.(Math.min(prompt.length, i + chunk), prompt.length);
       if (prompt.length > chunk) await yieldToEventLoop();
     }
-    session.afterPrefill(seq.nextPosition);
+    session.afterPrefill(seq.nextPosition, opts.skipEviction ?? false);
     const prefillMs = performance.now() - t0;
     const t1 = performance.now();
     let last = -1;
