@@ -4,7 +4,7 @@
  *
  *   node --import tsx tools/train/emit.ts --out data.jsonl --n 2000 --lengths 256,512,1024 --seed 1
  *
- * Each line: {task, index, seed, length, input, target, references, maxNewTokens, depth, generator}.
+ * Each line: {task, index, seed, length, input, contextChars (UTF-16 length of the context part), target, references, maxNewTokens, depth, generator}.
  * `target` is the text the model should produce after `input` (references in the task's answer
  * format); train.py tokenizes input/target itself, so sizing here only needs to be approximate:
  * by default samples are sized with a byte-level tokenizer (1 token per UTF-8 byte), which
@@ -19,7 +19,7 @@ import { Command } from 'commander';
 interface TextTokenizer { encode(text: string): number[] }
 interface Sample {
   task: string; index: number; seed: number; length: number;
-  input: string; answerPrefix: string; references: string[]; maxNewTokens: number; depth?: number;
+  context: string; input: string; answerPrefix: string; references: string[]; maxNewTokens: number; depth?: number;
 }
 interface Generators {
   TASKS: string[];
@@ -63,14 +63,19 @@ async function main(): Promise<void> {
     .option('--lengths <list>', 'comma-separated target lengths in tokens, drawn uniformly per sample', '512')
     .option('--seed <n>', 'generator seed', (v) => parseInt(v, 10), 1)
     .option('--tokenizer <dir>', 'size samples with this tokenizer.json directory instead of bytes')
+    .option('--bytes-per-token <x>', 'size by UTF-8 bytes / x (fast approximation of the BPE; train.py drops samples that overflow)', parseFloat, 1)
     .option('--generator <which>', 'auto (real if present, else stub), ruler, or stub', 'auto')
     .parse(process.argv);
-  const o = cmd.opts<{ out: string; n: number; tasks?: string; lengths: string; seed: number; tokenizer?: string; generator: string }>();
+  const o = cmd.opts<{ out: string; n: number; tasks?: string; lengths: string; seed: number; tokenizer?: string; generator: string; bytesPerToken: number }>();
   const { gen, name } = await loadGenerators(o.generator);
   const tasks = o.tasks ? o.tasks.split(',') : gen.TASKS;
   for (const t of tasks) if (!gen.TASKS.includes(t)) throw new Error(`unknown task ${t}; known: ${gen.TASKS.join(', ')}`);
   const lengths = o.lengths.split(',').map((v) => parseInt(v, 10));
   let tokenizer = byteTokenizer;
+  if (o.bytesPerToken !== 1) {
+    const bpt = o.bytesPerToken;
+    tokenizer = { encode: (text: string) => new Array<number>(Math.ceil(Buffer.byteLength(text, 'utf8') / bpt)).fill(0) };
+  }
   if (o.tokenizer) {
     const { Tokenizer } = await import(path.join(here, '..', '..', 'src', 'model', 'tokenizer.ts'));
     const tk = await Tokenizer.load(o.tokenizer);
@@ -83,12 +88,12 @@ async function main(): Promise<void> {
     const task = tasks[Math.floor(rand() * tasks.length)]!;
     const length = lengths[Math.floor(rand() * lengths.length)]!;
     const s = gen.generateSample(task, { length, seed: o.seed, index: i, tokenizer });
-    const line = { task, index: i, seed: o.seed, length, input: s.input, target: targetText(s), references: s.references,
+    const line = { task, index: i, seed: o.seed, length, input: s.input, contextChars: s.context.length, target: targetText(s), references: s.references,
       maxNewTokens: s.maxNewTokens, depth: s.depth ?? null, generator: name };
     fs.writeSync(fd, JSON.stringify(line) + '\n');
   }
   fs.closeSync(fd);
-  process.stderr.write(`emit: ${o.n} samples (${name} generators, ${o.tokenizer ? 'tokenizer' : 'byte'} sizing) -> ${o.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+  process.stderr.write(`emit: ${o.n} samples (${name} generators, ${o.tokenizer ? 'tokenizer' : o.bytesPerToken !== 1 ? `bytes/${o.bytesPerToken}` : 'byte'} sizing) -> ${o.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
 }
 
 await main();

@@ -1,0 +1,401 @@
+"""Trains a tiny Llama (Hugging Face LlamaForCausalLM layout) on RULER-style tasks emitted by emit.ts.
+
+    /usr/bin/python3 tools/train/train.py --data train.jsonl --tokenizer TOKDIR --out OUTDIR [--minutes 100]
+
+Plain PyTorch 1.13 (no SDPA there): RMSNorm, rotate-half RoPE, SwiGLU, grouped-query attention
+written out, all with transformers' Llama semantics, so OUTDIR (config.json, model.safetensors in f32
+with HF tensor names, tokenizer files) loads unchanged in our engine and in transformers.
+Loss: cross-entropy on the answer tokens (+ </s>), plus --lm-weight x LM loss on the prompt.
+Long positions from short windows (PoSE, skip-wise): each sample keeps its tokens contiguous but
+its position ids jump at 1-3 random cut points inside the context, so the needle-to-question
+distance spans up to --max-positions while the physical sequence stays short.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import struct
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tokenizer import BPETokenizer  # noqa: E402
+
+
+# ---------------------------------------------------------------- model (HF Llama semantics)
+
+class RMSNorm(nn.Module):
+    def __init__(self, d, eps):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x):
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+
+def rotate_half(x):
+    h = x.shape[-1] // 2
+    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.h, self.kv, self.d = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
+        D = c["hidden_size"]
+        self.q_proj = nn.Linear(D, self.h * self.d, bias=False)
+        self.k_proj = nn.Linear(D, self.kv * self.d, bias=False)
+        self.v_proj = nn.Linear(D, self.kv * self.d, bias=False)
+        self.o_proj = nn.Linear(self.h * self.d, D, bias=False)
+
+    def forward(self, x, cos, sin, mask):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.h, self.d).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, self.kv, self.d).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.kv, self.d).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        # HF repeat_kv: KV head j serves query heads j*rep .. j*rep+rep-1.
+        rep = self.h // self.kv
+        k = k.repeat_interleave(rep, dim=1)
+        v = v.repeat_interleave(rep, dim=1)
+        att = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.d)) + mask
+        att = att.softmax(-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, self.h * self.d)
+        return self.o_proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        D, I = c["hidden_size"], c["intermediate_size"]
+        self.gate_proj = nn.Linear(D, I, bias=False)
+        self.up_proj = nn.Linear(D, I, bias=False)
+        self.down_proj = nn.Linear(I, D, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Layer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.input_layernorm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
+        self.self_attn = Attention(c)
+        self.post_attention_layernorm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
+        self.mlp = MLP(c)
+
+    def forward(self, x, cos, sin, mask):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Inner(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(c["vocab_size"], c["hidden_size"])
+        self.layers = nn.ModuleList(Layer(c) for _ in range(c["num_hidden_layers"]))
+        self.norm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
+
+
+class Llama(nn.Module):
+    """Parameter names match transformers' LlamaForCausalLM state_dict (model.*, lm_head)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        self.model = Inner(c)
+        self.lm_head = nn.Linear(c["hidden_size"], c["vocab_size"], bias=False)
+        if c["tie_word_embeddings"]:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        d = c["head_dim"]
+        self.register_buffer("inv_freq", 1.0 / (c["rope_theta"] ** (torch.arange(0, d, 2).float() / d)), persistent=False)
+        std = c["initializer_range"]
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, 0.0, std)
+
+    def forward(self, ids, pos):
+        """ids, pos: [B, T] int64 (pos: RoPE position ids). Returns logits [B, T, V]."""
+        B, T = ids.shape
+        freqs = pos[..., None].float() * self.inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # [B, 1, T, d]
+        cos, sin = emb.cos(), emb.sin()
+        # Batches are right-padded, so the causal mask alone keeps real tokens off the padding.
+        mask = torch.full((T, T), float("-inf")).triu(1)[None, None]
+        x = self.model.embed_tokens(ids)
+        for layer in self.model.layers:
+            x = layer(x, cos, sin, mask)
+        return self.lm_head(self.model.norm(x))
+
+
+def make_config(a, vocab_size, bos_id, eos_id):
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "hidden_size": a.hidden, "intermediate_size": a.intermediate, "num_hidden_layers": a.layers,
+        "num_attention_heads": a.heads, "num_key_value_heads": a.kv_heads, "head_dim": a.hidden // a.heads,
+        "vocab_size": vocab_size, "rms_norm_eps": 1e-5, "rope_theta": a.rope_theta, "rope_scaling": None,
+        "max_position_embeddings": a.max_positions, "tie_word_embeddings": True,
+        "bos_token_id": bos_id, "eos_token_id": eos_id, "hidden_act": "silu",
+        "attention_bias": False, "attention_dropout": 0.0, "mlp_bias": False, "pretraining_tp": 1,
+        "initializer_range": 0.02, "use_cache": True, "torch_dtype": "float32",
+    }
+
+
+# ---------------------------------------------------------------- checkpoint files
+
+def write_safetensors(path, tensors):
+    """safetensors by hand: u64 LE header length, JSON header (padded to 8 bytes), raw f32 data."""
+    header, offset, blobs = {}, 0, []
+    for name in sorted(tensors):
+        t = tensors[name].detach().to(torch.float32).contiguous().cpu()
+        data = t.numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    header["__metadata__"] = {"format": "pt"}
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path + ".tmp", "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+    os.replace(path + ".tmp", path)
+
+
+def save_model(out, model, config, tok_dir, extra):
+    os.makedirs(out, exist_ok=True)
+    sd = model.state_dict()
+    if config["tie_word_embeddings"]:
+        sd.pop("lm_head.weight", None)  # HF ties it back to model.embed_tokens.weight
+    write_safetensors(os.path.join(out, "model.safetensors"), sd)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    with open(os.path.join(out, "generation_config.json"), "w") as f:
+        json.dump({"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"]}, f, indent=2)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(tok_dir, name), os.path.join(out, name))
+    with open(os.path.join(out, "training.json"), "w") as f:
+        json.dump(extra, f, indent=2)
+
+
+# ---------------------------------------------------------------- data
+
+def load_samples(path, tok, max_tokens):
+    """-> list of (ids [BOS + input + target + EOS], n_prompt, n_context) that fit in max_tokens."""
+    out, dropped = [], 0
+    with open(path) as f:
+        for line in f:
+            d = json.loads(line)
+            inp = [tok.bos_id] + tok.encode(d["input"])
+            tgt = tok.encode(d["target"]) + [tok.eos_id]
+            if len(inp) + len(tgt) > max_tokens:
+                dropped += 1
+                continue
+            n_ctx = 1 + len(tok.encode(d["input"][: d["contextChars"]])) if "contextChars" in d else len(inp) - 48
+            out.append((inp + tgt, len(inp), max(2, min(n_ctx - 1, len(inp) - 1)), d["task"]))
+    return out, dropped
+
+
+def pose_positions(n, n_ctx, max_pos, rng, p_dense):
+    """Position ids for n tokens: contiguous runs with gaps at 1-3 cut points inside [1, n_ctx)."""
+    if rng.random() < p_dense or n >= max_pos or n_ctx < 3:
+        return list(range(n))
+    span = rng.randint(n, max_pos)
+    extra = span - n
+    cuts = sorted(rng.sample(range(1, n_ctx), min(rng.randint(1, 3), n_ctx - 1)))
+    # Random split of `extra` among the cuts.
+    marks = sorted(rng.randint(0, extra) for _ in range(len(cuts) - 1))
+    gaps = [b - a for a, b in zip([0] + marks, marks + [extra])]
+    pos, shift, k = [], 0, 0
+    for i in range(n):
+        while k < len(cuts) and i == cuts[k]:
+            shift += gaps[k]
+            k += 1
+        pos.append(i + shift)
+    return pos
+
+
+def make_batch(samples, rng, a):
+    T = max(len(s[0]) for s in samples)
+    B = len(samples)
+    ids = torch.zeros(B, T, dtype=torch.long)
+    pos = torch.zeros(B, T, dtype=torch.long)
+    real = torch.zeros(B, T, dtype=torch.bool)
+    w = torch.zeros(B, T)  # loss weight per predicted position (predicting token t+1 at t)
+    for b, (seq, n_prompt, n_ctx, _) in enumerate(samples):
+        n = len(seq)
+        ids[b, :n] = torch.tensor(seq)
+        pos[b, :n] = torch.tensor(pose_positions(n, n_ctx, a.max_positions, rng, a.dense_prob))
+        real[b, :n] = True
+        w[b, : n_prompt - 1] = a.lm_weight
+        w[b, n_prompt - 1: n - 1] = 1.0
+    return ids, pos, real, w
+
+
+# ---------------------------------------------------------------- training
+
+def lr_at(step, a):
+    if step < a.warmup:
+        return a.lr * (step + 1) / a.warmup
+    p = min(1.0, (step - a.warmup) / max(1, a.steps - a.warmup))
+    return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+@torch.no_grad()
+def greedy(model, prompt, eos_id, max_new):
+    """Greedy continuation with full recomputation (answers are short)."""
+    ids = list(prompt)
+    for _ in range(max_new):
+        x = torch.tensor([ids])
+        nxt = int(model(x, torch.arange(len(ids))[None])[0, -1].argmax())
+        if nxt == eos_id:
+            break
+        ids.append(nxt)
+    return ids[len(prompt):]
+
+
+@torch.no_grad()
+def evaluate(model, samples, tok):
+    """Teacher-forced answer exactness (all answer tokens argmax-correct) and answer-token loss."""
+    model.eval()
+    exact, loss, ntok = 0, 0.0, 0
+    for seq, n_prompt, _, _ in samples:
+        x = torch.tensor([seq])
+        logits = model(x, torch.arange(len(seq))[None])[0, n_prompt - 1: len(seq) - 1]
+        y = x[0, n_prompt:]
+        loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        ntok += len(y)
+        exact += int(bool((logits.argmax(-1) == y).all()))
+    model.train()
+    return exact / len(samples), loss / ntok
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, help="training JSONL from emit.ts")
+    ap.add_argument("--eval-data", help="held-out JSONL (e.g. other seed, real lengths without PoSE)")
+    ap.add_argument("--tokenizer", required=True, help="directory with tokenizer.json from tokenizer.py")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--intermediate", type=int, default=768)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--kv-heads", type=int, default=2)
+    ap.add_argument("--rope-theta", type=float, default=10000.0)
+    ap.add_argument("--max-positions", type=int, default=4096, help="PoSE target span and max_position_embeddings")
+    ap.add_argument("--max-tokens", type=int, default=1024, help="longest physical sequence kept")
+    ap.add_argument("--dense-prob", type=float, default=0.2, help="share of samples trained without position skips")
+    ap.add_argument("--batch-tokens", type=int, default=4096, help="tokens per optimizer step (padded)")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=2000, help="schedule length (the cosine ends here)")
+    ap.add_argument("--minutes", type=float, default=0, help="stop after this wall time (0: run all steps)")
+    ap.add_argument("--lm-weight", type=float, default=0.1)
+    ap.add_argument("--weight-decay", type=float, default=0.1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--save-every", type=int, default=200)
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    rng = random.Random(a.seed)
+    tok = BPETokenizer.load(a.tokenizer)
+    t0 = time.time()
+    train, dropped = load_samples(a.data, tok, a.max_tokens)
+    held = load_samples(a.eval_data, tok, 1 << 30)[0][:32] if a.eval_data else []
+    n_tok = sum(len(s[0]) for s in train)
+    print(f"data: {len(train)} samples ({dropped} over {a.max_tokens} tokens dropped), {n_tok} tokens, "
+          f"mean {n_tok / max(1, len(train)):.0f}; {len(held)} held-out; tokenized in {time.time() - t0:.1f}s", flush=True)
+
+    config = make_config(a, len(tok), tok.bos_id, tok.eos_id)
+    model = Llama(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model: {n_params / 1e6:.2f}M parameters, config {json.dumps({k: config[k] for k in ('hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads', 'vocab_size')})}", flush=True)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
+    step, seen_tokens, log = 0, 0, []
+    state_path = os.path.join(a.out, "state.pt")
+    if a.resume and os.path.exists(state_path):
+        st = torch.load(state_path)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step, seen_tokens, log = st["step"], st["seen_tokens"], st["log"]
+        rng.setstate(st["rng"])
+        print(f"resumed at step {step}", flush=True)
+
+    def checkpoint():
+        extra = {"args": vars(a), "step": step, "seen_tokens": seen_tokens, "parameters": n_params, "log": log}
+        save_model(a.out, model, config, a.tokenizer, extra)
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "seen_tokens": seen_tokens,
+                    "log": log, "rng": rng.getstate()}, state_path)
+
+    # Length-sorted chunks keep padding low: draw a random sample, then fill the batch with neighbours.
+    order = sorted(range(len(train)), key=lambda i: len(train[i][0]))
+    start, win_t, win_tok, win_loss, win_ans = time.time(), time.time(), 0, 0.0, 0.0
+    while step < a.steps:
+        if a.minutes and time.time() - start > a.minutes * 60:
+            break
+        k = rng.randrange(len(order))
+        L = len(train[order[k]][0])
+        bs = max(1, a.batch_tokens // L)
+        lo = max(0, min(k - bs // 2, len(order) - bs))
+        batch = [train[i] for i in order[lo: lo + bs]]
+        ids, pos, real, w = make_batch(batch, rng, a)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, a)
+        logits = model(ids, pos)
+        ce = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
+        wt = w[:, :-1].reshape(-1)
+        ans = wt == 1.0
+        loss = (ce * wt).sum() / wt.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        seen_tokens += int(real.sum())
+        win_tok += int(real.sum())
+        win_loss += float(loss)
+        win_ans += float(ce[ans].mean())
+        if step % a.log_every == 0:
+            dt = time.time() - win_t
+            rec = {"step": step, "loss": win_loss / a.log_every, "answer_loss": win_ans / a.log_every,
+                   "tokens_per_s": win_tok / dt, "lr": lr_at(step, a), "tokens": seen_tokens,
+                   "minutes": (time.time() - start) / 60}
+            log.append(rec)
+            print(f"step {step} loss {rec['loss']:.3f} answer {rec['answer_loss']:.3f} {rec['tokens_per_s']:.0f} tok/s "
+                  f"lr {rec['lr']:.2e} {rec['minutes']:.1f} min", flush=True)
+            win_t, win_tok, win_loss, win_ans = time.time(), 0, 0.0, 0.0
+        if held and step % a.eval_every == 0:
+            exact, aloss = evaluate(model, held, tok)
+            log.append({"step": step, "eval_exact": exact, "eval_answer_loss": aloss})
+            print(f"eval step {step}: answer exact {exact:.2f}, answer loss {aloss:.3f}", flush=True)
+            win_t = time.time()
+        if step % a.save_every == 0:
+            checkpoint()
+            win_t = time.time()
+    checkpoint()
+    if held:
+        s = held[0]
+        out = greedy(model, s[0][: s[1]], tok.eos_id, 40)
+        print(f"sample greedy: {tok.decode(out)!r} (reference {tok.decode(s[0][s[1]:])!r})", flush=True)
+    print(f"done: {step} steps, {seen_tokens} tokens, {(time.time() - start) / 60:.1f} min -> {a.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
