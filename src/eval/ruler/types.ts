@@ -1,0 +1,39 @@
+/** Shapes shared by the RULER task generators, the runner and the metrics. */
+
+/** Counts tokens of a text; must add no special tokens (BOS/EOS), like RULER's `text_to_tokens`. */
+export interface TextTokenizer { encode(text: string): number[] }
+
+export type TaskName = 'niah_single_1' | 'niah_single_2' | 'niah_single_3' | 'niah_multikey_1' | 'niah_multikey_2'
+  | 'niah_multikey_3' | 'niah_multivalue' | 'niah_multiquery' | 'vt' | 'cwe' | 'fwe';
+
+export interface Sample {
+  task: TaskName;
+  index: number;
+  seed: number;
+  /** Target tokens: tokens(input) + maxNewTokens <= length. */
+  length: number;
+  /** Everything before the question: instruction header, few-shot example(s), haystack with needles. */
+  context: string;
+  /** The query text appended after the context (the template's question part). */
+  question: string;
+  /** Appended after the question; generation continues from it. */
+  answerPrefix: string;
+  /** context + question + answerPrefix, exactly as fed to the model. */
+  input: string;
+  /** Strings that must appear in the prediction. */
+  references: string[];
+  /** tokens_to_generate of RULER's task config. */
+  maxNewTokens: number;
+  /** Depth in [0,1] of the needle holding the first reference (niah only). */
+  depth?: number;
+}
+
+export interface GenerateSampleOptions {
+  /** Target tokens (input + maxNewTokens). */
+  length: number;
+  seed: number;
+  index: number;
+  tokenizer: TextTokenizer;
+  /** Put every needle at this depth in [0,1] instead of random depths (niah only). */
+  depth?: number;
+}
