@@ -15,9 +15,13 @@ import type { GenerateSampleOptions, Sample } from './types.ts';
 import { pseudoWords, shippedWordPool } from './words.ts';
 
 const NUM_COMMON = 10;
+/** Made-up words to draw from once the shipped words run out (RULER's large list has ~100K+). */
+const PSEUDO_POOL = 20_000;
 
 function wordList(rng: Rng, numWords: number, commonRepeats: number, uncommonRepeats: number): { text: string; common: string[] } {
-  const pool = numWords <= shippedWordPool().length ? shippedWordPool() : pseudoWords(numWords);
+  // A pool of fixed size for a given numWords (the generated list is shared and only grows), so that
+  // a sample never depends on what was generated before it.
+  const pool = numWords <= shippedWordPool().length ? shippedWordPool() : pseudoWords(Math.max(numWords, PSEUDO_POOL)).slice(0, Math.max(numWords, PSEUDO_POOL));
   const picked = rng.sample(pool, numWords);
   const common = picked.slice(0, NUM_COMMON);
   const list: string[] = [];
