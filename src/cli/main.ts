@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { RocketError, UsageError } from '../errors.ts';
 import { runCommand } from './run.ts';
 import { methodsCommand } from './methods.ts';
+import { evalRulerCommand, evalNiahCommand } from './eval.ts';
 import { inspectCommand } from './inspect.ts';
 import { exportGgufCommand } from './export-gguf.ts';
 import { benchKernelsCommand, benchDecodeCommand } from './bench.ts';
@@ -73,6 +74,28 @@ export function buildProgram(): Command {
     .requiredOption('-o, --out <file>', 'output .gguf path')
     .option('--dtype <t>', 'tensor type: f32 or f16', 'f32')
     .action(exportGgufCommand);
+
+  const evalCmd = program.command('eval').description('accuracy on RULER-style tasks, full cache vs compressed');
+  const evalOptions = (c: Command): Command =>
+    c
+      .option('-m, --model <dir>', 'Hugging Face model directory (default: the bundled model)')
+      .option('--lengths <list>', 'context lengths in tokens, comma-separated', '1024')
+      .option('--methods <list>', 'KV methods, comma-separated', 'full')
+      .option('--budgets <list>', 'KV budgets for every method but full, comma-separated', '')
+      .option('--samples <n>', 'samples per cell', intArg('samples', 1), 20)
+      .option('--seed <n>', 'seed of the task generators', intArg('seed', 0), 0)
+      .option('-o, --out <dir>', 'output directory (finished runs in it are skipped)', 'results')
+      .option('--query-agnostic', 'compress the context before the question is appended')
+      .option('--kv-opt <key=value>', 'method option for every compressed method, repeatable', collect, [] as string[])
+      .option('--threads <n>', 'kernel threads (default: all cores)', intArg('threads', 1))
+      .option('--weights <fmt>', 'in-memory weights: f32 or q8');
+  evalOptions(evalCmd.command('ruler').description('score every task x length x method x budget; writes per-run artifacts, summary.md and SVG plots'))
+    .option('--tasks <list>', 'task families, comma-separated', 'niah_single_1')
+    .action(evalRulerCommand);
+  evalOptions(evalCmd.command('niah').description('needle depth x context length heatmap per method and budget'))
+    .option('--tasks <name>', 'one NIAH task', 'niah_single_1')
+    .option('--depths <list>', 'needle depths in percent, comma-separated', '0,10,20,30,40,50,60,70,80,90,100')
+    .action(evalNiahCommand);
 
   const bench = program.command('bench').description('benchmarks that print figures and ratios');
   bench

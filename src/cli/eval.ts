@@ -1,0 +1,114 @@
+import { join } from 'node:path';
+import { Engine, readModelConfig } from '../engine/engine.ts';
+import { UsageError } from '../errors.ts';
+import { checkWritable, runEval, validatePlan, type EvalPlan } from '../eval/runner.ts';
+import { heatmap, writeReport } from '../eval/report.ts';
+import { parseOptionPairs } from '../compress/registry.ts';
+import type { TaskName } from '../eval/ruler/types.ts';
+import { defaultModelDir } from './default-model.ts';
+import { progressBar } from './progress.ts';
+import { parseWeightFormat } from './common.ts';
+import { writeFile } from 'node:fs/promises';
+
+export interface EvalCliOptions {
+  model?: string;
+  tasks: string;
+  lengths: string;
+  methods: string;
+  budgets: string;
+  samples: number;
+  seed: number;
+  out: string;
+  queryAgnostic?: boolean;
+  kvOpt?: string[];
+  threads?: number;
+  weights?: string;
+  depths?: string;
+}
+
+function list(name: string, v: string): string[] {
+  const items = v.split(',').map((s) => s.trim());
+  if (items.length === 0 || items.some((s) => s === '')) throw new UsageError(`--${name} must be a comma-separated list without empty items, got '${v}'`);
+  return items;
+}
+
+function intList(name: string, v: string): number[] {
+  return list(name, v).map((s) => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${name} takes positive integers, got '${s}'`);
+    return n;
+  });
+}
+
+async function prepare(o: EvalCliOptions, tasks: TaskName[], depth?: number) {
+  const dir = o.model ?? (await defaultModelDir((s) => process.stderr.write(`${s}\n`)));
+  const cfg = await readModelConfig(dir);
+  const methods = list('methods', o.methods);
+  const plan: EvalPlan = {
+    tasks,
+    lengths: intList('lengths', o.lengths),
+    methods,
+    budgets: o.budgets.trim() === '' ? [] : intList('budgets', o.budgets),
+    samples: o.samples,
+    seed: o.seed,
+    mode: o.queryAgnostic ? 'query-agnostic' : 'query-aware',
+    outDir: o.out,
+    kvOptions: parseOptionPairs(o.kvOpt),
+    ...(depth !== undefined ? { depth } : {}),
+  };
+  validatePlan(plan, cfg.maxPositionEmbeddings);
+  await checkWritable(o.out);
+  return { dir, plan };
+}
+
+async function withEngine<T>(dir: string, o: EvalCliOptions, fn: (e: Engine) => Promise<T>): Promise<T> {
+  const bar = progressBar('loading');
+  const engine = await Engine.load(dir, { threads: o.threads, weights: parseWeightFormat(o.weights), onProgress: (p) => bar.update(p.done, p.total) }).finally(() => bar.stop());
+  try {
+    return await fn(engine);
+  } finally {
+    await engine.close();
+  }
+}
+
+export async function evalRulerCommand(o: EvalCliOptions): Promise<void> {
+  const { dir, plan } = await prepare(o, list('tasks', o.tasks) as TaskName[]);
+  await withEngine(dir, o, async (engine) => {
+    const bar = progressBar('eval');
+    const results = await runEval(engine, plan, (done, total) => bar.update(done, total)).finally(() => bar.stop());
+    const md = await writeReport(plan.outDir, results, `RULER-style evaluation of ${engine.dir} (seed ${plan.seed}, ${plan.samples} samples per cell, ${plan.mode})`);
+    process.stdout.write(md);
+    process.stderr.write(`wrote ${join(plan.outDir, 'summary.md')} and plots under ${join(plan.outDir, 'plots')}\n`);
+  });
+}
+
+export async function evalNiahCommand(o: EvalCliOptions): Promise<void> {
+  const depths = (o.depths ?? '0,10,20,30,40,50,60,70,80,90,100').split(',').map((s) => {
+    const n = Number(s);
+    if (!Number.isFinite(n) || n < 0 || n > 100) throw new UsageError(`--depths takes percentages 0..100, got '${s}'`);
+    return n / 100;
+  });
+  const tasks = list('tasks', o.tasks) as TaskName[];
+  if (tasks.length !== 1) throw new UsageError('eval niah draws one task at a time: give one --tasks value');
+  const first = await prepare(o, tasks, depths[0]);
+  await withEngine(first.dir, o, async (engine) => {
+    const bar = progressBar('niah');
+    const all = [];
+    for (const depth of depths) {
+      const plan = { ...first.plan, depth };
+      all.push(...(await runEval(engine, plan, (done, total) => bar.update(done, total))));
+    }
+    bar.stop();
+    const byMethod = new Map<string, typeof all>();
+    for (const r of all) {
+      const k = `${r.method}__${r.budget ?? 'full'}${r.mode === 'query-aware' ? '' : `__${r.mode}`}`;
+      if (!byMethod.has(k)) byMethod.set(k, []);
+      byMethod.get(k)!.push(r);
+    }
+    for (const [k, rs] of byMethod) {
+      const path = join(first.plan.outDir, `niah__${tasks[0]}__${k}.svg`);
+      await writeFile(path, heatmap(`${tasks[0]}: ${k.replace(/__/g, ' ')}`, rs));
+      process.stdout.write(`wrote ${path}\n`);
+    }
+  });
+}

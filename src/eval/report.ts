@@ -1,0 +1,138 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { RunMetrics } from './runner.ts';
+
+const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf', '#bcbd22', '#7f7f7f', '#393b79', '#637939'];
+
+function label(m: RunMetrics): string {
+  return m.mode === 'query-aware' ? m.method : `${m.method} (${m.mode})`;
+}
+
+/** Markdown: one row per (task, length, mode), one column per method@budget, full first. */
+export function summaryTable(results: RunMetrics[]): string {
+  const cols = new Map<string, { method: string; budget: number | null }>();
+  for (const r of results) cols.set(`${r.method}@${r.budget ?? 'full'}`, { method: r.method, budget: r.budget });
+  const colKeys = [...cols.keys()].sort((a, b) => {
+    const A = cols.get(a)!;
+    const B = cols.get(b)!;
+    if (A.method === 'full') return -1;
+    if (B.method === 'full') return 1;
+    return A.method.localeCompare(B.method) || (A.budget ?? 0) - (B.budget ?? 0);
+  });
+  const rows = new Map<string, Map<string, RunMetrics>>();
+  for (const r of results) {
+    const key = `${r.task}|${r.length}|${r.mode}`;
+    if (!rows.has(key)) rows.set(key, new Map());
+    rows.get(key)!.set(`${r.method}@${r.budget ?? 'full'}`, r);
+  }
+  const header = ['task', 'length', 'mode', ...colKeys.map((k) => (k.endsWith('@full') ? 'full' : k))];
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
+  for (const [key, cells] of [...rows.entries()].sort()) {
+    const [task, length, mode] = key.split('|');
+    lines.push(`| ${task} | ${length} | ${mode} | ${colKeys.map((k) => (cells.has(k) ? cells.get(k)!.score.toFixed(1) : '')).join(' | ')} |`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** Score vs budget for one task family at one length: a line per method (and mode), full dashed. */
+export function scorePlot(title: string, results: RunMetrics[]): string {
+  const W = 640;
+  const H = 400;
+  const m = { l: 56, r: 200, t: 36, b: 48 };
+  const budgets = [...new Set(results.filter((r) => r.budget !== null).map((r) => r.budget!))].sort((a, b) => a - b);
+  const pw = W - m.l - m.r;
+  const ph = H - m.t - m.b;
+  const x = (b: number): number => (budgets.length <= 1 ? m.l + pw / 2 : m.l + (Math.log2(b / budgets[0]!) / Math.log2(budgets.at(-1)! / budgets[0]!)) * pw);
+  const y = (s: number): number => m.t + ph - (s / 100) * ph;
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${m.l}" y="20" font-size="14">${escapeXml(title)}</text>`,
+    `<line x1="${m.l}" y1="${m.t + ph}" x2="${m.l + pw}" y2="${m.t + ph}" stroke="black"/>`,
+    `<line x1="${m.l}" y1="${m.t}" x2="${m.l}" y2="${m.t + ph}" stroke="black"/>`,
+  ];
+  for (const s of [0, 25, 50, 75, 100]) {
+    out.push(`<line x1="${m.l - 4}" y1="${y(s)}" x2="${m.l + pw}" y2="${y(s)}" stroke="#ddd"/><text x="${m.l - 8}" y="${y(s) + 4}" text-anchor="end">${s}</text>`);
+  }
+  for (const b of budgets) out.push(`<text x="${x(b)}" y="${m.t + ph + 18}" text-anchor="middle">${b}</text>`);
+  out.push(`<text x="${m.l + pw / 2}" y="${H - 10}" text-anchor="middle">KV budget (tokens)</text>`);
+  out.push(`<text x="16" y="${m.t + ph / 2}" transform="rotate(-90 16 ${m.t + ph / 2})" text-anchor="middle">score</text>`);
+  const series = new Map<string, RunMetrics[]>();
+  for (const r of results) {
+    const k = label(r);
+    if (!series.has(k)) series.set(k, []);
+    series.get(k)!.push(r);
+  }
+  let i = 0;
+  let legendY = m.t + 8;
+  for (const [name, rs] of [...series.entries()].sort(([a], [b]) => (a.startsWith('full') ? -1 : b.startsWith('full') ? 1 : a.localeCompare(b)))) {
+    const color = name.startsWith('full') ? '#000' : PALETTE[i++ % PALETTE.length]!;
+    const full = rs[0]!.budget === null;
+    if (full) {
+      out.push(`<line x1="${m.l}" y1="${y(rs[0]!.score)}" x2="${m.l + pw}" y2="${y(rs[0]!.score)}" stroke="${color}" stroke-dasharray="6 4" stroke-width="2"/>`);
+    } else {
+      const pts = rs.filter((r) => r.budget !== null).sort((a, b) => a.budget! - b.budget!).map((r) => `${x(r.budget!).toFixed(1)},${y(r.score).toFixed(1)}`);
+      out.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="2"/>`);
+      for (const p of pts) { const [px, py] = p.split(','); out.push(`<circle cx="${px}" cy="${py}" r="3" fill="${color}"/>`); }
+    }
+    out.push(`<line x1="${W - m.r + 12}" y1="${legendY}" x2="${W - m.r + 36}" y2="${legendY}" stroke="${color}" stroke-width="2"${full ? ' stroke-dasharray="6 4"' : ''}/><text x="${W - m.r + 42}" y="${legendY + 4}">${escapeXml(name)}</text>`);
+    legendY += 18;
+  }
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
+
+/** Needle depth x context length, a cell per score, for one method at one budget. */
+export function heatmap(title: string, results: RunMetrics[]): string {
+  const depths = [...new Set(results.map((r) => r.depth ?? 0))].sort((a, b) => a - b);
+  const lengths = [...new Set(results.map((r) => r.length))].sort((a, b) => a - b);
+  const cw = 64;
+  const ch = 28;
+  const m = { l: 70, t: 40 };
+  const W = m.l + cw * lengths.length + 20;
+  const H = m.t + ch * depths.length + 50;
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="10" y="20" font-size="14">${escapeXml(title)}</text>`,
+  ];
+  depths.forEach((dp, i) => {
+    out.push(`<text x="${m.l - 6}" y="${m.t + i * ch + ch / 2 + 4}" text-anchor="end">${Math.round(dp * 100)}%</text>`);
+    lengths.forEach((len, j) => {
+      const r = results.find((q) => (q.depth ?? 0) === dp && q.length === len);
+      const s = r ? r.score : NaN;
+      // Red (0) to green (100).
+      const fill = Number.isNaN(s) ? '#eee' : `hsl(${(s / 100) * 120}, 70%, 55%)`;
+      out.push(`<rect x="${m.l + j * cw}" y="${m.t + i * ch}" width="${cw}" height="${ch}" fill="${fill}" stroke="white"/>`);
+      if (!Number.isNaN(s)) out.push(`<text x="${m.l + j * cw + cw / 2}" y="${m.t + i * ch + ch / 2 + 4}" text-anchor="middle">${s.toFixed(0)}</text>`);
+    });
+  });
+  lengths.forEach((len, j) => out.push(`<text x="${m.l + j * cw + cw / 2}" y="${m.t + depths.length * ch + 18}" text-anchor="middle">${len}</text>`));
+  out.push(`<text x="${m.l + (cw * lengths.length) / 2}" y="${H - 8}" text-anchor="middle">context length (tokens); rows: needle depth</text>`);
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
+
+function escapeXml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** summary.md and one plot per (task, length) under `dir`. Returns the markdown. */
+export async function writeReport(dir: string, results: RunMetrics[], title: string): Promise<string> {
+  await mkdir(join(dir, 'plots'), { recursive: true });
+  const groups = new Map<string, RunMetrics[]>();
+  for (const r of results) {
+    const k = `${r.task}__${r.length}`;
+    if (!groups.has(k)) groups.set(k, []);
+    groups.get(k)!.push(r);
+  }
+  const plots: string[] = [];
+  for (const [k, rs] of [...groups.entries()].sort()) {
+    if (!rs.some((r) => r.budget !== null)) continue;
+    await writeFile(join(dir, 'plots', `${k}.svg`), scorePlot(k.replace('__', ' at ') + ' tokens', rs));
+    plots.push(`![${k}](plots/${k}.svg)`);
+  }
+  const md = `# ${title}\n\nScore: string_match_all x 100, mean over samples (greedy decoding). Columns: method@budget.\n\n${summaryTable(results)}\n${plots.join('\n\n')}\n`;
+  await writeFile(join(dir, 'summary.md'), md);
+  return md;
+}

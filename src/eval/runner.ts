@@ -1,0 +1,208 @@
+import { access, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { stringify as toYaml } from 'yaml';
+import { stringify as toCsv } from 'csv-stringify/sync';
+import type { Engine } from '../engine/engine.ts';
+import { generateSample, TASKS } from './ruler/index.ts';
+import type { Sample, TaskName } from './ruler/types.ts';
+import { stringMatchAll } from './metrics.ts';
+import { resolveCompression, methodNames } from '../compress/registry.ts';
+import { UsageError } from '../errors.ts';
+
+export type EvalMode = 'query-aware' | 'query-agnostic';
+
+export interface EvalPlan {
+  tasks: TaskName[];
+  lengths: number[];
+  methods: string[];
+  budgets: number[];
+  samples: number;
+  seed: number;
+  mode: EvalMode;
+  outDir: string;
+  /** Extra options for every compressed method (`key=value` from --kv-opt). */
+  kvOptions?: Record<string, string>;
+  /** Fixed needle depth in [0, 1] (the NIAH heatmap); random per sample otherwise. */
+  depth?: number;
+}
+
+/** One (task, length, method, budget, mode) cell of the grid. */
+export interface RunSpec {
+  task: TaskName;
+  length: number;
+  method: string;
+  /** null for full (one run, no budget). */
+  budget: number | null;
+  mode: EvalMode;
+  depth?: number;
+}
+
+export interface RunMetrics {
+  task: TaskName;
+  length: number;
+  model: string;
+  method: string;
+  budget: number | null;
+  mode: EvalMode;
+  depth: number | null;
+  samples: number;
+  seed: number;
+  /** Mean string_match_all x 100. */
+  score: number;
+  /** Mean over samples of the KV bytes stored at the end, and read per decode step. */
+  storedKvBytes: number;
+  fullKvBytes: number;
+  readBytesPerStep: number;
+  tokensPerSecond: number;
+}
+
+export function runId(spec: RunSpec, model: string): string {
+  const parts: string[] = [spec.task, String(spec.length), model, spec.method, spec.budget === null ? 'full' : String(spec.budget)];
+  if (spec.mode !== 'query-aware') parts.push(spec.mode);
+  if (spec.depth !== undefined) parts.push(`depth${Math.round(spec.depth * 100)}`);
+  return parts.join('__');
+}
+
+/** Check every setting against the model before any work starts. */
+export function validatePlan(plan: EvalPlan, maxContextTokens: number): void {
+  for (const t of plan.tasks) if (!TASKS.includes(t)) throw new UsageError(`unknown task '${t}'; choose from: ${TASKS.join(', ')}`);
+  if (plan.tasks.length === 0) throw new UsageError('no tasks given');
+  if (plan.lengths.length === 0) throw new UsageError('no lengths given');
+  for (const l of plan.lengths) {
+    if (!Number.isInteger(l) || l <= 0) throw new UsageError(`lengths must be positive integers, got ${l}`);
+    if (l > maxContextTokens) throw new UsageError(`length ${l} is larger than the model's context of ${maxContextTokens} tokens`);
+  }
+  if (plan.methods.length === 0) throw new UsageError('no methods given');
+  const compressed = plan.methods.filter((m) => m !== 'full');
+  if (compressed.length > 0 && plan.budgets.length === 0) throw new UsageError('the budget list is empty: give --budgets, e.g. 64,128,256');
+  for (const m of plan.methods) {
+    if (!methodNames().includes(m)) throw new UsageError(`unknown KV method '${m}'; choose one of: ${methodNames().join(', ')}`);
+    for (const b of m === 'full' ? [] : plan.budgets) resolveCompression({ ...(plan.kvOptions ?? {}), method: m, budget: b });
+  }
+  if (!Number.isInteger(plan.samples) || plan.samples <= 0) throw new UsageError(`samples must be a positive integer, got ${plan.samples}`);
+}
+
+export function planRuns(plan: EvalPlan): RunSpec[] {
+  const runs: RunSpec[] = [];
+  for (const task of plan.tasks) {
+    for (const length of plan.lengths) {
+      for (const method of plan.methods) {
+        const budgets: (number | null)[] = method === 'full' ? [null] : plan.budgets;
+        for (const budget of budgets) runs.push({ task, length, method, budget, mode: plan.mode, ...(plan.depth !== undefined ? { depth: plan.depth } : {}) });
+      }
+    }
+  }
+  return runs;
+}
+
+/** Make sure the output directory can be written, before any work. */
+export async function checkWritable(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+    const probe = join(dir, `.write-test-${process.pid}`);
+    await writeFile(probe, '');
+    const { rm } = await import('node:fs/promises');
+    await rm(probe);
+  } catch (e) {
+    throw new UsageError(`cannot write to the output directory ${dir}: ${(e as Error).message}`);
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try { await access(p); return true; } catch { return false; }
+}
+
+export interface EvalProgress {
+  (doneSamples: number, totalSamples: number, run: string): void;
+}
+
+/** Run every cell of the grid, skipping cells whose metrics.json exists (resumable). */
+export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalProgress): Promise<RunMetrics[]> {
+  const model = basename(resolve(engine.dir));
+  const runs = planRuns(plan);
+  const total = runs.length * plan.samples;
+  let done = 0;
+  const results: RunMetrics[] = [];
+  const tokenizer = { encode: (t: string) => engine.tokenizer.encode(t, { addSpecialTokens: false }) };
+  for (const spec of runs) {
+    const dir = join(plan.outDir, runId(spec, model));
+    const metricsPath = join(dir, 'metrics.json');
+    if (await exists(metricsPath)) {
+      results.push(JSON.parse(await readFile(metricsPath, 'utf8')) as RunMetrics);
+      done += plan.samples;
+      progress?.(done, total, runId(spec, model));
+      continue;
+    }
+    const rows: (string | number)[][] = [['id', 'prompt_tokens', 'prediction', 'references', 'score']];
+    let scoreSum = 0;
+    let stored = 0;
+    let full = 0;
+    let read = 0;
+    let tokens = 0;
+    let decodeMs = 0;
+    for (let i = 0; i < plan.samples; i++) {
+      const sample = generateSample(spec.task, { length: spec.length, seed: plan.seed, index: i, tokenizer, ...(spec.depth !== undefined ? { depth: spec.depth } : {}) });
+      const r = await answer(engine, sample, spec, plan.kvOptions ?? {});
+      const score = stringMatchAll(r.prediction, sample.references);
+      scoreSum += score;
+      stored += r.stats.kv.storedBytes;
+      full += r.stats.kv.fullBytes;
+      read += r.stats.kv.readPerStep.total;
+      tokens += r.stats.generatedTokens;
+      decodeMs += r.stats.decodeMs;
+      rows.push([i, r.promptTokens, r.prediction, sample.references.join(' | '), score * 100]);
+      done++;
+      progress?.(done, total, runId(spec, model));
+    }
+    const n = plan.samples;
+    const metrics: RunMetrics = {
+      task: spec.task,
+      length: spec.length,
+      model,
+      method: spec.method,
+      budget: spec.budget,
+      mode: spec.mode,
+      depth: spec.depth ?? null,
+      samples: n,
+      seed: plan.seed,
+      score: (scoreSum / n) * 100,
+      storedKvBytes: stored / n,
+      fullKvBytes: full / n,
+      readBytesPerStep: read / n,
+      tokensPerSecond: decodeMs > 0 ? (tokens / decodeMs) * 1000 : 0,
+    };
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'predictions.csv'), toCsv(rows));
+    await writeFile(join(dir, 'config.yaml'), toYaml({
+      model: resolve(engine.dir), task: spec.task, length: spec.length, method: spec.method, budget: spec.budget,
+      kv_options: plan.kvOptions ?? {}, mode: spec.mode, depth: spec.depth ?? null, samples: n, seed: plan.seed,
+      weights: engine.weightFormat, sampling: 'greedy',
+    }));
+    // metrics.json last, written atomically: its presence marks the run finished.
+    await writeFile(`${metricsPath}.part`, JSON.stringify(metrics, null, 2) + '\n');
+    await rename(`${metricsPath}.part`, metricsPath);
+    results.push(metrics);
+  }
+  return results;
+}
+
+async function answer(engine: Engine, sample: Sample, spec: RunSpec, kvOptions: Record<string, string>) {
+  const kv = spec.budget === null ? { method: 'full' } : { ...kvOptions, method: spec.method, budget: spec.budget };
+  const promptTokens = engine.tokenizer.encode(sample.input, { addSpecialTokens: true }).length;
+  if (spec.mode === 'query-aware') {
+    const g = engine.generate(sample.input, { maxTokens: sample.maxNewTokens, temperature: 0, kv });
+    for await (const _ of g) { /* drain */ }
+    return { prediction: g.text, stats: g.stats!, promptTokens };
+  }
+  // Query-agnostic: the context is compressed before the question exists, then the question is appended.
+  const conv = engine.conversation(kv);
+  try {
+    const ctx = conv.send(sample.context, { maxTokens: 0 });
+    for await (const _ of ctx) { /* prefill + eviction only */ }
+    const q = conv.send({ tokens: engine.tokenizer.encode(sample.question + sample.answerPrefix, { addSpecialTokens: false }) }, { maxTokens: sample.maxNewTokens, temperature: 0, skipEviction: true });
+    for await (const _ of q) { /* drain */ }
+    return { prediction: q.text, stats: q.stats!, promptTokens };
+  } finally {
+    conv.close();
+  }
+}

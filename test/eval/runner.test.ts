@@ -1,0 +1,93 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { writeRandomCheckpoint } from '../../src/model/random.ts';
+import { Engine } from '../../src/engine/engine.ts';
+import { runEval, type EvalPlan } from '../../src/eval/runner.ts';
+import { writeReport } from '../../src/eval/report.ts';
+
+const entry = fileURLToPath(new URL('../helpers/rocketkv.ts', import.meta.url));
+let root = '';
+let model = '';
+let engine: Engine;
+
+before(async () => {
+  root = mkdtempSync(join(tmpdir(), 'rkv-eval-'));
+  model = join(root, 'tiny');
+  writeRandomCheckpoint(model, {
+    architecture: 'llama', hiddenSize: 64, intermediateSize: 128, numLayers: 1, numHeads: 4, numKvHeads: 2,
+    vocab: 'bytes', maxPositionEmbeddings: 2048, tieWordEmbeddings: true, dtype: 'F32', seed: 3,
+  });
+  engine = await Engine.load(model, { threads: 2, weights: 'f32' });
+});
+
+after(async () => {
+  await engine.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+function plan(out: string, extra: Partial<EvalPlan> = {}): EvalPlan {
+  return { tasks: ['niah_single_1', 'vt'], lengths: [1024], methods: ['full', 'snapkv'], budgets: [64], samples: 2, seed: 5, mode: 'query-aware', outDir: out, ...extra };
+}
+
+test('the same evaluation on the same seed gives the same numbers twice; finished runs are skipped', async () => {
+  const a = await runEval(engine, plan(join(root, 'a')));
+  const b = await runEval(engine, plan(join(root, 'b')));
+  assert.equal(a.length, 4);
+  assert.deepEqual(a.map((r) => [r.task, r.method, r.budget, r.score, r.storedKvBytes, r.readBytesPerStep]), b.map((r) => [r.task, r.method, r.budget, r.score, r.storedKvBytes, r.readBytesPerStep]));
+  for (const dir of readdirSync(join(root, 'a'))) {
+    assert.equal(readFileSync(join(root, 'a', dir, 'predictions.csv'), 'utf8'), readFileSync(join(root, 'b', dir, 'predictions.csv'), 'utf8'), dir);
+    for (const f of ['metrics.json', 'config.yaml']) statSync(join(root, 'a', dir, f));
+  }
+  const snap = a.find((r) => r.method === 'snapkv')!;
+  assert.ok(snap.storedKvBytes < a.find((r) => r.method === 'full' && r.task === snap.task)!.storedKvBytes);
+  // Resumable: a second run into the same directory generates nothing.
+  const before = statSync(join(root, 'a', readdirSync(join(root, 'a'))[0]!, 'predictions.csv')).mtimeMs;
+  let generated = 0;
+  const again = await runEval(engine, plan(join(root, 'a')), () => { generated++; });
+  assert.deepEqual(again.map((r) => r.score), a.map((r) => r.score));
+  assert.equal(statSync(join(root, 'a', readdirSync(join(root, 'a'))[0]!, 'predictions.csv')).mtimeMs, before);
+  assert.equal(generated, 4, 'one progress report per skipped run, no sample generated');
+  const md = await writeReport(join(root, 'a'), a, 'test');
+  assert.match(md, /\| niah_single_1 \| 1024 \| query-aware \| [0-9.]+ \| [0-9.]+ \|/);
+  assert.match(readFileSync(join(root, 'a', 'plots', 'vt__1024.svg'), 'utf8'), /stroke-dasharray/);
+});
+
+test('query-agnostic runs compress the context before the question', async () => {
+  const r = await runEval(engine, plan(join(root, 'qa'), { tasks: ['niah_single_1'], mode: 'query-agnostic', samples: 1 }));
+  assert.ok(readdirSync(join(root, 'qa')).every((d) => d.endsWith('__query-agnostic')));
+  assert.ok(r.find((x) => x.method === 'snapkv')!.storedKvBytes < r.find((x) => x.method === 'full')!.storedKvBytes);
+});
+
+function cli(args: string[]) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', entry, ...args], { encoding: 'utf8' });
+  return { code: r.status ?? -1, stderr: r.stderr };
+}
+
+test('bad input to eval is refused before any work, one line', () => {
+  const out = join(root, 'never');
+  const base = ['eval', 'ruler', '--model', model, '--out', out, '--samples', '1'];
+  const cases: [string[], RegExp][] = [
+    [['--tasks', 'niah_single_9'], /unknown task 'niah_single_9'; choose from: niah_single_1/],
+    [['--lengths', '4096'], /length 4096 is larger than the model's context of 2048/],
+    [['--methods', 'full,snapkv', '--budgets', ''], /budget list is empty/],
+    [['--methods', 'full,snapkv', '--budgets', '64,,128'], /--budgets must be a comma-separated list/],
+    [['--methods', 'full,snapkv', '--budgets', '64,big'], /--budgets takes positive integers/],
+  ];
+  for (const [extra, pattern] of cases) {
+    const r = cli([...base, ...extra]);
+    assert.notEqual(r.code, 0);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, pattern);
+  }
+  const file = join(root, 'a-file');
+  writeFileSync(file, 'x');
+  const r = cli(['eval', 'ruler', '--model', model, '--out', join(file, 'sub'), '--samples', '1']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /cannot write to the output directory/);
+  assert.throws(() => statSync(out), 'nothing was written for refused runs');
+});
