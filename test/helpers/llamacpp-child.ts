@@ -38,11 +38,9 @@ async function withModel<T>(ggufPath: string, nCtx: number, fn: (ctx: Ctx) => Pr
     // The plain f32 attention path: fewer conversions to disagree with a reference over.
     flash_attn_type: 'off',
   });
-  try {
-    return await fn(ctx);
-  } finally {
-    await ctx.release();
-  }
+  // No release(): the binding's context teardown is what crashes. This process exits right after
+  // writing its result, and the OS frees everything.
+  return fn(ctx);
 }
 
 const TOKEN_CONTROL = 3;
@@ -111,3 +109,4 @@ const result = req.fn === 'greedy' ? await llamaCppGreedy(req.gguf, req.prompt, 
 // Write to a temporary name and rename, so a crash never leaves half a result behind.
 writeFileSync(`${resultPath}.part`, JSON.stringify(result));
 renameSync(`${resultPath}.part`, resultPath);
+process.exit(0);
