@@ -18,10 +18,10 @@
  * per-step traffic budget) or when the selection would cover every slot anyway.
  * Cost recorded per call: pages * r summary floats (one of min/max per chosen channel).
  */
-import type { MethodEntry } from './method.ts';
+import type { MethodContext, MethodEntry, OptionValues } from './method.ts';
 import type { DecodeSelector, SelectView } from './press.ts';
 import { PageSummary } from '../kv/summary.ts';
-import { rocketkvSplit } from './budget.ts';
+import { rocketkvSplit, type RocketkvSplit } from './budget.ts';
 import { groupAbsSum, softmaxInPlace, topKSelect } from './util.ts';
 
 /** Per page, the sum over the group of the softmax (over pages) of the approximate page scores. */
@@ -135,6 +135,33 @@ export class HybridSelector implements DecodeSelector {
   }
 }
 
+/** The RocketKV split of one budget, for whichever stage a method builds from it. */
+export function splitFor(ctx: MethodContext): RocketkvSplit {
+  return rocketkvSplit({
+    promptLength: ctx.promptLength,
+    maxNewTokens: ctx.maxNewTokens,
+    budget: ctx.budget,
+    headDim: ctx.shape.headDim,
+    modelMaxLen: ctx.maxPositionEmbeddings,
+  });
+}
+
+/** An option if set (> 0), else the split's value. */
+export function pick(v: unknown, fallback: number): number {
+  return (v as number) > 0 ? (v as number) : fallback;
+}
+
+/** Stage 2 from the split, each knob overridable (`page`, `r`, `topk`, `local_window`). */
+export function hybridFromSplit(ctx: MethodContext, opts: OptionValues, split: RocketkvSplit = splitFor(ctx)): HybridSelector {
+  return new HybridSelector({
+    page: pick(opts.page, split.page),
+    r: pick(opts.r, split.r),
+    topk: pick(opts.topk, split.topk),
+    localWindow: opts.local_window as number,
+    budget: ctx.budget,
+  });
+}
+
 export const hybridEntry: MethodEntry = {
   name: 'hybrid',
   summary: 'RocketKV stage 2 alone: page min/max + top-r channels approximate attention, read the top-k tokens exactly',
@@ -144,23 +171,5 @@ export const hybridEntry: MethodEntry = {
     topk: { type: 'int', default: 0, min: 0, help: 'exact tokens read per step; 0 = from the split (floor(B/2))' },
     local_window: { type: 'int', default: 0, min: 0, help: 'last slots always read in addition (0 = as in the paper)' },
   },
-  create: (ctx, opts) => {
-    const split = rocketkvSplit({
-      promptLength: ctx.promptLength,
-      maxNewTokens: ctx.maxNewTokens,
-      budget: ctx.budget,
-      headDim: ctx.shape.headDim,
-      modelMaxLen: ctx.maxPositionEmbeddings,
-    });
-    const pick = (v: number | boolean | string | undefined, fallback: number): number => (v as number) > 0 ? (v as number) : fallback;
-    return {
-      selector: new HybridSelector({
-        page: pick(opts.page, split.page),
-        r: pick(opts.r, split.r),
-        topk: pick(opts.topk, split.topk),
-        localWindow: opts.local_window as number,
-        budget: ctx.budget,
-      }),
-    };
-  },
+  create: (ctx, opts) => ({ selector: hybridFromSplit(ctx, opts) }),
 };

@@ -14,28 +14,14 @@
  * an earlier question's view left out. The split is computed once, from the first turn.
  */
 import type { CompressionParts, MethodContext, MethodEntry, OptionValues } from './method.ts';
-import { rocketkvSplit } from './budget.ts';
 import { SnapKVPlusPlus } from './snapkvpp.ts';
-import { HybridSelector } from './hybrid.ts';
+import { hybridFromSplit, pick, splitFor } from './hybrid.ts';
 
 function rocketkvParts(ctx: MethodContext, opts: OptionValues): CompressionParts {
-  const split = rocketkvSplit({
-    promptLength: ctx.promptLength,
-    maxNewTokens: ctx.maxNewTokens,
-    budget: ctx.budget,
-    headDim: ctx.shape.headDim,
-    modelMaxLen: ctx.maxPositionEmbeddings,
-  });
-  const pick = (v: unknown, fallback: number): number => ((v as number) > 0 ? (v as number) : fallback);
+  const split = splitFor(ctx);
   return {
     eviction: new SnapKVPlusPlus({ promptBudget: pick(opts.prompt_budget, split.promptBudget), window: opts.window as number, kernel: opts.kernel as number }),
-    selector: new HybridSelector({
-      page: pick(opts.page, split.page),
-      r: pick(opts.r, split.r),
-      topk: pick(opts.topk, split.topk),
-      localWindow: opts.local_window as number,
-      budget: ctx.budget,
-    }),
+    selector: hybridFromSplit(ctx, opts, split),
   };
 }
 
