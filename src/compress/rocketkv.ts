@@ -15,7 +15,7 @@
  */
 import type { CompressionParts, MethodContext, MethodEntry, OptionValues } from './method.ts';
 import { SnapKVPlusPlus } from './snapkvpp.ts';
-import { hybridFromSplit, pick, splitFor } from './hybrid.ts';
+import { hybridEntry, hybridFromSplit, pick, splitFor } from './hybrid.ts';
 
 function rocketkvParts(ctx: MethodContext, opts: OptionValues): CompressionParts {
   const split = splitFor(ctx);
@@ -32,10 +32,7 @@ export const rocketkvEntry: MethodEntry = {
     window: { type: 'int', default: 32, min: 1, help: 'observation window of prompt queries (SnapKV++)' },
     kernel: { type: 'int', default: 63, min: 1, help: 'max-pooling kernel over positions (SnapKV++, odd)' },
     prompt_budget: { type: 'int', default: 0, min: 0, help: 'tokens SnapKV++ keeps per KV head; 0 = from the split' },
-    page: { type: 'int', default: 0, min: 0, help: 'slots per summary page; 0 = from the split' },
-    r: { type: 'int', default: 0, min: 0, help: 'channels of the approximate pass; 0 = from the split' },
-    topk: { type: 'int', default: 0, min: 0, help: 'exact tokens read per step; 0 = from the split (floor(B/2))' },
-    local_window: { type: 'int', default: 0, min: 0, help: 'last slots always read in addition (0 = as in the paper)' },
+    ...hybridEntry.options,
   },
   create: rocketkvParts,
 };
