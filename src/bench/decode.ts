@@ -82,12 +82,12 @@ export async function benchDecode(o: DecodeBenchOptions): Promise<DecodeBenchRep
       const evictMs = performance.now() - te;
       const warm = 2;
       let token = 1;
-      for (let i = 0; i < warm; i++) { model.forward([{ seq, tokens: [token], hooks: session }]); session.afterDecodeStep(); }
+      for (let i = 0; i < warm; i++) { model.forward([{ seq, tokens: [token], hooks: session, decode: true }]); session.afterDecodeStep(); }
       const readBefore = seq.reads.kBytes + seq.reads.vBytes + seq.reads.summaryBytes;
       const times: number[] = [];
       for (let i = 0; i < o.steps; i++) {
         const t = performance.now();
-        const logits = model.forward([{ seq, tokens: [token], hooks: session }])[0]!;
+        const logits = model.forward([{ seq, tokens: [token], hooks: session, decode: true }])[0]!;
         session.afterDecodeStep();
         times.push(performance.now() - t);
         token = (token * 31 + (logits[0]! > 0 ? 7 : 3)) % cfg.vocabSize;

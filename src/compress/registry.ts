@@ -110,6 +110,19 @@ export function resolveCompression(req: CompressionRequest): ResolvedCompression
     }
     options[key] = coerceOption(entry.name, key, spec, raw);
   }
+  // Checks that need several options at once (an odd pooling kernel, ...) live in the factories:
+  // build the method once on a stand-in context so they fail now, not at the first request.
+  entry.create(
+    {
+      budget: Number.isFinite(budget) ? budget : 1 << 20,
+      promptLength: 4096,
+      maxNewTokens: 128,
+      shape: { numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 64 },
+      maxPositionEmbeddings: 8192,
+      blockSlots: 16,
+    },
+    options,
+  );
   return { entry, budget, options };
 }
 

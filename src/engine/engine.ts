@@ -116,7 +116,10 @@ export class Engine {
     const cfg = await readModelConfig(dir);
     const fmt = opts.weights ?? defaultWeightFormat(cfg);
     if (fmt !== 'f32' && fmt !== 'q8') throw new UsageError(`weights must be f32 or q8, got ${String(fmt)}`);
-    const maxCtx = opts.maxContextTokens ?? cfg.maxPositionEmbeddings;
+    // Sliding-window attention is not implemented: within the window it equals full attention, so
+    // sequences are limited to the window rather than computed differently from the model.
+    const modelCtx = cfg.slidingWindow ? Math.min(cfg.maxPositionEmbeddings, cfg.slidingWindow) : cfg.maxPositionEmbeddings;
+    const maxCtx = opts.maxContextTokens ?? modelCtx;
     if (!Number.isInteger(maxCtx) || maxCtx <= 0) throw new UsageError(`max context must be a positive integer, got ${maxCtx}`);
     checkFitsWasm(cfg, fmt, dir);
     const tokenizer = await Tokenizer.load(dir);
@@ -181,23 +184,37 @@ export class Engine {
   conversation(kvRequest: CompressionRequest = { method: 'full' }): Conversation {
     const kv = resolveCompression(kvRequest);
     let state: TurnState | null = null;
+    let failed: Error | null = null;
+    let closed = false;
     const engine = this;
     return {
       send(input: PromptInput, opts: GenerateOptions = {}): Generation {
+        if (closed) throw new UsageError('this conversation is closed; start a new one');
+        if (failed) throw new UsageError(`this conversation failed earlier (${failed.message}); start a new one`);
         const turn = engine.prepareTurn(input, opts, state?.seq.nextPosition ?? 0);
         const gen: Generation = {
           stats: null,
           text: '',
           tokens: [],
           async *[Symbol.asyncIterator]() {
+            if (closed || failed) throw new UsageError('this conversation is closed or failed; start a new one');
             state ??= engine.newState(kv, turn.prompt.length, turn.maxTokens);
             state.session.beginTurn();
-            yield* engine.runTurn(state, turn.prompt, turn.maxTokens, turn.chunk, opts, gen, true);
+            try {
+              yield* engine.runTurn(state, turn.prompt, turn.maxTokens, turn.chunk, opts, gen, true);
+            } catch (e) {
+              // A forward that failed halfway leaves heads of unequal lengths: the cache cannot go on.
+              failed = e as Error;
+              state.seq.release();
+              state = null;
+              throw e;
+            }
           },
         };
         return gen;
       },
       close(): void {
+        closed = true;
         state?.seq.release();
         state = null;
       },
@@ -257,27 +274,35 @@ export class Engine {
     session.afterPrefill(seq.nextPosition, opts.skipEviction ?? false);
     const prefillMs = performance.now() - t0;
     const t1 = performance.now();
+    // The sampled token not yet run through the model. In a conversation it joins the cache when
+    // the turn ends, however it ends (a consumer breaking out included), so the next turn follows it.
     let last = -1;
-    for (let n = 0; n < maxTokens; n++) {
-      const token = sampler.sample(logits);
-      last = token;
-      if (eos.has(token)) { finish = 'eos'; break; }
-      gen.tokens.push(token);
-      const text = stop.push(decoder.push(token));
-      gen.text += text;
-      yield { token, text };
-      if (stop.stopped) { finish = 'stop'; break; }
-      if (n + 1 < maxTokens) {
-        logits = this.model.forward([{ seq, tokens: [token], hooks: session }])[0]!;
-        session.afterDecodeStep();
-        last = -1;
+    let errored = false;
+    try {
+      for (let n = 0; n < maxTokens; n++) {
+        const token = sampler.sample(logits);
+        last = token;
+        if (eos.has(token)) { finish = 'eos'; break; }
+        gen.tokens.push(token);
+        const text = stop.push(decoder.push(token));
+        gen.text += text;
+        yield { token, text };
+        if (stop.stopped) { finish = 'stop'; break; }
+        if (n + 1 < maxTokens) {
+          last = -1;
+          logits = this.model.forward([{ seq, tokens: [token], hooks: session, decode: true }])[0]!;
+          session.afterDecodeStep();
+        }
+        await yieldToEventLoop();
       }
-      await yieldToEventLoop();
-    }
-    // In a conversation the reply's last token (or end-of-sequence) joins the cache, so the next turn follows it.
-    if (keepLast && last >= 0) {
-      this.model.forward([{ seq, tokens: [last], hooks: session }]);
-      session.afterDecodeStep();
+    } catch (e) {
+      errored = true;
+      throw e;
+    } finally {
+      if (keepLast && last >= 0 && !errored) {
+        this.model.forward([{ seq, tokens: [last], hooks: session, decode: true }]);
+        session.afterDecodeStep();
+      }
     }
     const decodeMs = performance.now() - t1;
     const rest = stop.push(decoder.flush()) + stop.flush();

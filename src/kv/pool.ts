@@ -43,7 +43,9 @@ export class BlockPool {
     this.blockSlots = opts.blockSlots ?? 16;
     this.blockBytes = blockBytesFor(this.headDim, this.blockSlots);
     this.maxBytes = opts.maxBytes ?? Number.POSITIVE_INFINITY;
-    this.grow(Math.max(1, opts.initialBlocks ?? 64));
+    const limit = Math.floor(this.maxBytes / this.blockBytes);
+    if (limit < 1) throw new PoolExhaustedError(`KV memory limit ${fmtBytes(this.maxBytes)} is below one block of ${this.blockBytes} bytes; raise it`);
+    this.grow(Math.max(1, Math.min(limit, opts.initialBlocks ?? 64)));
   }
 
   /** Byte offset of the pool region (changes when the pool grows). */

@@ -235,17 +235,23 @@ export class SequenceKV {
     const old = this.layerHeads[layer]!;
     const d = this.pool.headDim;
     const fresh: HeadKV[] = [];
-    for (let h = 0; h < old.length; h++) {
-      const src = old[h]!;
-      // Plain copies: pushing new slots may grow the pool and move the source blocks.
-      const k = this.readKeys(layer, h);
-      const v = this.readValues(layer, h);
-      for (let g = 0; g < group; g++) {
-        const head = this.newHead();
-        if (this.summaryPage) head.summary = new PageSummary(this.summaryPage, d);
-        for (let s = 0; s < src.length; s++) this.pushSlot(head, k, s * d, v, s * d, src.positions[s]!);
-        fresh.push(head);
+    try {
+      for (let h = 0; h < old.length; h++) {
+        const src = old[h]!;
+        // Plain copies: pushing new slots may grow the pool and move the source blocks.
+        const k = this.readKeys(layer, h);
+        const v = this.readValues(layer, h);
+        for (let g = 0; g < group; g++) {
+          const head = this.newHead();
+          fresh.push(head);
+          if (this.summaryPage) head.summary = new PageSummary(this.summaryPage, d);
+          for (let s = 0; s < src.length; s++) this.pushSlot(head, k, s * d, v, s * d, src.positions[s]!);
+        }
       }
+    } catch (e) {
+      // Out of blocks halfway: give back every copy made so far; the layer stays as it was.
+      this.releaseHeads(fresh);
+      throw e;
     }
     this.releaseHeads(old);
     this.layerHeads[layer] = fresh;

@@ -12,6 +12,11 @@ export interface ForwardItem {
   tokens: ArrayLike<number>;
   /** How a compression method takes part in this item's forward pass (none: full attention). */
   hooks?: ForwardHooks;
+  /**
+   * A decode step (one generated token): its attention may read a selected subset and its reads
+   * are counted. A one-token prompt chunk is not a decode step.
+   */
+  decode?: boolean;
 }
 
 /**
@@ -22,7 +27,7 @@ export interface ForwardHooks {
   /** After RoPE, for every layer: the item's query rows [T, numHeads * headDim]. */
   onQueries?(layer: number, q: Float32Array, T: number): void;
   /**
-   * Decode steps (one token): the slots of stored head h this step's attention reads (ascending),
+   * Decode steps (items marked `decode`): the slots of stored head h this step's attention reads (ascending),
    * or null for all. `q` is the group's queries, [group, headDim].
    */
   select?(layer: number, h: number, q: Float32Array, group: number): Int32Array | null;
@@ -179,7 +184,7 @@ export class LlamaModel {
     }
 
     for (const it of items) {
-      if (it.tokens.length === 1) it.seq.reads.steps++;
+      if (it.decode) it.seq.reads.steps++;
       it.seq.nextPosition += it.tokens.length;
     }
 
@@ -250,7 +255,7 @@ export class LlamaModel {
       const heads = it.seq.headsIn(layer);
       const group = it.seq.isExpanded(layer) ? 1 : G;
       const sel: (Int32Array | null)[] = [];
-      if (it.tokens.length === 1 && it.hooks?.select) {
+      if (it.decode && it.tokens.length === 1 && it.hooks?.select) {
         const qRow = this.rt.f32(q + rowStart[i]! * rowBytes, rowFloats);
         for (let h = 0; h < heads.length; h++) {
           const s = it.hooks.select(layer, h, qRow.subarray(h * group * d, (h + 1) * group * d), group);
@@ -290,7 +295,7 @@ export class LlamaModel {
             visible = sel.length;
             slotPtr += sel.length * 4;
           }
-          if (T === 1) {
+          if (it.decode) {
             it.seq.reads.kBytes += visible * d * 4;
             it.seq.reads.vBytes += visible * d * 4;
           }

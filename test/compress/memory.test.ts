@@ -114,7 +114,7 @@ test('kvcompress continual: a long generation stays within budget + one block pe
   let logits = first;
   let evictionsDuring = 0;
   for (let step = 0; step < 300; step++) {
-    logits = engine.model.forward([{ seq, tokens: [argmax(logits)], hooks: session }])[0]!;
+    logits = engine.model.forward([{ seq, tokens: [argmax(logits)], hooks: session, decode: true }])[0]!;
     const before = session.evictions;
     session.afterDecodeStep();
     if (session.evictions > before) evictionsDuring++;
