@@ -181,7 +181,11 @@ export class Engine {
    * reply) to the same cache, compressed with one method for the whole conversation (`rocketkv-mt`
    * keeps everything and re-selects per turn; eviction methods evict again after each prompt).
    */
-  conversation(kvRequest: CompressionRequest = { method: 'full' }): Conversation {
+  conversation(
+    kvRequest: CompressionRequest = { method: 'full' },
+    /** What budget-splitting methods (rocketkv) size themselves for; default: the first turn. */
+    plan?: { promptTokens: number; maxNewTokens: number },
+  ): Conversation {
     const kv = resolveCompression(kvRequest);
     let state: TurnState | null = null;
     let failed: Error | null = null;
@@ -198,7 +202,7 @@ export class Engine {
           tokens: [],
           async *[Symbol.asyncIterator]() {
             if (closed || failed) throw new UsageError('this conversation is closed or failed; start a new one');
-            state ??= engine.newState(kv, turn.prompt.length, turn.maxTokens);
+            state ??= engine.newState(kv, plan?.promptTokens ?? turn.prompt.length, plan?.maxNewTokens ?? turn.maxTokens);
             state.session.beginTurn();
             try {
               yield* engine.runTurn(state, turn.prompt, turn.maxTokens, turn.chunk, opts, gen, true);

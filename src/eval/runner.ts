@@ -195,7 +195,8 @@ async function answer(engine: Engine, sample: Sample, spec: RunSpec, kvOptions: 
     return { prediction: g.text, stats: g.stats!, promptTokens };
   }
   // Query-agnostic: the context is compressed before the question exists, then the question is appended.
-  const conv = engine.conversation(kv);
+  // Size the method for the whole request (context + question + answer), as the query-aware run is.
+  const conv = engine.conversation(kv, { promptTokens: promptTokens, maxNewTokens: sample.maxNewTokens });
   try {
     const ctx = conv.send(sample.context, { maxTokens: 0 });
     for await (const _ of ctx) { /* prefill + eviction only */ }
