@@ -89,7 +89,8 @@ export function heatmap(title: string, results: RunMetrics[]): string {
   const cw = 64;
   const ch = 28;
   const m = { l: 70, t: 40 };
-  const W = m.l + cw * lengths.length + 20;
+  // Wide enough for the title and the axis label even with one column.
+  const W = Math.max(m.l + cw * lengths.length + 20, 12 + 7.5 * Math.max(title.length, 48));
   const H = m.t + ch * depths.length + 50;
   const out = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
@@ -108,7 +109,7 @@ export function heatmap(title: string, results: RunMetrics[]): string {
     });
   });
   lengths.forEach((len, j) => out.push(`<text x="${m.l + j * cw + cw / 2}" y="${m.t + depths.length * ch + 18}" text-anchor="middle">${len}</text>`));
-  out.push(`<text x="${m.l + (cw * lengths.length) / 2}" y="${H - 8}" text-anchor="middle">context length (tokens); rows: needle depth</text>`);
+  out.push(`<text x="10" y="${H - 8}">columns: context length (tokens); rows: needle depth</text>`);
   out.push('</svg>');
   return out.join('\n') + '\n';
 }
