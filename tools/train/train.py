@@ -244,6 +244,8 @@ def make_batch(samples, rng, a):
 # ---------------------------------------------------------------- training
 
 def lr_at(step, a):
+    """Warmup + cosine over this stage: steps count from a.stage_start (the resume step with --restart-schedule)."""
+    step -= a.stage_start
     if step < a.warmup:
         return a.lr * (step + 1) / a.warmup
     p = min(1.0, (step - a.warmup) / max(1, a.steps - a.warmup))
@@ -265,18 +267,25 @@ def greedy(model, prompt, eos_id, max_new):
 
 @torch.no_grad()
 def evaluate(model, samples, tok):
-    """Teacher-forced answer exactness (all answer tokens argmax-correct) and answer-token loss."""
+    """Teacher-forced, dense positions: exact answers (every answer token argmax-correct, which is what
+    greedy decoding would produce), answer-token accuracy and loss; overall and per task."""
     model.eval()
-    exact, loss, ntok = 0, 0.0, 0
-    for seq, n_prompt, _, _ in samples:
+    per = {}
+    for seq, n_prompt, _, task in samples:
         x = torch.tensor([seq])
         logits = model(x, torch.arange(len(seq))[None])[0, n_prompt - 1: len(seq) - 1]
         y = x[0, n_prompt:]
-        loss += float(F.cross_entropy(logits, y, reduction="sum"))
-        ntok += len(y)
-        exact += int(bool((logits.argmax(-1) == y).all()))
+        hit = logits.argmax(-1) == y
+        r = per.setdefault(task, [0, 0, 0, 0.0, 0])  # samples, exact, correct tokens, loss sum, tokens
+        r[0] += 1
+        r[1] += int(bool(hit.all()))
+        r[2] += int(hit.sum())
+        r[3] += float(F.cross_entropy(logits, y, reduction="sum"))
+        r[4] += len(y)
     model.train()
-    return exact / len(samples), loss / ntok
+    tot = [sum(r[i] for r in per.values()) for i in range(5)]
+    summary = lambda r: {"n": r[0], "exact": r[1] / r[0], "token_acc": r[2] / r[4], "answer_loss": r[3] / r[4]}
+    return summary(tot), {t: summary(r) for t, r in sorted(per.items())}
 
 
 def main():
@@ -294,6 +303,7 @@ def main():
     ap.add_argument("--max-positions", type=int, default=4096, help="PoSE target span and max_position_embeddings")
     ap.add_argument("--max-tokens", type=int, default=1024, help="longest physical sequence kept")
     ap.add_argument("--dense-prob", type=float, default=0.2, help="share of samples trained without position skips")
+    ap.add_argument("--no-pose", action="store_true", help="dense positions for every sample (same as --dense-prob 1)")
     ap.add_argument("--batch-tokens", type=int, default=4096, help="tokens per optimizer step (padded)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=100)
@@ -307,7 +317,14 @@ def main():
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--save-every", type=int, default=200)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    ap.add_argument("--init", help="directory with a state.pt to start this stage from (weights + optimizer); OUT gets the new stage")
+    ap.add_argument("--restart-schedule", action="store_true",
+                    help="with --resume/--init: warmup + cosine start again at the resumed step and last --steps more steps")
+    ap.add_argument("--eval-n", type=int, default=32, help="held-out samples used for evaluation (first N)")
     a = ap.parse_args()
+    if a.no_pose:
+        a.dense_prob = 1.0
+    a.stage_start = 0
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -315,7 +332,7 @@ def main():
     tok = BPETokenizer.load(a.tokenizer)
     t0 = time.time()
     train, dropped = load_samples(a.data, tok, a.max_tokens)
-    held = load_samples(a.eval_data, tok, 1 << 30)[0][:32] if a.eval_data else []
+    held = load_samples(a.eval_data, tok, 1 << 30)[0][: a.eval_n] if a.eval_data else []
     n_tok = sum(len(s[0]) for s in train)
     print(f"data: {len(train)} samples ({dropped} over {a.max_tokens} tokens dropped), {n_tok} tokens, "
           f"mean {n_tok / max(1, len(train)):.0f}; {len(held)} held-out; tokenized in {time.time() - t0:.1f}s", flush=True)
@@ -330,24 +347,28 @@ def main():
                             lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
     step, seen_tokens, log = 0, 0, []
     state_path = os.path.join(a.out, "state.pt")
-    if a.resume and os.path.exists(state_path):
-        st = torch.load(state_path)
+    src = os.path.join(a.init, "state.pt") if a.init else state_path
+    if (a.resume or a.init) and os.path.exists(src):
+        st = torch.load(src)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step, seen_tokens, log = st["step"], st["seen_tokens"], st["log"]
         rng.setstate(st["rng"])
-        print(f"resumed at step {step}", flush=True)
+        # A new stage restarts warmup + cosine here; an interrupted stage keeps the schedule it had.
+        a.stage_start = step if a.restart_schedule else st.get("stage_start", 0)
+        print(f"resumed from {src} at step {step}, schedule from step {a.stage_start}", flush=True)
+    end_step = a.stage_start + a.steps
 
     def checkpoint():
         extra = {"args": vars(a), "step": step, "seen_tokens": seen_tokens, "parameters": n_params, "log": log}
         save_model(a.out, model, config, a.tokenizer, extra)
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "seen_tokens": seen_tokens,
-                    "log": log, "rng": rng.getstate()}, state_path)
+                    "log": log, "rng": rng.getstate(), "stage_start": a.stage_start}, state_path)
 
     # Length-sorted chunks keep padding low: draw a random sample, then fill the batch with neighbours.
     order = sorted(range(len(train)), key=lambda i: len(train[i][0]))
     start, win_t, win_tok, win_loss, win_ans = time.time(), time.time(), 0, 0.0, 0.0
-    while step < a.steps:
+    while step < end_step:
         if a.minutes and time.time() - start > a.minutes * 60:
             break
         k = rng.randrange(len(order))
@@ -382,9 +403,11 @@ def main():
                   f"lr {rec['lr']:.2e} {rec['minutes']:.1f} min", flush=True)
             win_t, win_tok, win_loss, win_ans = time.time(), 0, 0.0, 0.0
         if held and step % a.eval_every == 0:
-            exact, aloss = evaluate(model, held, tok)
-            log.append({"step": step, "eval_exact": exact, "eval_answer_loss": aloss})
-            print(f"eval step {step}: answer exact {exact:.2f}, answer loss {aloss:.3f}", flush=True)
+            tot, per = evaluate(model, held, tok)
+            log.append({"step": step, "eval_exact": tot["exact"], "eval_token_acc": tot["token_acc"],
+                        "eval_answer_loss": tot["answer_loss"], "eval_tasks": per})
+            print(f"eval step {step}: exact {tot['exact']:.2f} token acc {tot['token_acc']:.2f} answer loss {tot['answer_loss']:.3f} | "
+                  + " ".join(f"{t} {r['exact']:.2f}/{r['n']}" for t, r in per.items()), flush=True)
             win_t = time.time()
         if step % a.save_every == 0:
             checkpoint()
