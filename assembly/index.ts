@@ -7,3 +7,4 @@ export { rope } from './rope';
 export { siluMul, add } from './activation';
 export { softmax } from './softmax';
 export { attnCausal, attendPaged } from './attention';
+export { pageSoftmaxSum } from './select';

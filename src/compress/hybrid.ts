@@ -21,47 +21,72 @@
 import type { MethodContext, MethodEntry, OptionValues } from './method.ts';
 import type { DecodeSelector, SelectView } from './press.ts';
 import { PageSummary } from '../kv/summary.ts';
+import type { Runtime } from '../runtime/wasm.ts';
 import { rocketkvSplit, type RocketkvSplit } from './budget.ts';
 import { groupAbsSum, softmaxInPlace, topKSelect } from './util.ts';
 
-/** Per page, the sum over the group of the softmax (over pages) of the approximate page scores. */
+/**
+ * Per page, the sum over the group of the softmax (over pages) of the approximate page scores.
+ * With a runtime the arithmetic runs in the wasm kernel (assembly/select.ts); without one, here.
+ * Both use f64 in the same order of operations.
+ */
 export function hybridPageScores(
-  q: Float32Array, group: number, d: number, summary: PageSummary, pages: number, channels: Int32Array,
+  q: Float32Array, group: number, d: number, summary: PageSummary, pages: number, channels: Int32Array, rt?: Runtime,
 ): Float64Array {
   const r = channels.length;
   // Gather once, shared by the group: per page, the r chosen channels of the summary side picked
   // by the sign of the group's summed query (max if positive, else min).
-  const sub = new Float32Array(pages * r);
+  const sub = new Float64Array(pages * r);
   for (let j = 0; j < r; j++) {
     const c = channels[j]!;
     let sum = 0;
     for (let g = 0; g < group; g++) sum += q[g * d + c]!;
     const side = sum > 0 ? summary.max : summary.min;
-    for (let p = 0; p < pages; p++) sub[p * r + j] = side[p * d + c]!;
+    for (let p = 0, o = c, w = j; p < pages; p++, o += d, w += r) sub[w] = side[o]!;
   }
-  const total = new Float64Array(pages);
-  const s = new Float64Array(pages);
-  const qc = new Float64Array(r);
+  const qc = new Float64Array(group * r);
+  const temps = new Float64Array(group);
   for (let g = 0; g < group; g++) {
     const qo = g * d;
     let absAll = 0;
     for (let i = 0; i < d; i++) absAll += Math.abs(q[qo + i]!);
     let absCh = 0;
     for (let j = 0; j < r; j++) {
-      qc[j] = q[qo + channels[j]!]!;
-      absCh += Math.abs(qc[j]!);
-    }
-    for (let p = 0, so = 0; p < pages; p++, so += r) {
-      let dot = 0;
-      for (let j = 0; j < r; j++) dot += qc[j]! * sub[so + j]!;
-      s[p] = dot;
+      qc[g * r + j] = q[qo + channels[j]!]!;
+      absCh += Math.abs(qc[g * r + j]!);
     }
     // A zero query has no direction: its scores are all 0, any finite temperature gives uniform.
-    const temperature = absAll > 0 && absCh > 0 ? Math.sqrt((d * absCh) / absAll) : 1;
-    softmaxInPlace(s, 0, pages, temperature);
+    temps[g] = absAll > 0 && absCh > 0 ? Math.sqrt((d * absCh) / absAll) : 1;
+  }
+  if (rt) return pageSoftmaxSumWasm(rt, sub, qc, temps, pages, r, group);
+  const total = new Float64Array(pages);
+  const s = new Float64Array(pages);
+  for (let g = 0; g < group; g++) {
+    for (let p = 0, so = 0; p < pages; p++, so += r) {
+      let dot = 0;
+      for (let j = 0; j < r; j++) dot += qc[g * r + j]! * sub[so + j]!;
+      s[p] = dot;
+    }
+    softmaxInPlace(s, 0, pages, temps[g]!);
     for (let p = 0; p < pages; p++) total[p] += s[p]!;
   }
   return total;
+}
+
+function pageSoftmaxSumWasm(rt: Runtime, sub: Float64Array, qc: Float64Array, temps: Float64Array, pages: number, r: number, group: number): Float64Array {
+  const bytes = 8 * (sub.length + qc.length + temps.length + 2 * pages);
+  const base = rt.alloc(bytes, 64);
+  try {
+    const mem = new Float64Array(rt.memory.buffer, base, bytes / 8);
+    mem.set(sub, 0);
+    mem.set(qc, sub.length);
+    mem.set(temps, sub.length + qc.length);
+    const outOff = sub.length + qc.length + temps.length;
+    rt.exports.pageSoftmaxSum(base + outOff * 8, base, base + sub.length * 8, base + (sub.length + qc.length) * 8, base + (outOff + pages) * 8, pages, r, group);
+    return new Float64Array(rt.memory.buffer, base + outOff * 8, pages).slice();
+  } finally {
+    rt.free(base);
+  }
 }
 
 export interface HybridOptions {
@@ -111,7 +136,7 @@ export class HybridSelector implements DecodeSelector {
     }
     const r = Math.min(d, Math.max(1, this.r));
     const channels = topKSelect(groupAbsSum(view.q, view.group, d), r);
-    const scores = hybridPageScores(view.q, view.group, d, summary, pages, channels);
+    const scores = hybridPageScores(view.q, view.group, d, summary, pages, channels, view.runtime);
     view.countRead(0, pages * r * 4);
 
     const take = new Uint8Array(pages);

@@ -4,6 +4,7 @@
  * (session.ts) applies them to the store.
  */
 import type { PageSummary } from '../kv/summary.ts';
+import type { Runtime } from '../runtime/wasm.ts';
 
 export interface ModelShape {
   numLayers: number;
@@ -88,6 +89,8 @@ export interface SelectView {
   keys(): Float32Array;
   /** Record bytes the selection itself read (beyond the selected slots' K and V). */
   countRead(kBytes: number, summaryBytes: number): void;
+  /** The kernels, for selectors with a wasm path (absent in unit tests over dense arrays). */
+  runtime?: Runtime;
 }
 
 export interface DecodeSelector {

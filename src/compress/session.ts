@@ -83,6 +83,7 @@ export class CompressionSession implements ForwardHooks {
         seq.reads.kBytes += kBytes;
         seq.reads.summaryBytes += summaryBytes;
       },
+      runtime: seq.runtime,
     };
     return selector.select(view);
   }
@@ -110,6 +111,7 @@ export class CompressionSession implements ForwardHooks {
         seq.reads.kBytes += kBytes;
         seq.reads.summaryBytes += summaryBytes;
       },
+      runtime: seq.runtime,
     });
     if (!picked) return slots;
     const out = new Int32Array(picked.length);
