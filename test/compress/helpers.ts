@@ -57,16 +57,8 @@ export function denseSelectView(q: number[][], keys: number[][], summaryPage: nu
 // --- dense attention layers for prefill scorers (SnapKV family) -----------------------------
 import type { LayerView, ModelShape, PlanContext } from '../../src/compress/press.ts';
 
-/** Deterministic uniform [0, 1) generator (mulberry32). */
-export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), s | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The same generator under the name the layer tests use. */
+export const seededRandom = selectorRandom;
 
 /** One layer at the end of a prompt of `length` tokens (positions 0..length-1), as plain arrays. */
 export interface DenseAttentionLayer {

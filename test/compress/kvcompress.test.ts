@@ -2,19 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KvCompress, kvcompressEntry } from '../../src/compress/kvcompress.ts';
 import type { LayerView, ModelShape, PlanContext } from '../../src/compress/press.ts';
+import { selectorRandom } from './helpers.ts';
 
 // ---- test-side data and references (no code shared with the implementation) -----------------
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = selectorRandom;
 
 interface Dense {
   shape: ModelShape;
