@@ -20,6 +20,8 @@ export interface EvalCliOptions {
   seed: number;
   out: string;
   queryAgnostic?: boolean;
+  multiTurn?: boolean;
+  turns?: number;
   kvOpt?: string[];
   threads?: number;
   weights?: string;
@@ -42,6 +44,7 @@ function intList(name: string, v: string): number[] {
 
 async function prepare(o: EvalCliOptions, tasks: TaskName[], depth?: number) {
   const dir = o.model ?? (await defaultModelDir((s) => process.stderr.write(`${s}\n`)));
+  if (o.multiTurn && o.queryAgnostic) throw new UsageError('choose one of --multi-turn and --query-agnostic');
   const cfg = await readModelConfig(dir);
   const methods = list('methods', o.methods);
   const plan: EvalPlan = {
@@ -51,7 +54,8 @@ async function prepare(o: EvalCliOptions, tasks: TaskName[], depth?: number) {
     budgets: o.budgets.trim() === '' ? [] : intList('budgets', o.budgets),
     samples: o.samples,
     seed: o.seed,
-    mode: o.queryAgnostic ? 'query-agnostic' : 'query-aware',
+    mode: o.multiTurn ? 'multi-turn' : o.queryAgnostic ? 'query-agnostic' : 'query-aware',
+    ...(o.multiTurn ? { turns: o.turns } : {}),
     outDir: o.out,
     kvOptions: parseOptionPairs(o.kvOpt),
     ...(depth !== undefined ? { depth } : {}),

@@ -86,6 +86,8 @@ export function buildProgram(): Command {
       .option('--seed <n>', 'seed of the task generators', intArg('seed', 0), 0)
       .option('-o, --out <dir>', 'output directory (finished runs in it are skipped)', 'results')
       .option('--query-agnostic', 'compress the context before the question is appended')
+      .option('--multi-turn', 'ask several questions of one context on one cache (niah tasks; see --turns)')
+      .option('--turns <n>', 'questions per context with --multi-turn', intArg('turns', 2), 3)
       .option('--kv-opt <key=value>', 'method option for every compressed method, repeatable', collect, [] as string[])
       .option('--threads <n>', 'kernel threads (default: all cores)', intArg('threads', 1))
       .option('--weights <fmt>', 'in-memory weights: f32 or q8');

@@ -2,14 +2,22 @@ import { access, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { stringify as toCsv } from 'csv-stringify/sync';
-import type { Engine } from '../engine/engine.ts';
+import type { Engine, Generation } from '../engine/engine.ts';
+import type { CompressionRequest } from '../compress/registry.ts';
 import { generateSample, TASKS } from './ruler/index.ts';
 import type { Sample, TaskName } from './ruler/types.ts';
 import { stringMatchAll } from './metrics.ts';
 import { resolveCompression, methodNames } from '../compress/registry.ts';
 import { UsageError } from '../errors.ts';
 
-export type EvalMode = 'query-aware' | 'query-agnostic';
+/**
+ * query-aware: context and question in one prompt; query-agnostic: the context is compressed before
+ * the question exists; multi-turn: one context, `turns` questions asked in turn on one cache.
+ */
+export type EvalMode = 'query-aware' | 'query-agnostic' | 'multi-turn';
+
+/** Questions per context in multi-turn mode unless the plan says otherwise. */
+export const DEFAULT_TURNS = 3;
 
 export interface EvalPlan {
   tasks: TaskName[];
@@ -24,6 +32,8 @@ export interface EvalPlan {
   kvOptions?: Record<string, string>;
   /** Fixed needle depth in [0, 1] (the NIAH heatmap); random per sample otherwise. */
   depth?: number;
+  /** Questions per context in multi-turn mode (default DEFAULT_TURNS). */
+  turns?: number;
 }
 
 /** One (task, length, method, budget, mode) cell of the grid. */
@@ -80,6 +90,11 @@ export function validatePlan(plan: EvalPlan, maxContextTokens: number): void {
     for (const b of m === 'full' ? [] : plan.budgets) resolveCompression({ ...(plan.kvOptions ?? {}), method: m, budget: b });
   }
   if (!Number.isInteger(plan.samples) || plan.samples <= 0) throw new UsageError(`samples must be a positive integer, got ${plan.samples}`);
+  if (plan.mode === 'multi-turn') {
+    const single = plan.tasks.filter((t) => !t.startsWith('niah'));
+    if (single.length) throw new UsageError(`multi-turn mode asks several questions of one niah context; ${single.join(', ')} ha${single.length > 1 ? 've' : 's'} one question: leave ${single.length > 1 ? 'them' : 'it'} out or run without --multi-turn`);
+    if (plan.turns !== undefined && (!Number.isInteger(plan.turns) || plan.turns < 2)) throw new UsageError(`turns must be an integer >= 2, got ${plan.turns}`);
+  }
 }
 
 export function planRuns(plan: EvalPlan): RunSpec[] {
@@ -140,17 +155,22 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
     let read = 0;
     let tokens = 0;
     let decodeMs = 0;
+    const turns = spec.mode === 'multi-turn' ? plan.turns ?? DEFAULT_TURNS : undefined;
     for (let i = 0; i < plan.samples; i++) {
-      const sample = generateSample(spec.task, { length: spec.length, seed: plan.seed, index: i, tokenizer, ...(spec.depth !== undefined ? { depth: spec.depth } : {}) });
+      const sample = generateSample(spec.task, {
+        length: spec.length, seed: plan.seed, index: i, tokenizer,
+        ...(spec.depth !== undefined ? { depth: spec.depth } : {}), ...(turns !== undefined ? { turns } : {}),
+      });
       const r = await answer(engine, sample, spec, plan.kvOptions ?? {});
-      const score = stringMatchAll(r.prediction, sample.references);
+      const score = r.score ?? stringMatchAll(r.prediction, sample.references);
       scoreSum += score;
       stored += r.stats.kv.storedBytes;
       full += r.stats.kv.fullBytes;
       read += r.stats.kv.readPerStep.total;
       tokens += r.stats.generatedTokens;
       decodeMs += r.stats.decodeMs;
-      rows.push([i, r.promptTokens, r.prediction, sample.references.join(' | '), score * 100]);
+      const refs = sample.turns ? sample.turns.map((t) => t.references.join(' | ')).join(' || ') : sample.references.join(' | ');
+      rows.push([i, r.promptTokens, r.prediction, refs, score * 100]);
       done++;
       progress?.(done, total, runId(spec, model));
     }
@@ -176,6 +196,7 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
     await writeFile(join(dir, 'config.yaml'), toYaml({
       model: resolve(engine.dir), task: spec.task, length: spec.length, method: spec.method, budget: spec.budget,
       kv_options: plan.kvOptions ?? {}, mode: spec.mode, depth: spec.depth ?? null, samples: n, seed: plan.seed,
+      ...(turns !== undefined ? { turns } : {}),
       weights: engine.weightFormat, sampling: 'greedy',
     }));
     // metrics.json last, written atomically: its presence marks the run finished.
@@ -186,9 +207,18 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
   return results;
 }
 
-async function answer(engine: Engine, sample: Sample, spec: RunSpec, kvOptions: Record<string, string>) {
+interface Answer {
+  prediction: string;
+  stats: NonNullable<Generation['stats']>;
+  promptTokens: number;
+  /** Multi-turn: mean string_match_all over the turns (each against its own references). */
+  score?: number;
+}
+
+async function answer(engine: Engine, sample: Sample, spec: RunSpec, kvOptions: Record<string, string>): Promise<Answer> {
   const kv = spec.budget === null ? { method: 'full' } : { ...kvOptions, method: spec.method, budget: spec.budget };
   const promptTokens = engine.tokenizer.encode(sample.input, { addSpecialTokens: true }).length;
+  if (spec.mode === 'multi-turn') return multiTurn(engine, sample, kv, promptTokens);
   if (spec.mode === 'query-aware') {
     const g = engine.generate(sample.input, { maxTokens: sample.maxNewTokens, temperature: 0, kv });
     for await (const _ of g) { /* drain */ }
@@ -203,6 +233,39 @@ async function answer(engine: Engine, sample: Sample, spec: RunSpec, kvOptions: 
     const q = conv.send({ tokens: engine.tokenizer.encode(sample.question + sample.answerPrefix, { addSpecialTokens: false }) }, { maxTokens: sample.maxNewTokens, temperature: 0, skipEviction: true });
     for await (const _ of q) { /* drain */ }
     return { prediction: q.text, stats: q.stats!, promptTokens };
+  } finally {
+    conv.close();
+  }
+}
+
+/**
+ * One context, several questions on one cache: the first turn is the sample's own prompt (context,
+ * question, answer prefix); each later turn appends its question and answer prefix after the
+ * previous reply (whose </s> stays in the cache). Eviction methods compress after each turn's
+ * prompt, as in any conversation; rocketkv-mt keeps everything and re-selects per turn.
+ */
+async function multiTurn(engine: Engine, sample: Sample, kv: CompressionRequest, firstPromptTokens: number): Promise<Answer> {
+  const turns = sample.turns!;
+  const later = turns.slice(1).map((t) => engine.tokenizer.encode(t.question + t.answerPrefix, { addSpecialTokens: false }));
+  const promptTokens = firstPromptTokens + later.reduce((n, t) => n + t.length, 0);
+  const conv = engine.conversation(kv, { promptTokens, maxNewTokens: sample.maxNewTokens });
+  try {
+    const predictions: string[] = [];
+    let score = 0;
+    let stats: NonNullable<Generation['stats']> | null = null;
+    let readTotal = 0;
+    for (let k = 0; k < turns.length; k++) {
+      const g = conv.send(k === 0 ? sample.input : { tokens: later[k - 1]! }, { maxTokens: sample.maxNewTokens, temperature: 0 });
+      for await (const _ of g) { /* drain */ }
+      predictions.push(g.text);
+      score += stringMatchAll(g.text, turns[k]!.references);
+      const st = g.stats!;
+      readTotal += st.kv.readPerStep.total;
+      stats = stats === null ? st : { ...st, generatedTokens: stats.generatedTokens + st.generatedTokens, decodeMs: stats.decodeMs + st.decodeMs };
+    }
+    // Stored bytes: at the end of the conversation; bytes read per step: the mean over turns.
+    stats = { ...stats!, kv: { ...stats!.kv, readPerStep: { ...stats!.kv.readPerStep, total: readTotal / turns.length } } };
+    return { prediction: predictions.join(' || '), stats, promptTokens, score: score / turns.length };
   } finally {
     conv.close();
   }

@@ -63,6 +63,22 @@ test('query-agnostic runs compress the context before the question', async () =>
   assert.ok(r.find((x) => x.method === 'snapkv')!.storedKvBytes < r.find((x) => x.method === 'full')!.storedKvBytes);
 });
 
+test('multi-turn runs ask several questions of one context on one cache', async () => {
+  const r = await runEval(engine, plan(join(root, 'mt'), { tasks: ['niah_single_1'], lengths: [1900], methods: ['full', 'rocketkv-mt'], budgets: [64], mode: 'multi-turn', turns: 3, samples: 1 }));
+  const dirs = readdirSync(join(root, 'mt'));
+  assert.ok(dirs.length === 2 && dirs.every((d) => d.endsWith('__multi-turn')), dirs.join(' '));
+  const csv = readFileSync(join(root, 'mt', dirs[0]!, 'predictions.csv'), 'utf8');
+  // Three answers and three sets of references, each turn about a key of its own.
+  const refs = csv.split('\n')[1]!.match(/[0-9]{7}/g)!;
+  assert.equal(new Set(refs).size, 3, csv);
+  assert.match(readFileSync(join(root, 'mt', dirs[0]!, 'config.yaml'), 'utf8'), /turns: 3/);
+  // rocketkv-mt keeps the whole cache (it filters a view per turn) and reads less per step than full.
+  const full = r.find((x) => x.method === 'full')!;
+  const mt = r.find((x) => x.method === 'rocketkv-mt')!;
+  assert.equal(mt.storedKvBytes, full.storedKvBytes);
+  assert.ok(mt.readBytesPerStep < full.readBytesPerStep, `${mt.readBytesPerStep} vs ${full.readBytesPerStep}`);
+});
+
 function cli(args: string[]) {
   const r = spawnSync(process.execPath, ['--import', 'tsx', entry, ...args], { encoding: 'utf8' });
   return { code: r.status ?? -1, stderr: r.stderr };
@@ -77,6 +93,7 @@ test('bad input to eval is refused before any work, one line', () => {
     [['--methods', 'full,snapkv', '--budgets', ''], /budget list is empty/],
     [['--methods', 'full,snapkv', '--budgets', '64,,128'], /--budgets must be a comma-separated list/],
     [['--methods', 'full,snapkv', '--budgets', '64,big'], /--budgets takes positive integers/],
+    [['--tasks', 'niah_single_1,vt', '--multi-turn'], /multi-turn mode asks several questions of one niah context; vt has one question/],
   ];
   for (const [extra, pattern] of cases) {
     const r = cli([...base, ...extra]);

@@ -9,7 +9,10 @@
  * format); train.py tokenizes input/target itself, so sizing here only needs to be approximate:
  * by default samples are sized with a byte-level tokenizer (1 token per UTF-8 byte), which
  * over-counts versus BPE, so samples come out shorter than `length` BPE tokens, never longer.
- * Pass --tokenizer DIR (a directory with tokenizer.json) to size with the real tokenizer instead.
+ * Pass --tokenizer DIR (a directory with tokenizer.json) to size with the real tokenizer instead (exact,
+ * ~10 samples/s at 4K tokens), or --calibrate DIR to measure each task's bytes per token with that
+ * tokenizer once (one sample per task and length) and size by bytes from then on (~1000 samples/s,
+ * within a few percent, erring short).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -20,10 +23,11 @@ interface TextTokenizer { encode(text: string): number[] }
 interface Sample {
   task: string; index: number; seed: number; length: number;
   context: string; input: string; answerPrefix: string; references: string[]; maxNewTokens: number; depth?: number;
+  turns?: { question: string; answerPrefix: string; references: string[] }[];
 }
 interface Generators {
   TASKS: string[];
-  generateSample(task: string, o: { length: number; seed: number; index: number; tokenizer: TextTokenizer; depth?: number }): Sample;
+  generateSample(task: string, o: { length: number; seed: number; index: number; tokenizer: TextTokenizer; depth?: number; turns?: number }): Sample;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -42,7 +46,7 @@ const byteTokenizer: TextTokenizer = {
 };
 
 /** The answer text in the form each task's prompt asks for; string_match_all needs each reference verbatim. */
-export function targetText(s: Sample): string {
+export function targetText(s: Pick<Sample, 'task' | 'answerPrefix' | 'references'>): string {
   const lead = s.answerPrefix.endsWith(' ') ? '' : ' ';
   if (s.task === 'vt') return lead + s.references.join(' ');
   if (s.task === 'cwe' || s.task === 'fwe') return s.references.map((w, i) => ` ${i + 1}. ${w}`).join('').slice(lead ? 0 : 1);
@@ -64,9 +68,12 @@ async function main(): Promise<void> {
     .option('--seed <n>', 'generator seed', (v) => parseInt(v, 10), 1)
     .option('--tokenizer <dir>', 'size samples with this tokenizer.json directory instead of bytes')
     .option('--bytes-per-token <x>', 'size by UTF-8 bytes / x (fast approximation of the BPE; train.py drops samples that overflow)', parseFloat, 1)
+    .option('--calibrate <dir>', 'size by UTF-8 bytes / (per-task bytes per token measured once with this tokenizer.json directory)')
+    .option('--multi-turn <p>', 'share of niah samples asked 2..--max-turns questions of one context (lines get `followups`)', parseFloat, 0)
+    .option('--max-turns <k>', 'most questions in a multi-turn sample', (v) => parseInt(v, 10), 4)
     .option('--generator <which>', 'auto (real if present, else stub), ruler, or stub', 'auto')
     .parse(process.argv);
-  const o = cmd.opts<{ out: string; n: number; tasks?: string; lengths: string; seed: number; tokenizer?: string; generator: string; bytesPerToken: number }>();
+  const o = cmd.opts<{ out: string; n: number; tasks?: string; lengths: string; seed: number; tokenizer?: string; generator: string; bytesPerToken: number; calibrate?: string; multiTurn: number; maxTurns: number }>();
   const { gen, name } = await loadGenerators(o.generator);
   const tasks = o.tasks ? o.tasks.split(',') : gen.TASKS;
   for (const t of tasks) if (!gen.TASKS.includes(t)) throw new Error(`unknown task ${t}; known: ${gen.TASKS.join(', ')}`);
@@ -81,19 +88,73 @@ async function main(): Promise<void> {
     const tk = await Tokenizer.load(o.tokenizer);
     tokenizer = { encode: (text: string) => tk.encode(text, { addSpecialTokens: false }) };
   }
+  const perTask = new Map<string, TextTokenizer>();
+  if (o.calibrate) {
+    const { Tokenizer } = await import(path.join(here, '..', '..', 'src', 'model', 'tokenizer.ts'));
+    const tk = await Tokenizer.load(o.calibrate);
+    const exact: TextTokenizer = { encode: (text: string) => tk.encode(text, { addSpecialTokens: false }) };
+    // Bytes per token depend on the task and on the length (haystacks repeat more or less), so measure each pair.
+    for (const task of tasks) {
+      for (const length of lengths) {
+        let s: Sample;
+        try {
+          s = gen.generateSample(task, { length, seed: o.seed + 7777, index: 0, tokenizer: exact });
+        } catch {
+          continue; // too short for this task: skipped below
+        }
+        const ratio = (Buffer.byteLength(s.input, 'utf8') / exact.encode(s.input).length) * 0.98;
+        perTask.set(`${task}@${length}`, { encode: (text: string) => new Array<number>(Math.ceil(Buffer.byteLength(text, 'utf8') / ratio)).fill(0) });
+      }
+    }
+  }
+  // Tasks whose smallest prompt does not fit a length are skipped at that length (one note each).
+  const fits = new Map<number, string[]>();
+  for (const length of lengths) {
+    const ok = tasks.filter((task) => {
+      try {
+        gen.generateSample(task, { length, seed: o.seed + 7777, index: 0, tokenizer: perTask.get(`${task}@${length}`) ?? tokenizer });
+        return true;
+      } catch {
+        process.stderr.write(`emit: ${task} does not fit in ${length} tokens; skipped at that length\n`);
+        return false;
+      }
+    });
+    if (!ok.length) throw new Error(`no task fits in ${length} tokens; use larger lengths`);
+    fits.set(length, ok);
+  }
   const rand = scheduleRng(o.seed);
   const fd = fs.openSync(o.out, 'w');
   const t0 = Date.now();
-  for (let i = 0; i < o.n; i++) {
-    const task = tasks[Math.floor(rand() * tasks.length)]!;
+  let skipped = 0;
+  for (let i = 0, written = 0; written < o.n; i++) {
+    if (skipped > o.n) throw new Error('most samples do not fit their length; use larger lengths');
+    const task0 = tasks[Math.floor(rand() * tasks.length)]!;
     const length = lengths[Math.floor(rand() * lengths.length)]!;
-    const s = gen.generateSample(task, { length, seed: o.seed, index: i, tokenizer });
+    const ok = fits.get(length)!;
+    const task = ok.includes(task0) ? task0 : ok[Math.floor(rand() * ok.length)]!;
+    let s: Sample;
+    const turns = o.multiTurn > 0 && task.startsWith('niah') && rand() < o.multiTurn ? 2 + Math.floor(rand() * (o.maxTurns - 1)) : 1;
+    const sizing = perTask.get(`${task}@${length}`) ?? tokenizer;
+    try {
+      try {
+        s = gen.generateSample(task, { length, seed: o.seed, index: i, tokenizer: sizing, ...(turns > 1 ? { turns } : {}) });
+      } catch (e) {
+        if (turns === 1) throw e;
+        s = gen.generateSample(task, { length, seed: o.seed, index: i, tokenizer: sizing }); // every turn reserves its answer tokens: too short for several
+      }
+    } catch {
+      skipped++; // this draw's smallest prompt does not fit (sizes vary a little per sample)
+      continue;
+    }
+    written++;
     const line = { task, index: i, seed: o.seed, length, input: s.input, contextChars: s.context.length, target: targetText(s), references: s.references,
-      maxNewTokens: s.maxNewTokens, depth: s.depth ?? null, generator: name };
+      maxNewTokens: s.maxNewTokens, depth: s.depth ?? null, generator: name,
+      // Later questions: each follows the previous answer and its </s> in the same sequence.
+      ...(s.turns ? { followups: s.turns.slice(1).map((t) => ({ input: t.question + t.answerPrefix, target: targetText({ task, ...t }) })) } : {}) };
     fs.writeSync(fd, JSON.stringify(line) + '\n');
   }
   fs.closeSync(fd);
-  process.stderr.write(`emit: ${o.n} samples (${name} generators, ${o.tokenizer ? 'tokenizer' : o.bytesPerToken !== 1 ? `bytes/${o.bytesPerToken}` : 'byte'} sizing) -> ${o.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+  process.stderr.write(`emit: ${o.n} samples${skipped ? ` (${skipped} draws too long for their length skipped)` : ''} (${name} generators, ${o.calibrate ? 'calibrated' : o.tokenizer ? 'tokenizer' : o.bytesPerToken !== 1 ? `bytes/${o.bytesPerToken}` : 'byte'} sizing) -> ${o.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
 }
 
 await main();

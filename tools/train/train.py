@@ -11,7 +11,10 @@ its position ids jump at 1-3 random cut points inside the context, so the needle
 distance spans up to --max-positions while the physical sequence stays short.
 """
 import argparse
+import contextlib
+import gzip
 import json
+import lzma
 import math
 import os
 import random
@@ -66,9 +69,12 @@ class Attention(nn.Module):
         rep = self.h // self.kv
         k = k.repeat_interleave(rep, dim=1)
         v = v.repeat_interleave(rep, dim=1)
-        att = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.d)) + mask
-        att = att.softmax(-1)
-        y = (att @ v).transpose(1, 2).reshape(B, T, self.h * self.d)
+        if mask is None:  # fused causal attention (PyTorch 2: flash / memory-efficient kernels)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            att = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.d)) + mask
+            y = att.softmax(-1) @ v
+        y = y.transpose(1, 2).reshape(B, T, self.h * self.d)
         return self.o_proj(y)
 
 
@@ -129,7 +135,8 @@ class Llama(nn.Module):
         emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # [B, 1, T, d]
         cos, sin = emb.cos(), emb.sin()
         # Batches are right-padded, so the causal mask alone keeps real tokens off the padding.
-        mask = torch.full((T, T), float("-inf")).triu(1)[None, None]
+        fused = hasattr(F, "scaled_dot_product_attention")
+        mask = None if fused else torch.full((T, T), float("-inf"), device=ids.device).triu(1)[None, None]
         x = self.model.embed_tokens(ids)
         for layer in self.model.layers:
             x = layer(x, cos, sin, mask)
@@ -189,19 +196,76 @@ def save_model(out, model, config, tok_dir, extra):
 
 # ---------------------------------------------------------------- data
 
-def load_samples(path, tok, max_tokens):
-    """-> list of (ids [BOS + input + target + EOS], n_prompt, n_context) that fit in max_tokens."""
+def open_text(path):
+    """Plain, .gz or .xz JSONL."""
+    if path.endswith(".xz"):
+        return lzma.open(path, "rt")
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt")
+    return open(path)
+
+
+class FastEncoder:
+    """Hugging Face `tokenizers` (Rust) on the same tokenizer.json, where installed: batch encoding for
+    large data sets. Checked against the pure-Python encoder before use."""
+
+    def __init__(self, tok_dir, slow):
+        from tokenizers import Tokenizer
+        self.t = Tokenizer.from_file(os.path.join(tok_dir, "tokenizer.json"))
+        self.slow = slow
+
+    def encode_batch(self, texts):
+        return [e.ids for e in self.t.encode_batch(texts, add_special_tokens=False)]
+
+    def check(self, texts):
+        for text in texts:
+            a, b = self.slow.encode(text), self.encode_batch([text])[0]
+            if a != b:
+                raise SystemExit(f"tokenizers and tokenizer.py disagree on {text[:80]!r}: {a[:20]} vs {b[:20]}")
+
+
+def encoder_for(tok, tok_dir):
+    try:
+        return FastEncoder(tok_dir, tok)
+    except ImportError:
+        return None
+
+
+def load_samples(path, tok, max_tokens, fast=None):
+    """-> list of (ids, answer spans [(start, end)], n_context, task) that fit in max_tokens.
+    ids = BOS + input + target + EOS, then for each multi-turn followup: its input + target + EOS
+    (the engine's conversations keep each reply's </s> in the cache before the next question)."""
+    with open_text(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    texts, where = [], []
+    for d in rows:
+        where.append(len(texts))
+        texts += [d["input"], d["target"], d["input"][: d.get("contextChars", 0)]]
+        for fu in d.get("followups") or []:
+            texts += [fu["input"], fu["target"]]
+    if fast is not None:
+        fast.check(texts[:30])
+        enc = []
+        for i in range(0, len(texts), 3000):
+            enc += fast.encode_batch(texts[i: i + 3000])
+    else:
+        enc = [tok.encode(t) for t in texts]
     out, dropped = [], 0
-    with open(path) as f:
-        for line in f:
-            d = json.loads(line)
-            inp = [tok.bos_id] + tok.encode(d["input"])
-            tgt = tok.encode(d["target"]) + [tok.eos_id]
-            if len(inp) + len(tgt) > max_tokens:
-                dropped += 1
-                continue
-            n_ctx = 1 + len(tok.encode(d["input"][: d["contextChars"]])) if "contextChars" in d else len(inp) - 48
-            out.append((inp + tgt, len(inp), max(2, min(n_ctx - 1, len(inp) - 1)), d["task"]))
+    for j, d in enumerate(rows):
+        w = where[j]
+        ids = [tok.bos_id] + enc[w]
+        n_ctx = 1 + len(enc[w + 2]) if "contextChars" in d else len(ids) - 48
+        n_ctx = max(2, min(n_ctx - 1, len(ids) - 1))
+        spans = [(len(ids), len(ids) + len(enc[w + 1]) + 1)]
+        ids += enc[w + 1] + [tok.eos_id]
+        for k in range(len(d.get("followups") or [])):
+            ids += enc[w + 3 + 2 * k]
+            spans.append((len(ids), len(ids) + len(enc[w + 4 + 2 * k]) + 1))
+            ids += enc[w + 4 + 2 * k] + [tok.eos_id]
+        if len(ids) > max_tokens:
+            dropped += 1
+            continue
+        out.append((ids, spans, n_ctx, d["task"]))
     return out, dropped
 
 
@@ -231,24 +295,28 @@ def make_batch(samples, rng, a):
     pos = torch.zeros(B, T, dtype=torch.long)
     real = torch.zeros(B, T, dtype=torch.bool)
     w = torch.zeros(B, T)  # loss weight per predicted position (predicting token t+1 at t)
-    for b, (seq, n_prompt, n_ctx, _) in enumerate(samples):
+    for b, (seq, spans, n_ctx, _) in enumerate(samples):
         n = len(seq)
         ids[b, :n] = torch.tensor(seq)
         pos[b, :n] = torch.tensor(pose_positions(n, n_ctx, a.max_positions, rng, a.dense_prob))
         real[b, :n] = True
-        w[b, : n_prompt - 1] = a.lm_weight
-        w[b, n_prompt - 1: n - 1] = 1.0
+        w[b, : n - 1] = a.lm_weight
+        for s0, s1 in spans:
+            w[b, s0 - 1: s1 - 1] = 1.0
     return ids, pos, real, w
 
 
 # ---------------------------------------------------------------- training
 
-def lr_at(step, a):
-    """Warmup + cosine over this stage: steps count from a.stage_start (the resume step with --restart-schedule)."""
+def lr_at(step, a, elapsed=0.0):
+    """Warmup + cosine over this stage: steps count from a.stage_start (the resume step with --restart-schedule).
+    With --time-schedule the cosine follows the wall clock over --minutes instead (whichever is further)."""
     step -= a.stage_start
     if step < a.warmup:
         return a.lr * (step + 1) / a.warmup
     p = min(1.0, (step - a.warmup) / max(1, a.steps - a.warmup))
+    if a.time_schedule and a.minutes:
+        p = max(p, min(1.0, elapsed / (a.minutes * 60)))
     return a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
@@ -256,9 +324,10 @@ def lr_at(step, a):
 def greedy(model, prompt, eos_id, max_new):
     """Greedy continuation with full recomputation (answers are short)."""
     ids = list(prompt)
+    dev = next(model.parameters()).device
     for _ in range(max_new):
-        x = torch.tensor([ids])
-        nxt = int(model(x, torch.arange(len(ids))[None])[0, -1].argmax())
+        x = torch.tensor([ids], device=dev)
+        nxt = int(model(x, torch.arange(len(ids), device=dev)[None])[0, -1].float().argmax())
         if nxt == eos_id:
             break
         ids.append(nxt)
@@ -271,10 +340,13 @@ def evaluate(model, samples, tok):
     greedy decoding would produce), answer-token accuracy and loss; overall and per task."""
     model.eval()
     per = {}
-    for seq, n_prompt, _, task in samples:
-        x = torch.tensor([seq])
-        logits = model(x, torch.arange(len(seq))[None])[0, n_prompt - 1: len(seq) - 1]
-        y = x[0, n_prompt:]
+    dev = next(model.parameters()).device
+    for seq, spans, _, task in samples:
+        x = torch.tensor([seq], device=dev)
+        full = model(x, torch.arange(len(seq), device=dev)[None])[0].float()
+        at = torch.tensor([t for s0, s1 in spans for t in range(s0, s1)], device=dev)
+        logits = full[at - 1]
+        y = x[0, at]
         hit = logits.argmax(-1) == y
         r = per.setdefault(task, [0, 0, 0, 0.0, 0])  # samples, exact, correct tokens, loss sum, tokens
         r[0] += 1
@@ -309,9 +381,11 @@ def main():
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--steps", type=int, default=2000, help="schedule length (the cosine ends here)")
     ap.add_argument("--minutes", type=float, default=0, help="stop after this wall time (0: run all steps)")
+    ap.add_argument("--time-schedule", action="store_true", help="cosine over --minutes of wall time (when the step rate is unknown)")
     ap.add_argument("--lm-weight", type=float, default=0.1)
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available); cuda trains in bf16 autocast")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--eval-every", type=int, default=100)
@@ -329,16 +403,20 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     rng = random.Random(a.seed)
+    dev = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else ("cpu" if a.device == "auto" else a.device))
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
     tok = BPETokenizer.load(a.tokenizer)
+    fast = encoder_for(tok, a.tokenizer)
     t0 = time.time()
-    train, dropped = load_samples(a.data, tok, a.max_tokens)
-    held = load_samples(a.eval_data, tok, 1 << 30)[0][: a.eval_n] if a.eval_data else []
+    train, dropped = load_samples(a.data, tok, a.max_tokens, fast)
+    held = load_samples(a.eval_data, tok, 1 << 30, fast)[0][: a.eval_n] if a.eval_data else []
     n_tok = sum(len(s[0]) for s in train)
+    print(f"device {dev}{' (bf16 autocast)' if dev.type == 'cuda' else ''}, torch {torch.__version__}, encoder {'tokenizers' if fast else 'tokenizer.py'}", flush=True)
     print(f"data: {len(train)} samples ({dropped} over {a.max_tokens} tokens dropped), {n_tok} tokens, "
           f"mean {n_tok / max(1, len(train)):.0f}; {len(held)} held-out; tokenized in {time.time() - t0:.1f}s", flush=True)
 
     config = make_config(a, len(tok), tok.bos_id, tok.eos_id)
-    model = Llama(config)
+    model = Llama(config).to(dev)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params / 1e6:.2f}M parameters, config {json.dumps({k: config[k] for k in ('hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads', 'vocab_size')})}", flush=True)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -349,7 +427,7 @@ def main():
     state_path = os.path.join(a.out, "state.pt")
     src = os.path.join(a.init, "state.pt") if a.init else state_path
     if (a.resume or a.init) and os.path.exists(src):
-        st = torch.load(src)
+        st = torch.load(src, map_location=dev)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step, seen_tokens, log = st["step"], st["seen_tokens"], st["log"]
@@ -376,11 +454,12 @@ def main():
         bs = max(1, a.batch_tokens // L)
         lo = max(0, min(k - bs // 2, len(order) - bs))
         batch = [train[i] for i in order[lo: lo + bs]]
-        ids, pos, real, w = make_batch(batch, rng, a)
+        ids, pos, real, w = (t.to(dev, non_blocking=True) for t in make_batch(batch, rng, a))
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, a)
-        logits = model(ids, pos)
-        ce = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
+            g["lr"] = lr_at(step, a, time.time() - start)
+        with amp:
+            logits = model(ids, pos)
+        ce = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
         wt = w[:, :-1].reshape(-1)
         ans = wt == 1.0
         loss = (ce * wt).sum() / wt.sum()
@@ -396,14 +475,15 @@ def main():
         if step % a.log_every == 0:
             dt = time.time() - win_t
             rec = {"step": step, "loss": win_loss / a.log_every, "answer_loss": win_ans / a.log_every,
-                   "tokens_per_s": win_tok / dt, "lr": lr_at(step, a), "tokens": seen_tokens,
+                   "tokens_per_s": win_tok / dt, "lr": lr_at(step, a, time.time() - start), "tokens": seen_tokens,
                    "minutes": (time.time() - start) / 60}
             log.append(rec)
             print(f"step {step} loss {rec['loss']:.3f} answer {rec['answer_loss']:.3f} {rec['tokens_per_s']:.0f} tok/s "
                   f"lr {rec['lr']:.2e} {rec['minutes']:.1f} min", flush=True)
             win_t, win_tok, win_loss, win_ans = time.time(), 0, 0.0, 0.0
         if held and step % a.eval_every == 0:
-            tot, per = evaluate(model, held, tok)
+            with amp:
+                tot, per = evaluate(model, held, tok)
             log.append({"step": step, "eval_exact": tot["exact"], "eval_token_acc": tot["token_acc"],
                         "eval_answer_loss": tot["answer_loss"], "eval_tasks": per})
             print(f"eval step {step}: exact {tot['exact']:.2f} token acc {tot['token_acc']:.2f} answer loss {tot['answer_loss']:.3f} | "
@@ -415,8 +495,9 @@ def main():
     checkpoint()
     if held:
         s = held[0]
-        out = greedy(model, s[0][: s[1]], tok.eos_id, 40)
-        print(f"sample greedy: {tok.decode(out)!r} (reference {tok.decode(s[0][s[1]:])!r})", flush=True)
+        s0, s1 = s[1][0]
+        out = greedy(model, s[0][:s0], tok.eos_id, 40)
+        print(f"sample greedy: {tok.decode(out)!r} (reference {tok.decode(s[0][s0:s1 - 1])!r})", flush=True)
     print(f"done: {step} steps, {seen_tokens} tokens, {(time.time() - start) / 60:.1f} min -> {a.out}", flush=True)
 
 

@@ -6,7 +6,7 @@ import { NIAH_CONFIGS, generateNiah, type NiahTask } from './niah.ts';
 import type { GenerateSampleOptions, Sample, TaskName } from './types.ts';
 import { generateVt } from './vt.ts';
 
-export type { GenerateSampleOptions, Sample, TaskName, TextTokenizer } from './types.ts';
+export type { GenerateSampleOptions, Sample, TaskName, TextTokenizer, TurnQuery } from './types.ts';
 
 export const TASKS: TaskName[] = [
   'niah_single_1', 'niah_single_2', 'niah_single_3', 'niah_multikey_1', 'niah_multikey_2',
@@ -19,7 +19,9 @@ export function generateSample(task: TaskName, o: GenerateSampleOptions): Sample
   if (!Number.isInteger(o.index) || o.index < 0) throw new UsageError(`sample index must be an integer >= 0, got ${o.index}`);
   if (!Number.isFinite(o.seed)) throw new UsageError(`seed must be a number, got ${o.seed}`);
   if (o.depth !== undefined && !(o.depth >= 0 && o.depth <= 1)) throw new UsageError(`depth must be in [0, 1], got ${o.depth}`);
+  if (o.turns !== undefined && (!Number.isInteger(o.turns) || o.turns < 1)) throw new UsageError(`turns must be a positive integer, got ${o.turns}`);
   if (task in NIAH_CONFIGS) return generateNiah(task as NiahTask, o);
+  if (o.turns !== undefined && o.turns > 1) throw new UsageError(`multi-turn samples exist for the niah tasks only, not ${task}`);
   switch (task) {
     case 'vt': return generateVt(o);
     case 'cwe': return generateCwe(o);

@@ -10,7 +10,7 @@ import { essaySentences } from './essay.ts';
 import { Rng } from './rng.ts';
 import { largestFitting } from './sizing.ts';
 import { NIAH, NIAH_NEEDLE, NOISE_FILLER, fill, singularize } from './templates.ts';
-import type { GenerateSampleOptions, Sample, TaskName } from './types.ts';
+import type { GenerateSampleOptions, Sample, TaskName, TurnQuery } from './types.ts';
 import { keyWordList } from './words.ts';
 
 type NeedleType = 'numbers' | 'words' | 'uuids';
@@ -61,7 +61,9 @@ interface Needle { text: string; holdsFirstAnswer: boolean }
 export function generateNiah(task: NiahTask, o: GenerateSampleOptions): Sample {
   const cfg: NiahConfig = NIAH_CONFIGS[task];
   const rng = Rng.forStream('ruler', task, o.seed, o.index);
-  const numKeys = Math.max(cfg.numKeys, cfg.numQueries);
+  const turns = o.turns ?? 1;
+  // Every turn asks about keys of its own, so a multi-turn context holds a needle for each.
+  const numKeys = Math.max(cfg.numKeys, cfg.numQueries * turns);
   const singular = cfg.numQueries * cfg.numValues === 1;
   const typeV = singular ? cfg.valueType.slice(0, -1) : cfg.valueType;
 
@@ -82,10 +84,13 @@ export function generateNiah(task: NiahTask, o: GenerateSampleOptions): Sample {
   }
   rng.shuffle(needles);
 
-  const queryIdx = rng.sample(Array.from({ length: numKeys }, (_, i) => i), cfg.numQueries);
-  const queries = queryIdx.map((i) => keys[i]!);
-  const references = queryIdx.flatMap((i) => values[i]!);
-  const query = queries.length > 1 ? `${queries.slice(0, -1).join(', ')}, and ${queries[queries.length - 1]}` : queries[0]!;
+  const allQueryIdx = rng.sample(Array.from({ length: numKeys }, (_, i) => i), cfg.numQueries * turns);
+  const turnIdx = Array.from({ length: turns }, (_, t) => allQueryIdx.slice(t * cfg.numQueries, (t + 1) * cfg.numQueries));
+  const queryOf = (idx: number[]): string => {
+    const qs = idx.map((i) => keys[i]!);
+    return qs.length > 1 ? `${qs.slice(0, -1).join(', ')}, and ${qs[qs.length - 1]}` : qs[0]!;
+  };
+  const references = turnIdx[0]!.flatMap((i) => values[i]!);
   const placed: Needle[] = needles.map((n) => ({ text: n.text, holdsFirstAnswer: n.value === references[0] }));
 
   // Where each needle goes, drawn once so that the text at every haystack size comes from the same draws.
@@ -135,17 +140,21 @@ export function generateNiah(task: NiahTask, o: GenerateSampleOptions): Sample {
   const tpl = singular
     ? { before: singularize(NIAH.before), after: singularize(NIAH.after), answerPrefix: singularize(NIAH.answerPrefix) }
     : NIAH;
-  const vars = { type_needle_v: typeV, query };
-  const before = fill(tpl.before, vars);
-  const question = fill(tpl.after, vars);
-  const answerPrefix = fill(tpl.answerPrefix, vars);
-  const tokensAt = (n: number): number => o.tokenizer.encode(before + build(n).haystack + question + answerPrefix).length;
-  const n = largestFitting(tokensAt, o.length - NIAH.tokensToGenerate, 1, task);
+  const turnQueries: TurnQuery[] = turnIdx.map((idx) => {
+    const vars = { type_needle_v: typeV, query: queryOf(idx) };
+    return { question: fill(tpl.after, vars), answerPrefix: fill(tpl.answerPrefix, vars), references: idx.flatMap((i) => values[i]!) };
+  });
+  const before = fill(tpl.before, { type_needle_v: typeV });
+  const { question, answerPrefix } = turnQueries[0]!;
+  const later = turnQueries.slice(1).map((t) => t.question + t.answerPrefix).join('');
+  const tokensAt = (n: number): number => o.tokenizer.encode(before + build(n).haystack + question + answerPrefix + later).length;
+  const n = largestFitting(tokensAt, o.length - NIAH.tokensToGenerate * turns, 1, task);
   const { haystack, depth } = build(n);
   const context = before + haystack;
   return {
     task, index: o.index, seed: o.seed, length: o.length,
     context, question, answerPrefix, input: context + question + answerPrefix,
     references, maxNewTokens: NIAH.tokensToGenerate, depth,
+    ...(o.turns !== undefined && o.turns > 1 ? { turns: turnQueries } : {}),
   };
 }

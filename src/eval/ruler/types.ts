@@ -26,6 +26,18 @@ export interface Sample {
   maxNewTokens: number;
   /** Depth in [0,1] of the needle holding the first reference (niah only). */
   depth?: number;
+  /**
+   * Multi-turn samples (`turns` option): every question asked of the one context, in order. The
+   * first is this sample's own question; each later one is sent after the previous answer.
+   */
+  turns?: TurnQuery[];
+}
+
+/** One question of a multi-turn sample. */
+export interface TurnQuery {
+  question: string;
+  answerPrefix: string;
+  references: string[];
 }
 
 export interface GenerateSampleOptions {
@@ -36,4 +48,9 @@ export interface GenerateSampleOptions {
   tokenizer: TextTokenizer;
   /** Put every needle at this depth in [0,1] instead of random depths (niah only). */
   depth?: number;
+  /**
+   * Ask this many questions of one context (niah tasks only), each about keys of its own; the
+   * length then covers the context, every question and every answer. 1 (the default) is a plain sample.
+   */
+  turns?: number;
 }
