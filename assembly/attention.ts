@@ -3,11 +3,16 @@
 // together: each key and value row is fetched once per chunk for all of them.
 import { dot, hsum4, threadScratch, threadScratchBytes } from './common';
 
-/** f32x4 e^x (Cephes-style: 2^n split plus degree-5 polynomial, ~2 ulp). */
+/**
+ * f32x4 e^x (Cephes-style: 2^n split plus degree-5 polynomial, ~2 ulp). n = round(x*log2(e)) is
+ * taken by adding 1.5*2^23, which leaves n in the low mantissa bits, so the same sum also gives
+ * the exponent field of 2^n; pmin/pmax are single instructions where min/max handle NaN and -0.
+ */
 // @ts-ignore: decorator
 @inline function exp4(x0: v128): v128 {
-  const x1 = f32x4.max(f32x4.min(x0, f32x4.splat(88.3762626647949)), f32x4.splat(-87.3365478515625));
-  const fx = f32x4.nearest(f32x4.mul(x1, f32x4.splat(1.44269504088896341)));
+  const x1 = f32x4.pmax(f32x4.pmin(x0, f32x4.splat(88.3762626647949)), f32x4.splat(-87.3365478515625));
+  const t = f32x4.add(f32x4.mul(x1, f32x4.splat(1.44269504088896341)), f32x4.splat(12582912));
+  const fx = f32x4.sub(t, f32x4.splat(12582912));
   let x = f32x4.sub(x1, f32x4.mul(fx, f32x4.splat(0.693359375)));
   x = f32x4.sub(x, f32x4.mul(fx, f32x4.splat(-2.12194440e-4)));
   let p = f32x4.splat(1.9875691500e-4);
@@ -17,81 +22,162 @@ import { dot, hsum4, threadScratch, threadScratchBytes } from './common';
   p = f32x4.add(f32x4.mul(p, x), f32x4.splat(1.6666665459e-1));
   p = f32x4.add(f32x4.mul(p, x), f32x4.splat(5.0000001201e-1));
   const y = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, x), x), x), f32x4.splat(1));
-  const pow2n = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(fx), i32x4.splat(127)), 23);
+  // Only the low 9 bits of t + 127 survive the shift: (n + 127) << 23.
+  const pow2n = i32x4.shl(i32x4.add(t, i32x4.splat(127)), 23);
   return f32x4.mul(y, pow2n);
 }
 
-/** Keys per chunk for G heads within the thread scratch (scores G*C, key addresses C, m and l G each). */
+/** Query rows per tile in paged attention: each key chunk is addressed and loaded once for all of them. */
+const TILE_ROWS = 8;
+/** Upper bound on keys per chunk: every (row, head) pair of a tile re-reads the chunk's keys and values, which should stay in cache. */
+const MAX_CHUNK_KEYS = 256;
+
+/**
+ * Keys per chunk for P (row, head) pairs within the thread scratch: scores P*C, key addresses C,
+ * m and l P each.
+ */
 // @ts-ignore: decorator
-@inline function chunkKeys(G: i32): i32 {
-  const c = <i32>((threadScratchBytes - (<usize>G << 3)) / ((<usize>G << 2) + 4));
-  return min(256, c & ~3);
+@inline function chunkKeys(P: i32): i32 {
+  const c = <i32>((threadScratchBytes - (<usize>P << 3)) / ((<usize>P << 2) + 4));
+  return min(MAX_CHUNK_KEYS, c & ~3);
 }
 
-// Scratch layout: [scores: G*C f32][addrs: C u32][m: G f32][l: G f32].
+// A tile is R query rows (rowBytes apart) of G heads each: P = R*G (row, head) pairs, pair
+// p = r*G + g. Scratch layout: [scores: P*C f32][addrs: C u32][m: P f32][l: P f32].
 
-function groupBegin(op: usize, G: i32, d: i32, C: i32): void {
-  memory.fill(op, 0, (<usize>G * <usize>d) << 2);
-  const mp = threadScratch + ((<usize>G * <usize>C + <usize>C) << 2);
-  const lp = mp + (<usize>G << 2);
-  for (let g = 0; g < G; g++) {
-    store<f32>(mp + (<usize>g << 2), -Infinity);
-    store<f32>(lp + (<usize>g << 2), 0);
+// @ts-ignore: decorator
+@inline function pairOffset(p: i32, G: i32, rowBytes: usize, headBytes: usize): usize {
+  const r = p / G;
+  return <usize>r * rowBytes + <usize>(p - r * G) * headBytes;
+}
+
+function tileBegin(op: usize, rowBytes: usize, R: i32, G: i32, d: i32, C: i32): void {
+  const P = R * G;
+  for (let r = 0; r < R; r++) memory.fill(op + <usize>r * rowBytes, 0, (<usize>G * <usize>d) << 2);
+  const mp = threadScratch + ((<usize>P * <usize>C + <usize>C) << 2);
+  const lp = mp + (<usize>P << 2);
+  for (let p = 0; p < P; p++) {
+    store<f32>(mp + (<usize>p << 2), -Infinity);
+    store<f32>(lp + (<usize>p << 2), 0);
   }
 }
 
 /**
  * One chunk of cn keys whose addresses are in the scratch address list (value row = key row +
- * vOffset) for G heads: scores, online-softmax rescale, then out_g += p_gj * v_j.
+ * vOffset) for a tile: scores, online-softmax rescale, then out_p += p_pj * v_j. Row r of the
+ * tile sees the chunk's first vis0 + r keys (all cn when that is more); the rest count as -inf.
  */
-function groupChunk(qp: usize, op: usize, G: i32, d: i32, C: i32, cn: i32, scale: f32, vOffset: usize): void {
+function tileChunk(qp: usize, op: usize, rowBytes: usize, R: i32, G: i32, d: i32, C: i32, cn: i32, vis0: i32, scale: f32, vOffset: usize): void {
+  const P = R * G;
   const scores = threadScratch;
-  const addrs = scores + ((<usize>G * <usize>C) << 2);
+  const addrs = scores + ((<usize>P * <usize>C) << 2);
   const mp = addrs + (<usize>C << 2);
-  const lp = mp + (<usize>G << 2);
+  const lp = mp + (<usize>P << 2);
   const headBytes = <usize>d << 2;
-  // Scores four keys at a time per head: each q vector load feeds four keys, and the 4x4
-  // transpose-sum yields the four scores as one vector.
+  const cBytes = <usize>C << 2;
   const cn4 = cn & ~3;
-  const d4 = d & ~3;
+  const dBytes4 = <usize>(d & ~3) << 2;
   const sv = f32x4.splat(scale);
-  for (let g = 0; g < G; g++) {
-    const qg = qp + <usize>g * headBytes;
-    const sg = scores + ((<usize>g * <usize>C) << 2);
+
+  // Scores, two pairs by four keys at a time: each key vector load feeds both pairs, each query
+  // vector load four keys, and the 4x4 transpose-sums yield four scores per pair as one vector.
+  let p = 0;
+  for (; p + 2 <= P; p += 2) {
+    const qa = qp + pairOffset(p, G, rowBytes, headBytes);
+    const qb = qp + pairOffset(p + 1, G, rowBytes, headBytes);
+    const sa = scores + <usize>p * cBytes;
+    const sb = sa + cBytes;
     let j = 0;
     for (; j < cn4; j += 4) {
       const ap = addrs + (<usize>j << 2);
       const k0 = <usize>load<u32>(ap), k1 = <usize>load<u32>(ap, 4), k2 = <usize>load<u32>(ap, 8), k3 = <usize>load<u32>(ap, 12);
       let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-      for (let o: usize = 0; o < (<usize>d4 << 2); o += 16) {
-        const qv = v128.load(qg + o);
+      let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+      for (let o: usize = 0; o < dBytes4; o += 16) {
+        const qva = v128.load(qa + o);
+        const qvb = v128.load(qb + o);
+        let kv = v128.load(k0 + o);
+        a0 = f32x4.add(a0, f32x4.mul(qva, kv));
+        b0 = f32x4.add(b0, f32x4.mul(qvb, kv));
+        kv = v128.load(k1 + o);
+        a1 = f32x4.add(a1, f32x4.mul(qva, kv));
+        b1 = f32x4.add(b1, f32x4.mul(qvb, kv));
+        kv = v128.load(k2 + o);
+        a2 = f32x4.add(a2, f32x4.mul(qva, kv));
+        b2 = f32x4.add(b2, f32x4.mul(qvb, kv));
+        kv = v128.load(k3 + o);
+        a3 = f32x4.add(a3, f32x4.mul(qva, kv));
+        b3 = f32x4.add(b3, f32x4.mul(qvb, kv));
+      }
+      let ra = hsum4(a0, a1, a2, a3);
+      let rb = hsum4(b0, b1, b2, b3);
+      for (let i = d & ~3; i < d; i++) {
+        const o = <usize>i << 2;
+        const kv = f32x4(load<f32>(k0 + o), load<f32>(k1 + o), load<f32>(k2 + o), load<f32>(k3 + o));
+        ra = f32x4.add(ra, f32x4.mul(f32x4.splat(load<f32>(qa + o)), kv));
+        rb = f32x4.add(rb, f32x4.mul(f32x4.splat(load<f32>(qb + o)), kv));
+      }
+      v128.store(sa + (<usize>j << 2), f32x4.mul(ra, sv));
+      v128.store(sb + (<usize>j << 2), f32x4.mul(rb, sv));
+    }
+    for (; j < cn; j++) {
+      const kp = <usize>load<u32>(addrs + (<usize>j << 2));
+      store<f32>(sa + (<usize>j << 2), dot(qa, kp, d) * scale);
+      store<f32>(sb + (<usize>j << 2), dot(qb, kp, d) * scale);
+    }
+  }
+  if (p < P) {
+    const qa = qp + pairOffset(p, G, rowBytes, headBytes);
+    const sa = scores + <usize>p * cBytes;
+    let j = 0;
+    for (; j < cn4; j += 4) {
+      const ap = addrs + (<usize>j << 2);
+      const k0 = <usize>load<u32>(ap), k1 = <usize>load<u32>(ap, 4), k2 = <usize>load<u32>(ap, 8), k3 = <usize>load<u32>(ap, 12);
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      for (let o: usize = 0; o < dBytes4; o += 16) {
+        const qv = v128.load(qa + o);
         a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(k0 + o)));
         a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(k1 + o)));
         a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(k2 + o)));
         a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(k3 + o)));
       }
-      let r = hsum4(a0, a1, a2, a3);
-      for (let i = d4; i < d; i++) {
+      let ra = hsum4(a0, a1, a2, a3);
+      for (let i = d & ~3; i < d; i++) {
         const o = <usize>i << 2;
-        r = f32x4.add(r, f32x4.mul(f32x4.splat(load<f32>(qg + o)), f32x4(load<f32>(k0 + o), load<f32>(k1 + o), load<f32>(k2 + o), load<f32>(k3 + o))));
+        ra = f32x4.add(ra, f32x4.mul(f32x4.splat(load<f32>(qa + o)), f32x4(load<f32>(k0 + o), load<f32>(k1 + o), load<f32>(k2 + o), load<f32>(k3 + o))));
       }
-      v128.store(sg + (<usize>j << 2), f32x4.mul(r, sv));
+      v128.store(sa + (<usize>j << 2), f32x4.mul(ra, sv));
     }
     for (; j < cn; j++) {
-      store<f32>(sg + (<usize>j << 2), dot(qg, <usize>load<u32>(addrs + (<usize>j << 2)), d) * scale);
+      store<f32>(sa + (<usize>j << 2), dot(qa, <usize>load<u32>(addrs + (<usize>j << 2)), d) * scale);
     }
   }
-  for (let g = 0; g < G; g++) {
-    const sg = scores + ((<usize>g * <usize>C) << 2);
+
+  // Online softmax per pair over its visible keys; masked scores become probability 0.
+  for (p = 0; p < P; p++) {
+    const sp = scores + <usize>p * cBytes;
+    const vis = min(cn, vis0 + p / G);
+    if (vis <= 0) {
+      memory.fill(sp, 0, <usize>cn << 2);
+      continue;
+    }
+    if (vis < cn) memory.fill(sp + (<usize>vis << 2), 0, <usize>(cn - vis) << 2);
+    const vis4 = vis & ~3;
     let cmax: f32 = -Infinity;
-    for (let j = 0; j < cn; j++) cmax = max(cmax, load<f32>(sg + (<usize>j << 2)));
-    let m = load<f32>(mp + (<usize>g << 2));
-    let l = load<f32>(lp + (<usize>g << 2));
-    const og = op + <usize>g * headBytes;
+    let j = 0;
+    if (vis4 > 0) {
+      let mv4 = v128.load(sp);
+      for (j = 4; j < vis4; j += 4) mv4 = f32x4.max(mv4, v128.load(sp + (<usize>j << 2)));
+      cmax = max(max(f32x4.extract_lane(mv4, 0), f32x4.extract_lane(mv4, 1)), max(f32x4.extract_lane(mv4, 2), f32x4.extract_lane(mv4, 3)));
+    }
+    for (; j < vis; j++) cmax = max(cmax, load<f32>(sp + (<usize>j << 2)));
+    let m = load<f32>(mp + (<usize>p << 2));
+    let l = load<f32>(lp + (<usize>p << 2));
     if (cmax > m) {
       // Rescale what was accumulated under the old maximum.
       const corr = Mathf.exp(m - cmax);
       if (l != 0) {
+        const og = op + pairOffset(p, G, rowBytes, headBytes);
         const cv = f32x4.splat(corr);
         let i = 0;
         for (; i + 4 <= d; i += 4) v128.store(og + (<usize>i << 2), f32x4.mul(v128.load(og + (<usize>i << 2)), cv));
@@ -99,74 +185,136 @@ function groupChunk(qp: usize, op: usize, G: i32, d: i32, C: i32, cn: i32, scale
       }
       l *= corr;
       m = cmax;
-      store<f32>(mp + (<usize>g << 2), m);
+      store<f32>(mp + (<usize>p << 2), m);
     }
     const mv = f32x4.splat(m);
     let lv = f32x4.splat(0);
-    let j = 0;
-    for (; j < cn4; j += 4) {
-      const e = exp4(f32x4.sub(v128.load(sg + (<usize>j << 2)), mv));
-      v128.store(sg + (<usize>j << 2), e);
+    for (j = 0; j < vis4; j += 4) {
+      const e = exp4(f32x4.sub(v128.load(sp + (<usize>j << 2)), mv));
+      v128.store(sp + (<usize>j << 2), e);
       lv = f32x4.add(lv, e);
     }
-    for (; j < cn; j++) {
-      const e = Mathf.exp(load<f32>(sg + (<usize>j << 2)) - m);
-      store<f32>(sg + (<usize>j << 2), e);
+    for (; j < vis; j++) {
+      const e = Mathf.exp(load<f32>(sp + (<usize>j << 2)) - m);
+      store<f32>(sp + (<usize>j << 2), e);
       l += e;
     }
     l += f32x4.extract_lane(lv, 0) + f32x4.extract_lane(lv, 1) + f32x4.extract_lane(lv, 2) + f32x4.extract_lane(lv, 3);
-    store<f32>(lp + (<usize>g << 2), l);
+    store<f32>(lp + (<usize>p << 2), l);
   }
-  // out_g += sum_j p_gj v_j, 8 vectors of the head at a time held in registers across the chunk.
-  for (let g = 0; g < G; g++) {
-    const sg = scores + ((<usize>g * <usize>C) << 2);
-    const og = op + <usize>g * headBytes;
+
+  // out_p += sum_j p_pj v_j: two pairs by four vectors of the head held in registers across the
+  // chunk, so each value vector load feeds both pairs. Keys past a pair's last visible one have
+  // probability 0 and are skipped.
+  for (p = 0; p + 2 <= P; p += 2) {
+    const jn = min(cn, vis0 + (p + 1) / G);
+    if (jn <= 0) continue;
+    const oa = op + pairOffset(p, G, rowBytes, headBytes);
+    const ob = op + pairOffset(p + 1, G, rowBytes, headBytes);
+    const sa = scores + <usize>p * cBytes;
+    const sb = sa + cBytes;
     let i = 0;
-    for (; i + 32 <= d; i += 32) {
-      const oo = og + (<usize>i << 2);
-      let a0 = v128.load(oo), a1 = v128.load(oo, 16), a2 = v128.load(oo, 32), a3 = v128.load(oo, 48);
-      let a4 = v128.load(oo, 64), a5 = v128.load(oo, 80), a6 = v128.load(oo, 96), a7 = v128.load(oo, 112);
-      for (let j = 0; j < cn; j++) {
+    for (; i + 16 <= d; i += 16) {
+      const ia = oa + (<usize>i << 2), ib = ob + (<usize>i << 2);
+      let a0 = v128.load(ia), a1 = v128.load(ia, 16), a2 = v128.load(ia, 32), a3 = v128.load(ia, 48);
+      let b0 = v128.load(ib), b1 = v128.load(ib, 16), b2 = v128.load(ib, 32), b3 = v128.load(ib, 48);
+      for (let j = 0; j < jn; j++) {
         const vp = <usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2);
-        const p = f32x4.splat(load<f32>(sg + (<usize>j << 2)));
-        a0 = f32x4.add(a0, f32x4.mul(p, v128.load(vp)));
-        a1 = f32x4.add(a1, f32x4.mul(p, v128.load(vp, 16)));
-        a2 = f32x4.add(a2, f32x4.mul(p, v128.load(vp, 32)));
-        a3 = f32x4.add(a3, f32x4.mul(p, v128.load(vp, 48)));
-        a4 = f32x4.add(a4, f32x4.mul(p, v128.load(vp, 64)));
-        a5 = f32x4.add(a5, f32x4.mul(p, v128.load(vp, 80)));
-        a6 = f32x4.add(a6, f32x4.mul(p, v128.load(vp, 96)));
-        a7 = f32x4.add(a7, f32x4.mul(p, v128.load(vp, 112)));
+        const pa = v128.load32_splat(sa + (<usize>j << 2));
+        const pb = v128.load32_splat(sb + (<usize>j << 2));
+        let vv = v128.load(vp);
+        a0 = f32x4.add(a0, f32x4.mul(pa, vv));
+        b0 = f32x4.add(b0, f32x4.mul(pb, vv));
+        vv = v128.load(vp, 16);
+        a1 = f32x4.add(a1, f32x4.mul(pa, vv));
+        b1 = f32x4.add(b1, f32x4.mul(pb, vv));
+        vv = v128.load(vp, 32);
+        a2 = f32x4.add(a2, f32x4.mul(pa, vv));
+        b2 = f32x4.add(b2, f32x4.mul(pb, vv));
+        vv = v128.load(vp, 48);
+        a3 = f32x4.add(a3, f32x4.mul(pa, vv));
+        b3 = f32x4.add(b3, f32x4.mul(pb, vv));
       }
-      v128.store(oo, a0); v128.store(oo, a1, 16); v128.store(oo, a2, 32); v128.store(oo, a3, 48);
-      v128.store(oo, a4, 64); v128.store(oo, a5, 80); v128.store(oo, a6, 96); v128.store(oo, a7, 112);
+      v128.store(ia, a0); v128.store(ia, a1, 16); v128.store(ia, a2, 32); v128.store(ia, a3, 48);
+      v128.store(ib, b0); v128.store(ib, b1, 16); v128.store(ib, b2, 32); v128.store(ib, b3, 48);
     }
     for (; i + 4 <= d; i += 4) {
-      const oo = og + (<usize>i << 2);
-      let a0 = v128.load(oo);
-      for (let j = 0; j < cn; j++) {
-        const vp = <usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2);
-        a0 = f32x4.add(a0, f32x4.mul(f32x4.splat(load<f32>(sg + (<usize>j << 2))), v128.load(vp)));
+      const ia = oa + (<usize>i << 2), ib = ob + (<usize>i << 2);
+      let a0 = v128.load(ia), b0 = v128.load(ib);
+      for (let j = 0; j < jn; j++) {
+        const vv = v128.load(<usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2));
+        a0 = f32x4.add(a0, f32x4.mul(v128.load32_splat(sa + (<usize>j << 2)), vv));
+        b0 = f32x4.add(b0, f32x4.mul(v128.load32_splat(sb + (<usize>j << 2)), vv));
       }
-      v128.store(oo, a0);
+      v128.store(ia, a0);
+      v128.store(ib, b0);
     }
     for (; i < d; i++) {
-      const oo = og + (<usize>i << 2);
-      let a: f32 = load<f32>(oo);
-      for (let j = 0; j < cn; j++) {
-        a += load<f32>(sg + (<usize>j << 2)) * load<f32>(<usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2));
+      const ia = oa + (<usize>i << 2), ib = ob + (<usize>i << 2);
+      let a: f32 = load<f32>(ia), b: f32 = load<f32>(ib);
+      for (let j = 0; j < jn; j++) {
+        const x = load<f32>(<usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2));
+        a += load<f32>(sa + (<usize>j << 2)) * x;
+        b += load<f32>(sb + (<usize>j << 2)) * x;
       }
-      store<f32>(oo, a);
+      store<f32>(ia, a);
+      store<f32>(ib, b);
+    }
+  }
+  if (p < P) {
+    const jn = min(cn, vis0 + p / G);
+    if (jn > 0) {
+      const og = op + pairOffset(p, G, rowBytes, headBytes);
+      const sg = scores + <usize>p * cBytes;
+      let i = 0;
+      for (; i + 32 <= d; i += 32) {
+        const oo = og + (<usize>i << 2);
+        let a0 = v128.load(oo), a1 = v128.load(oo, 16), a2 = v128.load(oo, 32), a3 = v128.load(oo, 48);
+        let a4 = v128.load(oo, 64), a5 = v128.load(oo, 80), a6 = v128.load(oo, 96), a7 = v128.load(oo, 112);
+        for (let j = 0; j < jn; j++) {
+          const vp = <usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2);
+          const pv = v128.load32_splat(sg + (<usize>j << 2));
+          a0 = f32x4.add(a0, f32x4.mul(pv, v128.load(vp)));
+          a1 = f32x4.add(a1, f32x4.mul(pv, v128.load(vp, 16)));
+          a2 = f32x4.add(a2, f32x4.mul(pv, v128.load(vp, 32)));
+          a3 = f32x4.add(a3, f32x4.mul(pv, v128.load(vp, 48)));
+          a4 = f32x4.add(a4, f32x4.mul(pv, v128.load(vp, 64)));
+          a5 = f32x4.add(a5, f32x4.mul(pv, v128.load(vp, 80)));
+          a6 = f32x4.add(a6, f32x4.mul(pv, v128.load(vp, 96)));
+          a7 = f32x4.add(a7, f32x4.mul(pv, v128.load(vp, 112)));
+        }
+        v128.store(oo, a0); v128.store(oo, a1, 16); v128.store(oo, a2, 32); v128.store(oo, a3, 48);
+        v128.store(oo, a4, 64); v128.store(oo, a5, 80); v128.store(oo, a6, 96); v128.store(oo, a7, 112);
+      }
+      for (; i + 4 <= d; i += 4) {
+        const oo = og + (<usize>i << 2);
+        let a0 = v128.load(oo);
+        for (let j = 0; j < jn; j++) {
+          const vp = <usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2);
+          a0 = f32x4.add(a0, f32x4.mul(v128.load32_splat(sg + (<usize>j << 2)), v128.load(vp)));
+        }
+        v128.store(oo, a0);
+      }
+      for (; i < d; i++) {
+        const oo = og + (<usize>i << 2);
+        let a: f32 = load<f32>(oo);
+        for (let j = 0; j < jn; j++) {
+          a += load<f32>(sg + (<usize>j << 2)) * load<f32>(<usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2));
+        }
+        store<f32>(oo, a);
+      }
     }
   }
 }
 
-function groupEnd(op: usize, G: i32, d: i32, C: i32): void {
-  const lp = threadScratch + ((<usize>G * <usize>C + <usize>C + <usize>G) << 2);
-  for (let g = 0; g < G; g++) {
-    const l = load<f32>(lp + (<usize>g << 2));
+function tileEnd(op: usize, rowBytes: usize, R: i32, G: i32, d: i32, C: i32): void {
+  const P = R * G;
+  const headBytes = <usize>d << 2;
+  const lp = threadScratch + ((<usize>P * <usize>C + <usize>C + <usize>P) << 2);
+  for (let p = 0; p < P; p++) {
+    const l = load<f32>(lp + (<usize>p << 2));
     const inv: f32 = l > 0 ? <f32>1 / l : 0;
-    const og = op + ((<usize>g * <usize>d) << 2);
+    const og = op + pairOffset(p, G, rowBytes, headBytes);
     for (let i = 0; i < d; i++) store<f32>(og + (<usize>i << 2), load<f32>(og + (<usize>i << 2)) * inv);
   }
 }
@@ -191,25 +339,25 @@ export function attnCausal(out: usize, q: usize, k: usize, v: usize, T: i32, S: 
     const op = out + <usize>t * qRow + <usize>(kh * G) * headBytes;
     const kBase = k + <usize>kh * headBytes;
     const nVis = S - T + t + 1;
-    groupBegin(op, G, d, C);
+    tileBegin(op, qRow, 1, G, d, C);
     for (let c0 = 0; c0 < nVis; c0 += C) {
       const cn = min(C, nVis - c0);
       for (let j = 0; j < cn; j++) store<u32>(addrs + (<usize>j << 2), <u32>(kBase + <usize>(c0 + j) * kvRow));
-      groupChunk(qp, op, G, d, C, cn, scale, vOffset);
+      tileChunk(qp, op, qRow, 1, G, d, C, cn, cn, scale, vOffset);
     }
-    groupEnd(op, G, d, C);
+    tileEnd(op, qRow, 1, G, d, C);
   }
 }
 
 /**
  * Paged attention over jobs [start, end). Job fields (i32 x8): qPtr, outPtr, tablePtr, nKeys,
- * slotsPtr, nRows, scratchPtr, 0. Slot s is in block table[s / blockSlots] at s % blockSlots;
- * a block holds K [blockSlots, d] then V [blockSlots, d]. (The job scratch is not needed: the
- * per-thread scratch holds one key chunk.)
+ * slotsPtr, nRows, scratchPtr, 0. Row r of a job (rowStride floats apart) sees the first
+ * nKeys - nRows + r + 1 keys. Key i is slot i, or slots[i] when slotsPtr is set; slot s is in
+ * block table[s / blockSlots] at s % blockSlots; a block holds K [blockSlots, d] then
+ * V [blockSlots, d]. Rows run in tiles of TILE_ROWS that share each key chunk. (The job scratch
+ * is not needed: the per-thread scratch holds one key chunk.)
  */
 export function attendPaged(jobs: usize, pool: usize, blockSlots: i32, d: i32, G: i32, rowStride: i32, scale: f32, start: i32, end: i32): void {
-  const C = chunkKeys(G);
-  const addrs = threadScratch + ((<usize>G * <usize>C) << 2);
   const headBytes = <usize>d << 2;
   const vOffset = <usize>blockSlots * headBytes;
   const blockBytes = vOffset << 1;
@@ -222,22 +370,42 @@ export function attendPaged(jobs: usize, pool: usize, blockSlots: i32, d: i32, G
     const nKeys = load<i32>(jp, 12);
     const slots = <usize>load<u32>(jp, 16);
     const nRows = load<i32>(jp, 20);
-    for (let r = 0; r < nRows; r++) {
-      const nVis = nKeys - nRows + r + 1;
+    for (let r = 0; r < nRows; r += TILE_ROWS) {
+      const R = min(TILE_ROWS, nRows - r);
+      const C = chunkKeys(R * G);
+      const addrs = threadScratch + ((<usize>(R * G) * <usize>C) << 2);
+      const vis0 = nKeys - nRows + r + 1;
+      const nVis = vis0 + R - 1;
       const qp = qPtr + <usize>r * rowBytes;
       const op = outPtr + <usize>r * rowBytes;
-      groupBegin(op, G, d, C);
+      tileBegin(op, rowBytes, R, G, d, C);
       for (let c0 = 0; c0 < nVis; c0 += C) {
         const cn = min(C, nVis - c0);
-        for (let j = 0; j < cn; j++) {
-          const s = slots == 0 ? <u32>(c0 + j) : load<u32>(slots + (<usize>(c0 + j) << 2));
-          const blk = s / <u32>blockSlots;
-          const off = s - blk * <u32>blockSlots;
-          store<u32>(addrs + (<usize>j << 2), <u32>(pool + <usize>load<u32>(table + (<usize>blk << 2)) * blockBytes + <usize>off * headBytes));
+        if (slots == 0) {
+          // Consecutive slots: walk the block table instead of dividing per key.
+          let blk = <u32>c0 / <u32>blockSlots;
+          let off = <u32>c0 - blk * <u32>blockSlots;
+          let base = pool + <usize>load<u32>(table + (<usize>blk << 2)) * blockBytes;
+          for (let j = 0; j < cn; j++) {
+            if (off == <u32>blockSlots) {
+              off = 0;
+              blk++;
+              base = pool + <usize>load<u32>(table + (<usize>blk << 2)) * blockBytes;
+            }
+            store<u32>(addrs + (<usize>j << 2), <u32>(base + <usize>off * headBytes));
+            off++;
+          }
+        } else {
+          for (let j = 0; j < cn; j++) {
+            const s = load<u32>(slots + (<usize>(c0 + j) << 2));
+            const blk = s / <u32>blockSlots;
+            const off = s - blk * <u32>blockSlots;
+            store<u32>(addrs + (<usize>j << 2), <u32>(pool + <usize>load<u32>(table + (<usize>blk << 2)) * blockBytes + <usize>off * headBytes));
+          }
         }
-        groupChunk(qp, op, G, d, C, cn, scale, vOffset);
+        tileChunk(qp, op, rowBytes, R, G, d, C, cn, vis0 - c0, scale, vOffset);
       }
-      groupEnd(op, G, d, C);
+      tileEnd(op, rowBytes, R, G, d, C);
     }
   }
 }

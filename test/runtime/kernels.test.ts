@@ -291,6 +291,86 @@ for (const threads of [1, 2]) {
       });
     });
 
+    test('attendPaged: multi-row causal jobs, row counts off the row tile, key counts off the key chunk, G = 1, 2, 3', () => {
+      const r = rng(11);
+      // Plain softmax attention, written out here rather than shared with the other tests.
+      const attend = (qv: Float32Array, keys: Float32Array[], vals: Float32Array[], d: number, scale: number): Float64Array => {
+        const out = new Float64Array(d);
+        if (keys.length === 0) return out;
+        const s = keys.map((k) => k.reduce((acc, kv, i) => acc + kv * qv[i], 0) * scale);
+        const m = s.reduce((a, b) => Math.max(a, b), -Infinity);
+        const w = s.map((x) => Math.exp(x - m));
+        const z = w.reduce((a, b) => a + b, 0);
+        vals.forEach((v, j) => { for (let i = 0; i < d; i++) out[i] += (w[j] / z) * v[i]; });
+        return out;
+      };
+      // (G, d, blockSlots): scalar and partial-vector head tails, blocks smaller and larger than a tile.
+      for (const [G, d, blockSlots] of [[1, 16, 16], [2, 7, 5], [3, 20, 16], [2, 32, 7], [1, 64, 3]] as const) {
+        const Hkv = 2, Hq = G * Hkv, rowStride = Hq * d + 3;
+        const scale = 0.5 / Math.sqrt(d);
+        // Jobs: kv head, nKeys, nRows, slot subset. Row r sees nKeys - nRows + r + 1 keys, so e.g.
+        // (270, 19) puts a key-chunk boundary inside the first row tile, with rows that see no key
+        // of the last chunk, and (261, 13) / (37, 37) / (264, 9) leave partial row tiles.
+        const specs = [
+          { kh: 0, nKeys: 1, nRows: 1, subset: false },
+          { kh: 1, nKeys: 37, nRows: 37, subset: false },
+          { kh: 0, nKeys: 270, nRows: 19, subset: false },
+          { kh: 1, nKeys: 530, nRows: 11, subset: false },
+          { kh: 0, nKeys: 261, nRows: 13, subset: true },
+          { kh: 1, nKeys: 264, nRows: 9, subset: false },
+          { kh: 0, nKeys: 300, nRows: 16, subset: false },
+        ];
+        const tables: Int32Array[] = [];
+        const slotLists: (Int32Array | null)[] = [];
+        let nBlocks = 0;
+        for (const sp of specs) {
+          const total = sp.subset ? 2 * sp.nKeys + 5 : sp.nKeys;
+          const slots = sp.subset ? Int32Array.from({ length: sp.nKeys }, (_, i) => 2 * i + (r() > 0 ? 1 : 0)) : null;
+          slotLists.push(slots);
+          const n = Math.ceil(total / blockSlots);
+          tables.push(Int32Array.from({ length: n }, (_, i) => nBlocks + i));
+          nBlocks += n;
+        }
+        // Blocks in shuffled order, so consecutive slots cross to unrelated blocks.
+        const perm = Array.from({ length: nBlocks }, (_, i) => i).sort(() => r());
+        for (const t of tables) for (let i = 0; i < t.length; i++) t[i] = perm[t[i]];
+        const pool = randArray(nBlocks * 2 * blockSlots * d, r, 2);
+        const poolPtr = put(rt, pool);
+        const kv = (table: Int32Array, s: number, which: 0 | 1) => {
+          const base = (table[Math.floor(s / blockSlots)] * 2 + which) * blockSlots * d + (s % blockSlots) * d;
+          return pool.subarray(base, base + d);
+        };
+        const jobs = new Int32Array(specs.length * 8);
+        const checks: { outPtr: number; nRows: number; want: Float64Array }[] = [];
+        specs.forEach((sp, ji) => {
+          const table = tables[ji], slots = slotLists[ji];
+          const q = randArray(sp.nRows * rowStride, r, 2);
+          const qPtr = put(rt, q) + sp.kh * G * d * 4;
+          const outBase = rt.alloc(sp.nRows * rowStride * 4);
+          rt.f32(outBase, sp.nRows * rowStride).fill(NaN);
+          const outPtr = outBase + sp.kh * G * d * 4;
+          jobs.set([qPtr, outPtr, put(rt, table), sp.nKeys, slots ? put(rt, slots) : 0, sp.nRows, 0, 0], ji * 8);
+          const want = new Float64Array(sp.nRows * G * d);
+          for (let row = 0; row < sp.nRows; row++) {
+            const nVis = sp.nKeys - sp.nRows + row + 1;
+            const keys = Array.from({ length: nVis }, (_, i) => kv(table, slots ? slots[i] : i, 0));
+            const vals = Array.from({ length: nVis }, (_, i) => kv(table, slots ? slots[i] : i, 1));
+            for (let g = 0; g < G; g++) {
+              const qOff = row * rowStride + (sp.kh * G + g) * d;
+              want.set(attend(q.subarray(qOff, qOff + d), keys, vals, d, scale), (row * G + g) * d);
+            }
+          }
+          checks.push({ outPtr, nRows: sp.nRows, want });
+        });
+        rt.k.attendPaged(put(rt, jobs), specs.length, poolPtr, blockSlots, d, G, rowStride, scale);
+        checks.forEach(({ outPtr, nRows, want }, ji) => {
+          const got = new Float64Array(nRows * G * d);
+          for (let row = 0; row < nRows; row++) got.set(rt.f32(outPtr + row * rowStride * 4, G * d), row * G * d);
+          assertClose(got, want, 1e-5, 1e-4, `attendPaged G=${G} d=${d} blockSlots=${blockSlots} job ${ji} (nKeys ${specs[ji].nKeys}, nRows ${specs[ji].nRows})`);
+        });
+      }
+    });
+
     test('sumF32 over an unaligned range', () => {
       const r = rng(9);
       const n = 300007;
