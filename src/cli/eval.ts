@@ -1,10 +1,13 @@
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { access } from 'node:fs/promises';
 import { Engine, readModelConfig } from '../engine/engine.ts';
 import { UsageError } from '../errors.ts';
 import { checkWritable, runEval, validatePlan, type EvalPlan } from '../eval/runner.ts';
-import { heatmap, writeReport } from '../eval/report.ts';
+import { collectResults, heatmap, writeReport, writeResultsPage } from '../eval/report.ts';
 import { parseOptionPairs } from '../compress/registry.ts';
 import type { TaskName } from '../eval/ruler/types.ts';
+import { generateSample, TASKS } from '../eval/ruler/index.ts';
+import { Tokenizer } from '../model/tokenizer.ts';
 import { defaultModelDir } from './default-model.ts';
 import { progressBar } from './progress.ts';
 import { parseWeightFormat } from './common.ts';
@@ -115,4 +118,46 @@ export async function evalNiahCommand(o: EvalCliOptions): Promise<void> {
       process.stdout.write(`wrote ${path}\n`);
     }
   });
+}
+
+export interface SampleCliOptions {
+  model?: string;
+  task: string;
+  length: number;
+  seed: number;
+  index: number;
+  depth?: number;
+}
+
+/** Prints one task prompt (sized with the model's tokenizer) on stdout and its answer on stderr. */
+export async function evalSampleCommand(o: SampleCliOptions): Promise<void> {
+  const dir = o.model ?? (await defaultModelDir());
+  const cfg = await readModelConfig(dir);
+  if (!TASKS.includes(o.task as TaskName)) throw new UsageError(`unknown task '${o.task}'; choose from: ${TASKS.join(', ')}`);
+  if (o.length > cfg.maxPositionEmbeddings) throw new UsageError(`length ${o.length} is larger than the model's context of ${cfg.maxPositionEmbeddings} tokens`);
+  if (o.depth !== undefined && !(o.depth >= 0 && o.depth <= 100)) throw new UsageError(`--depth takes a percentage 0..100, got ${o.depth}`);
+  const tokenizer = await Tokenizer.load(dir);
+  const s = generateSample(o.task as TaskName, {
+    length: o.length, seed: o.seed, index: o.index,
+    tokenizer: { encode: (t: string) => tokenizer.encode(t, { addSpecialTokens: false }) },
+    ...(o.depth !== undefined ? { depth: o.depth / 100 } : {}),
+  });
+  process.stdout.write(s.input);
+  process.stderr.write(`${o.task}, ${tokenizer.encode(s.input, { addSpecialTokens: true }).length} prompt tokens${s.depth !== undefined ? `, needle at depth ${Math.round(s.depth * 100)}%` : ''}; expected answer: ${s.references.join(', ')}\n`);
+}
+
+/** Collects finished runs from eval output directories into one results page. */
+export async function evalReportCommand(dirs: string[], o: { out: string; title: string; intro: string }): Promise<void> {
+  for (const d of dirs) {
+    try {
+      await access(d);
+    } catch {
+      throw new UsageError(`no eval output directory ${d}; pass directories given as --out to earlier eval runs`);
+    }
+  }
+  const results = await collectResults(dirs);
+  if (results.length === 0) throw new UsageError(`no finished runs (metrics.json) under ${dirs.join(', ')}`);
+  await checkWritable(dirname(resolve(o.out)));
+  await writeResultsPage(o.out, results, o.title, o.intro);
+  process.stderr.write(`wrote ${o.out} from ${results.length} runs\n`);
 }

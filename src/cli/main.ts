@@ -2,7 +2,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { RocketError, UsageError } from '../errors.ts';
 import { runCommand } from './run.ts';
 import { methodsCommand } from './methods.ts';
-import { evalRulerCommand, evalNiahCommand } from './eval.ts';
+import { evalRulerCommand, evalNiahCommand, evalSampleCommand, evalReportCommand } from './eval.ts';
 import { inspectCommand } from './inspect.ts';
 import { exportGgufCommand } from './export-gguf.ts';
 import { benchKernelsCommand, benchDecodeCommand } from './bench.ts';
@@ -98,6 +98,24 @@ export function buildProgram(): Command {
     .option('--tasks <name>', 'one NIAH task', 'niah_single_1')
     .option('--depths <list>', 'needle depths in percent, comma-separated', '0,10,20,30,40,50,60,70,80,90,100')
     .action(evalNiahCommand);
+  evalCmd
+    .command('report')
+    .description('one results page (markdown + SVG plots beside it) from the runs in one or more eval output directories')
+    .argument('<dirs...>', 'eval output directories (--out of earlier eval runs)')
+    .option('-o, --out <file>', 'markdown page to write', 'docs/results.md')
+    .option('--title <text>', 'page title', 'Accuracy of KV-cache compression on RULER-style tasks')
+    .option('--intro <text>', 'paragraph under the title (how the runs were made)', '')
+    .action(evalReportCommand);
+  evalCmd
+    .command('sample')
+    .description("print one task prompt, sized in the model's tokens, on stdout (its answer on stderr); pipe it into `run`")
+    .option('-m, --model <dir>', 'Hugging Face model directory (default: the bundled model)')
+    .option('--task <name>', 'task family', 'niah_single_2')
+    .option('--length <n>', 'prompt + answer length in tokens', intArg('length', 1), 4096)
+    .option('--seed <n>', 'seed of the task generators', intArg('seed', 0), 0)
+    .option('--index <n>', 'sample index', intArg('index', 0), 0)
+    .option('--depth <percent>', 'needle depth 0..100 (niah tasks; default random)', floatArg('depth'))
+    .action(evalSampleCommand);
 
   const bench = program.command('bench').description('benchmarks that print figures and ratios');
   bench

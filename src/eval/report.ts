@@ -137,3 +137,106 @@ export async function writeReport(dir: string, results: RunMetrics[], title: str
   await writeFile(join(dir, 'summary.md'), md);
   return md;
 }
+
+/** Every metrics.json under the given result directories (one level down: one folder per run). */
+export async function collectResults(dirs: string[]): Promise<RunMetrics[]> {
+  const { readdir, readFile } = await import('node:fs/promises');
+  const out: RunMetrics[] = [];
+  for (const dir of dirs) {
+    for (const name of (await readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort()) {
+      try {
+        out.push(JSON.parse(await readFile(join(dir, name, 'metrics.json'), 'utf8')) as RunMetrics);
+      } catch {
+        // an unfinished run (no metrics.json yet) or another folder: not a result
+      }
+    }
+  }
+  return out;
+}
+
+const NIAH_VT = ['niah_single_1', 'niah_single_2', 'niah_single_3', 'niah_multikey_1', 'niah_multikey_2', 'niah_multikey_3', 'niah_multivalue', 'niah_multiquery', 'vt'];
+
+function cell(r: RunMetrics | undefined): string {
+  return r ? r.score.toFixed(1) : '';
+}
+
+function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+/**
+ * One results page: full-KV accuracy per task and length, then for each (length, budget, mode)
+ * present a task x method table, then every run's table and the score-vs-budget plots
+ * (written beside the page under `<name>-plots/`).
+ */
+export async function writeResultsPage(file: string, results: RunMetrics[], title: string, intro: string): Promise<string> {
+  const { dirname, basename } = await import('node:path');
+  const plotDir = `${basename(file).replace(/\.md$/, '')}-plots`;
+  await mkdir(join(dirname(file), plotDir), { recursive: true });
+  const tasks = [...new Set(results.map((r) => r.task))].sort((a, b) => (NIAH_VT.indexOf(a) + 1 || 99) - (NIAH_VT.indexOf(b) + 1 || 99) || a.localeCompare(b));
+  const lengths = [...new Set(results.map((r) => r.length))].sort((a, b) => a - b);
+  const parts: string[] = [`# ${title}\n`, intro, '\nScore: string_match_all x 100 (mean over samples of the share of reference strings found in the greedy answer).\n'];
+
+  const fullAware = results.filter((r) => r.method === 'full' && r.mode === 'query-aware');
+  if (fullAware.length) {
+    parts.push('## Full KV cache\n');
+    parts.push(`| task | ${lengths.map((l) => `${l} tokens`).join(' | ')} | samples |`);
+    parts.push(`|---|${lengths.map(() => '---').join('|')}|---|`);
+    for (const t of tasks) {
+      const rs = lengths.map((l) => fullAware.find((r) => r.task === t && r.length === l));
+      if (rs.every((r) => !r)) continue;
+      parts.push(`| ${t} | ${rs.map(cell).join(' | ')} | ${[...new Set(rs.filter(Boolean).map((r) => r!.samples))].join('/')} |`);
+    }
+    const avg = lengths.map((l) => {
+      const rs = NIAH_VT.map((t) => fullAware.find((r) => r.task === t && r.length === l));
+      return rs.every(Boolean) ? mean(rs.map((r) => r!.score)).toFixed(1) : '';
+    });
+    if (avg.some((a) => a !== '')) parts.push(`| **average, niah tasks + vt** | ${avg.join(' | ')} | |`);
+    parts.push('');
+  }
+
+  // Method comparisons: one table per (length, budget, mode) with more than full in it.
+  const combos = new Map<string, { length: number; budget: number; mode: string }>();
+  for (const r of results) if (r.budget !== null) combos.set(`${r.length}|${r.budget}|${r.mode}`, { length: r.length, budget: r.budget, mode: r.mode });
+  for (const c of [...combos.values()].sort((a, b) => b.length - a.length || a.budget - b.budget || a.mode.localeCompare(b.mode))) {
+    const rs = results.filter((r) => r.length === c.length && r.mode === c.mode && (r.budget === c.budget || r.method === 'full'));
+    const methods = [...new Set(rs.map((r) => r.method))].sort((a, b) => (a === 'full' ? -1 : b === 'full' ? 1 : a.localeCompare(b)));
+    const ts = tasks.filter((t) => rs.some((r) => r.task === t && r.method !== 'full'));
+    if (methods.length < 2 || ts.length === 0) continue;
+    parts.push(`## ${c.length} tokens, KV budget ${c.budget}, ${c.mode}\n`);
+    parts.push(`| task | ${methods.join(' | ')} |`);
+    parts.push(`|---|${methods.map(() => '---').join('|')}|`);
+    for (const t of ts) parts.push(`| ${t} | ${methods.map((m) => cell(rs.find((r) => r.task === t && r.method === m))).join(' | ')} |`);
+    const kvRow = methods.map((m) => {
+      const xs = rs.filter((r) => r.method === m);
+      return xs.length ? `${(mean(xs.map((r) => r.storedKvBytes)) / 1024).toFixed(0)} KiB` : '';
+    });
+    const readRow = methods.map((m) => {
+      const xs = rs.filter((r) => r.method === m);
+      return xs.length ? `${(mean(xs.map((r) => r.readBytesPerStep)) / 1024).toFixed(0)} KiB` : '';
+    });
+    parts.push(`| *KV stored (mean)* | ${kvRow.join(' | ')} |`);
+    parts.push(`| *KV read per decode step (mean)* | ${readRow.join(' | ')} |`);
+    parts.push(`\nSamples per cell: ${[...new Set(rs.map((r) => r.samples))].join('/')}; seed ${[...new Set(rs.map((r) => r.seed))].join('/')}.\n`);
+  }
+
+  const plots: string[] = [];
+  const groups = new Map<string, RunMetrics[]>();
+  for (const r of results) {
+    const k = `${r.task}__${r.length}`;
+    if (!groups.has(k)) groups.set(k, []);
+    groups.get(k)!.push(r);
+  }
+  for (const [k, rs] of [...groups.entries()].sort()) {
+    if (!rs.some((r) => r.budget !== null)) continue;
+    await writeFile(join(dirname(file), plotDir, `${k}.svg`), scorePlot(k.replace('__', ' at ') + ' tokens', rs));
+    plots.push(`![${k}](${plotDir}/${k}.svg)`);
+  }
+  parts.push('## Every run\n');
+  parts.push('Columns: method@budget; rows: task, length, mode.\n');
+  parts.push(summaryTable(results));
+  if (plots.length) parts.push(`## Score vs KV budget\n\nOne line per method (and mode), the full cache dashed.\n\n${plots.join('\n\n')}\n`);
+  const md = parts.join('\n') + '\n';
+  await writeFile(file, md);
+  return md;
+}

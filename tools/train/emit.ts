@@ -137,7 +137,10 @@ async function main(): Promise<void> {
     const sizing = perTask.get(`${task}@${length}`) ?? tokenizer;
     try {
       try {
-        s = gen.generateSample(task, { length, seed: o.seed, index: i, tokenizer: sizing, ...(turns > 1 ? { turns } : {}) });
+        // Each turn reserves its answer tokens (128 for niah) though a training answer is ~10: grow the length by
+        // that reserve plus the question so that the context keeps about the size of a single-turn sample.
+        const grown = turns > 1 ? length + (turns - 1) * (128 + 72) : length;
+        s = gen.generateSample(task, { length: grown, seed: o.seed, index: i, tokenizer: sizing, ...(turns > 1 ? { turns } : {}) });
       } catch (e) {
         if (turns === 1) throw e;
         s = gen.generateSample(task, { length, seed: o.seed, index: i, tokenizer: sizing }); // every turn reserves its answer tokens: too short for several
