@@ -1,32 +1,26 @@
 import { access } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
-import { writeRandomCheckpoint } from '../model/random.ts';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ModelLoadError } from '../errors.ts';
+
+/** Name of the bundled model directory under models/. */
+export const BUNDLED_MODEL = 'rocketkv-tiny';
 
 /**
- * Until a trained model is bundled, the default model is a small RANDOM-weight Llama checkpoint
- * generated on first use into the user's cache: it exercises the whole engine, and its text is noise.
+ * The bundled tiny long-context model (models/rocketkv-tiny: a Llama trained by tools/train/ on
+ * the RULER-style tasks). The same path serves the sources (src/cli) and the build (dist/cli).
  */
-export async function defaultModelDir(log: (s: string) => void): Promise<string> {
-  const cache = process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache');
-  const dir = join(cache, 'rocketkv', 'random-llama-tiny-v1');
+export function bundledModelDir(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', BUNDLED_MODEL);
+}
+
+/** The model used when no --model is given: the bundled one. */
+export async function defaultModelDir(_log?: (s: string) => void): Promise<string> {
+  const dir = bundledModelDir();
   try {
     await access(join(dir, 'model.safetensors'));
   } catch {
-    log(`rocketkv: no --model given; generating the default RANDOM-weight test model in ${dir} (its output is noise)`);
-    await writeRandomCheckpoint(dir, {
-      architecture: 'llama',
-      hiddenSize: 256,
-      intermediateSize: 768,
-      numLayers: 4,
-      numHeads: 8,
-      numKvHeads: 2,
-      vocab: 'bytes',
-      maxPositionEmbeddings: 8192,
-      tieWordEmbeddings: true,
-      dtype: 'F32',
-      seed: 1,
-    });
+    throw new ModelLoadError(`the bundled model is missing from ${dir}; reinstall the package or pass --model with a Hugging Face model directory`);
   }
   return dir;
 }
