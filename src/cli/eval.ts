@@ -6,7 +6,7 @@ import { checkWritable, runEval, validatePlan, type EvalPlan } from '../eval/run
 import { collectResults, heatmap, writeReport, writeResultsPage } from '../eval/report.ts';
 import { parseOptionPairs } from '../compress/registry.ts';
 import type { TaskName } from '../eval/ruler/types.ts';
-import { generateSample, TASKS } from '../eval/ruler/index.ts';
+import { generateSample } from '../eval/ruler/index.ts';
 import { Tokenizer } from '../model/tokenizer.ts';
 import { defaultModelDir } from './default-model.ts';
 import { progressBar } from './progress.ts';
@@ -133,8 +133,8 @@ export interface SampleCliOptions {
 export async function evalSampleCommand(o: SampleCliOptions): Promise<void> {
   const dir = o.model ?? (await defaultModelDir());
   const cfg = await readModelConfig(dir);
-  if (!TASKS.includes(o.task as TaskName)) throw new UsageError(`unknown task '${o.task}'; choose from: ${TASKS.join(', ')}`);
-  if (o.length > cfg.maxPositionEmbeddings) throw new UsageError(`length ${o.length} is larger than the model's context of ${cfg.maxPositionEmbeddings} tokens`);
+  // The same checks as an evaluation of this one cell.
+  validatePlan({ tasks: [o.task as TaskName], lengths: [o.length], methods: ['full'], budgets: [], samples: 1, seed: o.seed, mode: 'query-aware', outDir: '' }, cfg.maxPositionEmbeddings);
   if (o.depth !== undefined && !(o.depth >= 0 && o.depth <= 100)) throw new UsageError(`--depth takes a percentage 0..100, got ${o.depth}`);
   const tokenizer = await Tokenizer.load(dir);
   const s = generateSample(o.task as TaskName, {

@@ -118,21 +118,30 @@ function escapeXml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-/** summary.md and one plot per (task, length) under `dir`. Returns the markdown. */
-export async function writeReport(dir: string, results: RunMetrics[], title: string): Promise<string> {
-  await mkdir(join(dir, 'plots'), { recursive: true });
+/**
+ * One score-vs-budget plot per (task, length) that has compressed runs, written to `dir/sub/`;
+ * returns the markdown image links (relative to `dir`).
+ */
+async function writePlots(dir: string, sub: string, results: RunMetrics[]): Promise<string[]> {
+  await mkdir(join(dir, sub), { recursive: true });
   const groups = new Map<string, RunMetrics[]>();
   for (const r of results) {
     const k = `${r.task}__${r.length}`;
     if (!groups.has(k)) groups.set(k, []);
     groups.get(k)!.push(r);
   }
-  const plots: string[] = [];
+  const links: string[] = [];
   for (const [k, rs] of [...groups.entries()].sort()) {
     if (!rs.some((r) => r.budget !== null)) continue;
-    await writeFile(join(dir, 'plots', `${k}.svg`), scorePlot(k.replace('__', ' at ') + ' tokens', rs));
-    plots.push(`![${k}](plots/${k}.svg)`);
+    await writeFile(join(dir, sub, `${k}.svg`), scorePlot(k.replace('__', ' at ') + ' tokens', rs));
+    links.push(`![${k}](${sub}/${k}.svg)`);
   }
+  return links;
+}
+
+/** summary.md and one plot per (task, length) under `dir`. Returns the markdown. */
+export async function writeReport(dir: string, results: RunMetrics[], title: string): Promise<string> {
+  const plots = await writePlots(dir, 'plots', results);
   const md = `# ${title}\n\nScore: string_match_all x 100, mean over samples (greedy decoding). Columns: method@budget.\n\n${summaryTable(results)}\n${plots.join('\n\n')}\n`;
   await writeFile(join(dir, 'summary.md'), md);
   return md;
@@ -172,7 +181,6 @@ function mean(xs: number[]): number {
 export async function writeResultsPage(file: string, results: RunMetrics[], title: string, intro: string): Promise<string> {
   const { dirname, basename } = await import('node:path');
   const plotDir = `${basename(file).replace(/\.md$/, '')}-plots`;
-  await mkdir(join(dirname(file), plotDir), { recursive: true });
   const tasks = [...new Set(results.map((r) => r.task))].sort((a, b) => (NIAH_VT.indexOf(a) + 1 || 99) - (NIAH_VT.indexOf(b) + 1 || 99) || a.localeCompare(b));
   const lengths = [...new Set(results.map((r) => r.length))].sort((a, b) => a - b);
   const parts: string[] = [`# ${title}\n`, intro, '\nScore: string_match_all x 100 (mean over samples of the share of reference strings found in the greedy answer).\n'];
@@ -220,18 +228,7 @@ export async function writeResultsPage(file: string, results: RunMetrics[], titl
     parts.push(`\nSamples per cell: ${[...new Set(rs.map((r) => r.samples))].join('/')}; seed ${[...new Set(rs.map((r) => r.seed))].join('/')}.\n`);
   }
 
-  const plots: string[] = [];
-  const groups = new Map<string, RunMetrics[]>();
-  for (const r of results) {
-    const k = `${r.task}__${r.length}`;
-    if (!groups.has(k)) groups.set(k, []);
-    groups.get(k)!.push(r);
-  }
-  for (const [k, rs] of [...groups.entries()].sort()) {
-    if (!rs.some((r) => r.budget !== null)) continue;
-    await writeFile(join(dirname(file), plotDir, `${k}.svg`), scorePlot(k.replace('__', ' at ') + ' tokens', rs));
-    plots.push(`![${k}](${plotDir}/${k}.svg)`);
-  }
+  const plots = await writePlots(dirname(file), plotDir, results);
   parts.push('## Every run\n');
   parts.push('Columns: method@budget; rows: task, length, mode.\n');
   parts.push(summaryTable(results));
