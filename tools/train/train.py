@@ -298,7 +298,7 @@ def make_batch(samples, rng, a):
     for b, (seq, spans, n_ctx, _) in enumerate(samples):
         n = len(seq)
         ids[b, :n] = torch.tensor(seq)
-        pos[b, :n] = torch.tensor(pose_positions(n, n_ctx, a.max_positions, rng, a.dense_prob))
+        pos[b, :n] = torch.tensor(pose_positions(n, n_ctx, a.pose_span or a.max_positions, rng, a.dense_prob))
         real[b, :n] = True
         w[b, : n - 1] = a.lm_weight
         for s0, s1 in spans:
@@ -373,6 +373,7 @@ def main():
     ap.add_argument("--kv-heads", type=int, default=2)
     ap.add_argument("--rope-theta", type=float, default=10000.0)
     ap.add_argument("--max-positions", type=int, default=4096, help="PoSE target span and max_position_embeddings")
+    ap.add_argument("--pose-span", type=int, default=0, help="longest position span PoSE draws (default: --max-positions)")
     ap.add_argument("--max-tokens", type=int, default=1024, help="longest physical sequence kept")
     ap.add_argument("--dense-prob", type=float, default=0.2, help="share of samples trained without position skips")
     ap.add_argument("--no-pose", action="store_true", help="dense positions for every sample (same as --dense-prob 1)")
@@ -380,6 +381,7 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--steps", type=int, default=2000, help="schedule length (the cosine ends here)")
+    ap.add_argument("--stop-step", type=int, default=0, help="stop at this (absolute) step, schedule unchanged (0: at the end of the schedule)")
     ap.add_argument("--minutes", type=float, default=0, help="stop after this wall time (0: run all steps)")
     ap.add_argument("--time-schedule", action="store_true", help="cosine over --minutes of wall time (when the step rate is unknown)")
     ap.add_argument("--lm-weight", type=float, default=0.1)
@@ -448,6 +450,8 @@ def main():
     start, win_t, win_tok, win_loss, win_ans = time.time(), time.time(), 0, 0.0, 0.0
     while step < end_step:
         if a.minutes and time.time() - start > a.minutes * 60:
+            break
+        if a.stop_step and step >= a.stop_step:
             break
         k = rng.randrange(len(order))
         L = len(train[order[k]][0])
