@@ -1,4 +1,5 @@
-import { access, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { access, mkdir, open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { stringify as toCsv } from 'csv-stringify/sync';
@@ -64,6 +65,50 @@ export interface RunMetrics {
   fullKvBytes: number;
   readBytesPerStep: number;
   tokensPerSecond: number;
+  /** modelFingerprint() of the checkpoint the run used. */
+  modelFingerprint?: string;
+  /** Extra compression options (--kv-opt) and multi-turn questions per context, when given. */
+  kvOptions?: Record<string, string>;
+  turns?: number | null;
+}
+
+/**
+ * A short hash that tells checkpoints apart without reading all of them: for config.json,
+ * tokenizer.json and every weights file (*.safetensors, *.gguf) in the directory, its name, its size
+ * and its first and last MiB. A retrained model of the same shape differs in the first MiB already.
+ */
+export async function modelFingerprint(dir: string): Promise<string> {
+  const h = createHash('sha256');
+  const names = (await readdir(dir)).filter((n) => n === 'config.json' || n === 'tokenizer.json' || n.endsWith('.safetensors') || n.endsWith('.gguf')).sort();
+  const MIB = 1 << 20;
+  for (const name of names) {
+    const path = join(dir, name);
+    const { size } = await stat(path);
+    h.update(`${name}\0${size}\0`);
+    const f = await open(path, 'r');
+    try {
+      for (const start of size > 2 * MIB ? [0, size - MIB] : [0]) {
+        const buf = Buffer.alloc(Math.min(size, size > 2 * MIB ? MIB : size));
+        await f.read(buf, 0, buf.length, start);
+        h.update(buf);
+      }
+    } finally {
+      await f.close();
+    }
+  }
+  return h.digest('hex').slice(0, 16);
+}
+
+/** Why a finished run in the output directory cannot stand for the one asked, or null if it can. */
+function staleReason(m: RunMetrics, plan: EvalPlan, fingerprint: string, turns: number | undefined): string | null {
+  if (m.modelFingerprint !== fingerprint) {
+    return m.modelFingerprint === undefined ? 'it records no model fingerprint' : `it was made with another checkpoint (fingerprint ${m.modelFingerprint}, this one ${fingerprint})`;
+  }
+  if (m.samples !== plan.samples) return `it has ${m.samples} samples, ${plan.samples} asked`;
+  if (m.seed !== plan.seed) return `it used seed ${m.seed}, ${plan.seed} asked`;
+  if (JSON.stringify(m.kvOptions ?? {}) !== JSON.stringify(plan.kvOptions ?? {})) return `its --kv-opt settings differ (${JSON.stringify(m.kvOptions ?? {})})`;
+  if ((m.turns ?? undefined) !== turns) return `it asked ${m.turns ?? 1} question(s) per context, ${turns ?? 1} asked`;
+  return null;
 }
 
 export function runId(spec: RunSpec, model: string): string {
@@ -139,11 +184,28 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
   let done = 0;
   const results: RunMetrics[] = [];
   const tokenizer = { encode: (t: string) => engine.tokenizer.encode(t, { addSpecialTokens: false }) };
+  const fingerprint = await modelFingerprint(engine.dir);
+  // Finished runs are reused only when they answer the same question; anything else is refused
+  // before any work, so that results of another checkpoint or sample count never mix in silently.
+  const finished = new Map<string, RunMetrics>();
+  const stale: string[] = [];
+  for (const spec of runs) {
+    const metricsPath = join(plan.outDir, runId(spec, model), 'metrics.json');
+    if (!(await exists(metricsPath))) continue;
+    const m = JSON.parse(await readFile(metricsPath, 'utf8')) as RunMetrics;
+    const why = staleReason(m, plan, fingerprint, spec.mode === 'multi-turn' ? plan.turns ?? DEFAULT_TURNS : undefined);
+    if (why) stale.push(`${runId(spec, model)}: ${why}`);
+    else finished.set(metricsPath, m);
+  }
+  if (stale.length) {
+    throw new UsageError(`${plan.outDir} holds ${stale.length} finished run(s) that do not match this evaluation (first: ${stale[0]}); give another --out, or delete those runs to redo them`);
+  }
   for (const spec of runs) {
     const dir = join(plan.outDir, runId(spec, model));
     const metricsPath = join(dir, 'metrics.json');
-    if (await exists(metricsPath)) {
-      results.push(JSON.parse(await readFile(metricsPath, 'utf8')) as RunMetrics);
+    const reuse = finished.get(metricsPath);
+    if (reuse) {
+      results.push(reuse);
       done += plan.samples;
       progress?.(done, total, runId(spec, model));
       continue;
@@ -190,11 +252,14 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
       fullKvBytes: full / n,
       readBytesPerStep: read / n,
       tokensPerSecond: decodeMs > 0 ? (tokens / decodeMs) * 1000 : 0,
+      modelFingerprint: fingerprint,
+      ...(plan.kvOptions && Object.keys(plan.kvOptions).length ? { kvOptions: plan.kvOptions } : {}),
+      turns: turns ?? null,
     };
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, 'predictions.csv'), toCsv(rows));
     await writeFile(join(dir, 'config.yaml'), toYaml({
-      model: resolve(engine.dir), task: spec.task, length: spec.length, method: spec.method, budget: spec.budget,
+      model: resolve(engine.dir), model_fingerprint: fingerprint, task: spec.task, length: spec.length, method: spec.method, budget: spec.budget,
       kv_options: plan.kvOptions ?? {}, mode: spec.mode, depth: spec.depth ?? null, samples: n, seed: plan.seed,
       ...(turns !== undefined ? { turns } : {}),
       weights: engine.weightFormat, sampling: 'greedy',

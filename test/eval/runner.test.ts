@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeRandomCheckpoint } from '../../src/model/random.ts';
 import { Engine } from '../../src/engine/engine.ts';
-import { runEval, type EvalPlan } from '../../src/eval/runner.ts';
+import { modelFingerprint, runEval, type EvalPlan } from '../../src/eval/runner.ts';
 import { writeReport } from '../../src/eval/report.ts';
 
 const entry = fileURLToPath(new URL('../helpers/rocketkv.ts', import.meta.url));
@@ -34,7 +34,7 @@ function plan(out: string, extra: Partial<EvalPlan> = {}): EvalPlan {
   return { tasks: ['niah_single_1', 'vt'], lengths: [1024], methods: ['full', 'snapkv'], budgets: [64], samples: 2, seed: 5, mode: 'query-aware', outDir: out, ...extra };
 }
 
-test('the same evaluation on the same seed gives the same numbers twice; finished runs are skipped', async () => {
+test('the same evaluation on the same seed gives the same numbers twice; finished runs are skipped, mismatched ones refused', async () => {
   const a = await runEval(engine, plan(join(root, 'a')));
   const b = await runEval(engine, plan(join(root, 'b')));
   assert.equal(a.length, 4);
@@ -52,6 +52,26 @@ test('the same evaluation on the same seed gives the same numbers twice; finishe
   assert.deepEqual(again.map((r) => r.score), a.map((r) => r.score));
   assert.equal(statSync(join(root, 'a', readdirSync(join(root, 'a'))[0]!, 'predictions.csv')).mtimeMs, before);
   assert.equal(generated, 4, 'one progress report per skipped run, no sample generated');
+  // A finished run is reused only for the same question: another sample count, seed or checkpoint is
+  // refused before any work, and nothing in the directory changes.
+  const count = () => readdirSync(join(root, 'a')).length;
+  const n0 = count();
+  await assert.rejects(runEval(engine, plan(join(root, 'a'), { samples: 3 })), /do not match this evaluation \(first: .*it has 2 samples, 3 asked\)/);
+  await assert.rejects(runEval(engine, plan(join(root, 'a'), { seed: 6 })), /it used seed 5, 6 asked/);
+  const other = join(root, 'other', 'tiny');
+  writeRandomCheckpoint(other, {
+    architecture: 'llama', hiddenSize: 64, intermediateSize: 128, numLayers: 1, numHeads: 4, numKvHeads: 2,
+    vocab: 'bytes', maxPositionEmbeddings: 2048, tieWordEmbeddings: true, dtype: 'F32', seed: 4,
+  });
+  const retrained = await Engine.load(other, { threads: 2, weights: 'f32' });
+  try {
+    assert.notEqual(await modelFingerprint(other), await modelFingerprint(model));
+    await assert.rejects(runEval(retrained, plan(join(root, 'a'))), /made with another checkpoint/);
+  } finally {
+    await retrained.close();
+  }
+  assert.equal(count(), n0);
+  assert.equal(statSync(join(root, 'a', readdirSync(join(root, 'a'))[0]!, 'predictions.csv')).mtimeMs, before);
   const md = await writeReport(join(root, 'a'), a, 'test');
   assert.match(md, /\| niah_single_1 \| 1024 \| query-aware \| [0-9.]+ \| [0-9.]+ \|/);
   assert.match(readFileSync(join(root, 'a', 'plots', 'vt__1024.svg'), 'utf8'), /stroke-dasharray/);
