@@ -1,15 +1,19 @@
 #!/bin/sh
 # Regenerates docs/results.md: the bundled model, seed 0, every run through `rocketkv eval ruler`.
 #   sh tools/results.sh [RESULTS_DIR]     (default results/; finished runs there are reused)
-# FULL_SAMPLES / CMP_SAMPLES / GRID_SAMPLES / SHORT_SAMPLES set the samples per cell (100, 30, 20, 50 by default). The most important
-# runs come first; the page is written from whatever has finished (`sh tools/results.sh report`).
+# FULL_SAMPLES / CMP_SAMPLES / GRID_SAMPLES / SHORT_SAMPLES set the samples per cell (100, 30, 20, 50 by default). The
+# page is written from whatever has finished (`sh tools/results.sh RESULTS_DIR report`). The runs go in two
+# streams at once, one kernel thread each (JOBS=1: one stream, all threads).
 set -e
 R=${1:-results}
 FULL_SAMPLES=${FULL_SAMPLES:-100}
 CMP_SAMPLES=${CMP_SAMPLES:-30}
 GRID_SAMPLES=${GRID_SAMPLES:-20}
 SHORT_SAMPLES=${SHORT_SAMPLES:-50}
+JOBS=${JOBS:-2}
 CLI="node bin/rocketkv.js"
+THREADS=""
+[ "$JOBS" = 1 ] || THREADS="--threads 1"
 KEY=niah_single_1,niah_multikey_2
 REST=niah_single_2,niah_single_3,niah_multikey_1,niah_multikey_3,niah_multivalue,niah_multiquery,vt
 CMP=niah_single_1,niah_single_2,niah_multikey_2
@@ -22,26 +26,42 @@ report() {
 }
 if [ "$2" = report ]; then mkdir -p "$R/full" "$R/full-more" "$R/cmp4k" "$R/grid288" "$R/multiturn" "$R/grid"; report; exit; fi
 
-# 1. Full KV cache, the targeted cells: niah_single_1 and niah_multikey_2 at every length, every
-#    niah task and vt at 2K.
-$CLI eval ruler --tasks $KEY --lengths 1024,2048,4096 --methods full --samples "$FULL_SAMPLES" --seed 0 --out "$R/full" > /dev/null
-$CLI eval ruler --tasks $REST --lengths 2048 --methods full --samples "$FULL_SAMPLES" --seed 0 --out "$R/full" > /dev/null
-# 2. At 4K tokens, budget 128: rocketkv against full and the baselines, query-aware and query-agnostic.
-for mode in "" --query-agnostic; do
-  $CLI eval ruler --tasks $CMP --lengths 4096 --methods full,rocketkv,snapkv,quest,streaming_llm,kvcompress --budgets 128 \
-    --samples "$CMP_SAMPLES" --seed 0 --out "$R/cmp4k" $mode > /dev/null
-done
-# 3. Every method at budgets 32-128 at 288 tokens (prompts of ~140), where budgets of 32-128 are
-#    a quarter to all of the prompt.
-$CLI eval ruler --tasks niah_single_1,niah_single_2,niah_multikey_2 --lengths 288 --methods $ALL_METHODS --budgets 32,64,128 \
-  --samples "$SHORT_SAMPLES" --seed 0 --out "$R/grid288" > /dev/null
-# 4. Multi-turn: two questions of one context.
-$CLI eval ruler --tasks niah_single_1,niah_single_2 --lengths 512 --methods full,rocketkv-mt,rocketkv,snapkv --budgets 64 \
-  --samples "$SHORT_SAMPLES" --seed 0 --out "$R/multiturn" --multi-turn --turns 2 > /dev/null
-# 5. The other full-KV cells.
-$CLI eval ruler --tasks $REST --lengths 1024,4096 --methods full --samples "$GRID_SAMPLES" --seed 0 --out "$R/full-more" > /dev/null
-$CLI eval ruler --tasks cwe,fwe --lengths 1024,2048,4096 --methods full --samples "$GRID_SAMPLES" --seed 0 --out "$R/full-more" > /dev/null
-# 6. Every method at every budget, 1K and 2K tokens.
-$CLI eval ruler --tasks $KEY --lengths 1024,2048 --methods $ALL_METHODS --budgets 64,128,256,512 \
-  --samples "$GRID_SAMPLES" --seed 0 --out "$R/grid" > /dev/null
+ruler() { $CLI eval ruler $THREADS --seed 0 "$@" > /dev/null; }
+
+first() {
+  # 1. Full KV cache, the targeted cells: niah_single_1 and niah_multikey_2 at every length, every
+  #    niah task and vt at 2K.
+  ruler --tasks $KEY --lengths 1024,2048,4096 --methods full --samples "$FULL_SAMPLES" --out "$R/full"
+  ruler --tasks $REST --lengths 2048 --methods full --samples "$FULL_SAMPLES" --out "$R/full"
+  # 2. At 4K tokens, budget 128: rocketkv against full and the baselines, query-aware and query-agnostic.
+  for mode in "" --query-agnostic; do
+    ruler --tasks $CMP --lengths 4096 --methods full,rocketkv,snapkv,quest,streaming_llm,kvcompress --budgets 128 \
+      --samples "$CMP_SAMPLES" --out "$R/cmp4k" $mode
+  done
+}
+
+second() {
+  # 3. Every method at budgets 32-128 at 288 tokens (prompts of ~140), where budgets of 32-128 are
+  #    a quarter to all of the prompt.
+  ruler --tasks niah_single_1,niah_single_2,niah_multikey_2 --lengths 288 --methods $ALL_METHODS --budgets 32,64,128 \
+    --samples "$SHORT_SAMPLES" --out "$R/grid288"
+  # 4. Multi-turn: two questions of one context.
+  ruler --tasks niah_single_1,niah_single_2 --lengths 512 --methods full,rocketkv-mt,rocketkv,snapkv --budgets 64 \
+    --samples "$SHORT_SAMPLES" --out "$R/multiturn" --multi-turn --turns 2
+  # 5. The other full-KV cells.
+  ruler --tasks $REST --lengths 1024,4096 --methods full --samples "$GRID_SAMPLES" --out "$R/full-more"
+  ruler --tasks cwe,fwe --lengths 1024,2048,4096 --methods full --samples "$GRID_SAMPLES" --out "$R/full-more"
+  # 6. Every method at every budget, 1K and 2K tokens.
+  ruler --tasks $KEY --lengths 1024,2048 --methods $ALL_METHODS --budgets 64,128,256,512 \
+    --samples "$GRID_SAMPLES" --out "$R/grid"
+}
+
+if [ "$JOBS" = 1 ]; then
+  first
+  second
+else
+  first & a=$!
+  second & b=$!
+  wait $a; wait $b
+fi
 report

@@ -48,6 +48,9 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
+ATTN_BLOCK = 256  # query rows per block in the unfused causal attention
+
+
 class Attention(nn.Module):
     def __init__(self, c):
         super().__init__()
@@ -58,12 +61,20 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(D, self.kv * self.d, bias=False)
         self.o_proj = nn.Linear(self.h * self.d, D, bias=False)
 
-    def forward(self, x, cos, sin, mask):
+    def forward(self, x, cos, sin, mask, sel=None):
+        """sel: optional [B, S] positions whose outputs are wanted (queries only there; keys and values
+        everywhere), with mask then [B, 1, S, T]; the result is [B, S, D]."""
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.h, self.d).transpose(1, 2)
+        xq, cq, sq = x, cos, sin
+        if sel is not None:
+            xq = x.gather(1, sel[..., None].expand(-1, -1, x.shape[-1]))
+            cq = cos.expand(B, -1, -1, -1).gather(2, sel[:, None, :, None].expand(-1, 1, -1, cos.shape[-1]))
+            sq = sin.expand(B, -1, -1, -1).gather(2, sel[:, None, :, None].expand(-1, 1, -1, sin.shape[-1]))
+        S = xq.shape[1]
+        q = self.q_proj(xq).view(B, S, self.h, self.d).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.kv, self.d).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.kv, self.d).transpose(1, 2)
-        q = q * cos + rotate_half(q) * sin
+        q = q * cq + rotate_half(q) * sq
         k = k * cos + rotate_half(k) * sin
         # HF repeat_kv: KV head j serves query heads j*rep .. j*rep+rep-1.
         rep = self.h // self.kv
@@ -71,10 +82,17 @@ class Attention(nn.Module):
         v = v.repeat_interleave(rep, dim=1)
         if mask is None:  # fused causal attention (PyTorch 2: flash / memory-efficient kernels)
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
+        elif sel is not None:
             att = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.d)) + mask
             y = att.softmax(-1) @ v
-        y = y.transpose(1, 2).reshape(B, T, self.h * self.d)
+        else:  # causal, in blocks of queries that skip the keys above the diagonal
+            ys = []
+            for s0 in range(0, T, ATTN_BLOCK):
+                s1 = min(T, s0 + ATTN_BLOCK)
+                att = (q[:, :, s0:s1] @ k[:, :, :s1].transpose(-1, -2)) * (1.0 / math.sqrt(self.d)) + mask[..., s0:s1, :s1]
+                ys.append(att.softmax(-1) @ v[:, :, :s1])
+            y = torch.cat(ys, dim=2)
+        y = y.transpose(1, 2).reshape(B, S, self.h * self.d)
         return self.o_proj(y)
 
 
@@ -98,8 +116,9 @@ class Layer(nn.Module):
         self.post_attention_layernorm = RMSNorm(c["hidden_size"], c["rms_norm_eps"])
         self.mlp = MLP(c)
 
-    def forward(self, x, cos, sin, mask):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
+    def forward(self, x, cos, sin, mask, sel=None):
+        a = self.self_attn(self.input_layernorm(x), cos, sin, mask, sel)
+        x = (x if sel is None else x.gather(1, sel[..., None].expand(-1, -1, x.shape[-1]))) + a
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -128,18 +147,25 @@ class Llama(nn.Module):
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(m.weight, 0.0, std)
 
-    def forward(self, ids, pos):
-        """ids, pos: [B, T] int64 (pos: RoPE position ids). Returns logits [B, T, V]."""
+    def forward(self, ids, pos, sel=None):
+        """ids, pos: [B, T] int64 (pos: RoPE position ids). Returns logits [B, T, V], or with sel ([B, S]
+        positions) the logits at those positions only, [B, S, V]: the last layer then runs its queries,
+        MLP and the LM head there alone (the same numbers; training needs no other outputs)."""
         B, T = ids.shape
         freqs = pos[..., None].float() * self.inv_freq
         emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # [B, 1, T, d]
         cos, sin = emb.cos(), emb.sin()
         # Batches are right-padded, so the causal mask alone keeps real tokens off the padding.
-        fused = hasattr(F, "scaled_dot_product_attention")
+        fused = hasattr(F, "scaled_dot_product_attention") and sel is None
         mask = None if fused else torch.full((T, T), float("-inf"), device=ids.device).triu(1)[None, None]
         x = self.model.embed_tokens(ids)
-        for layer in self.model.layers:
-            x = layer(x, cos, sin, mask)
+        last = len(self.model.layers) - 1
+        for i, layer in enumerate(self.model.layers):
+            if i == last and sel is not None:
+                m = torch.arange(T, device=ids.device)[None, None, :] > sel[:, :, None]  # key after query
+                x = layer(x, cos, sin, torch.zeros(m.shape, device=ids.device).masked_fill(m, float("-inf"))[:, None], sel)
+            else:
+                x = layer(x, cos, sin, mask)
         return self.lm_head(self.model.norm(x))
 
 
@@ -461,10 +487,17 @@ def main():
         ids, pos, real, w = (t.to(dev, non_blocking=True) for t in make_batch(batch, rng, a))
         for g in opt.param_groups:
             g["lr"] = lr_at(step, a, time.time() - start)
+        # Only positions with a loss weight matter: the last layer and the LM head run there alone.
+        wl = w[:, :-1]
+        cnt = (wl > 0).sum(1)
+        S = int(cnt.max())
+        order_w = torch.argsort((wl > 0).float(), dim=1, descending=True, stable=True)[:, :S]  # weighted first, in order
+        keep = torch.arange(S, device=dev)[None] < cnt[:, None]
+        sel = torch.where(keep, order_w, torch.zeros_like(order_w))
         with amp:
-            logits = model(ids, pos)
-        ce = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
-        wt = w[:, :-1].reshape(-1)
+            logits = model(ids, pos, sel)
+        ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), ids.gather(1, sel + 1).reshape(-1), reduction="none")
+        wt = (wl.gather(1, sel) * keep).reshape(-1)
         ans = wt == 1.0
         loss = (ce * wt).sum() / wt.sum()
         opt.zero_grad(set_to_none=True)
