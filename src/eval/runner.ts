@@ -87,9 +87,10 @@ export async function modelFingerprint(dir: string): Promise<string> {
     h.update(`${name}\0${size}\0`);
     const f = await open(path, 'r');
     try {
-      for (const start of size > 2 * MIB ? [0, size - MIB] : [0]) {
-        const buf = Buffer.alloc(Math.min(size, size > 2 * MIB ? MIB : size));
-        await f.read(buf, 0, buf.length, start);
+      const ranges: [number, number][] = size > 2 * MIB ? [[0, MIB], [size - MIB, MIB]] : [[0, size]];
+      for (const [start, length] of ranges) {
+        const buf = Buffer.alloc(length);
+        await f.read(buf, 0, length, start);
         h.update(buf);
       }
     } finally {
