@@ -17,7 +17,7 @@ THREADS=""
 KEY=niah_single_1,niah_multikey_2
 REST=niah_single_2,niah_single_3,niah_multikey_1,niah_multikey_3,niah_multivalue,niah_multiquery,vt
 CMP=niah_single_1,niah_single_2,niah_multikey_2
-ALL_METHODS=full,streaming_llm,snapkv,snapkv++,pyramidkv,adakv,kvcompress,quest,sparq,rocketkv
+ALL_METHODS=full,streaming_llm,snapkv,snapkv++,pyramidkv,adakv,kvcompress,kvcompress:pooling=max,quest,sparq,rocketkv
 
 report() {
   $CLI eval report "$R/full" "$R/full-2k" "$R/full-more" "$R/cmp4k" "$R/grid288" "$R/multiturn" "$R/grid" -o docs/results.md \
@@ -33,7 +33,7 @@ first() {
   ruler --tasks $KEY --lengths 1024,2048,4096 --methods full --samples "$FULL_SAMPLES" --out "$R/full"
   # 2. At 4K tokens, budget 128: rocketkv against full and the baselines, query-aware and query-agnostic.
   for mode in "" --query-agnostic; do
-    ruler --tasks $CMP --lengths 4096 --methods full,rocketkv,snapkv,quest,streaming_llm,kvcompress --budgets 128 \
+    ruler --tasks $CMP --lengths 4096 --methods full,rocketkv,snapkv,quest,streaming_llm,kvcompress,kvcompress:pooling=max --budgets 128 \
       --samples "$CMP_SAMPLES" --out "$R/cmp4k" $mode
   done
 }

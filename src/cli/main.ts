@@ -80,7 +80,7 @@ export function buildProgram(): Command {
     c
       .option('-m, --model <dir>', 'Hugging Face model directory (default: the bundled model)')
       .option('--lengths <list>', 'context lengths in tokens, comma-separated', '1024')
-      .option('--methods <list>', 'KV methods, comma-separated', 'full')
+      .option('--methods <list>', 'KV methods, comma-separated; name:key=value[:key=value] is a variant with its own options (e.g. kvcompress:pooling=max)', 'full')
       .option('--budgets <list>', 'KV budgets for every method but full, comma-separated', '')
       .option('--samples <n>', 'samples per cell', intArg('samples', 1), 20)
       .option('--seed <n>', 'seed of the task generators', intArg('seed', 0), 0)

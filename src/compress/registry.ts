@@ -130,6 +130,22 @@ export function createCompression(resolved: ResolvedCompression, ctx: Omit<Metho
   return resolved.entry.create({ ...ctx, budget: resolved.budget }, resolved.options);
 }
 
+/**
+ * A method with its own options in one word, for lists that compare variants side by side:
+ * `name` or `name:key=value[:key=value...]` (e.g. `kvcompress:pooling=max`). Option values stay
+ * strings; resolveCompression checks them.
+ */
+export function parseMethodSpec(spec: string): { method: string; options: Record<string, string> } {
+  const [method, ...pairs] = spec.split(':');
+  const options: Record<string, string> = {};
+  for (const p of pairs) {
+    const eq = p.indexOf('=');
+    if (eq <= 0) throw new UsageError(`method '${spec}': options follow the name as :key=value, got '${p}' (e.g. kvcompress:pooling=max)`);
+    options[p.slice(0, eq)] = p.slice(eq + 1);
+  }
+  return { method: method!, options };
+}
+
 /** `key=value` pairs from the command line into a request's options (values stay strings). */
 export function parseOptionPairs(pairs: string[] | undefined): Record<string, string> {
   const out: Record<string, string> = {};

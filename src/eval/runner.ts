@@ -8,7 +8,7 @@ import type { CompressionRequest } from '../compress/registry.ts';
 import { generateSample, TASKS } from './ruler/index.ts';
 import type { Sample, TaskName } from './ruler/types.ts';
 import { stringMatchAll } from './metrics.ts';
-import { resolveCompression, methodNames } from '../compress/registry.ts';
+import { resolveCompression, methodNames, parseMethodSpec } from '../compress/registry.ts';
 import { UsageError } from '../errors.ts';
 
 /**
@@ -23,6 +23,7 @@ export const DEFAULT_TURNS = 3;
 export interface EvalPlan {
   tasks: TaskName[];
   lengths: number[];
+  /** Method names, or `name:key=value...` for a variant with its own options (parseMethodSpec). */
   methods: string[];
   budgets: number[];
   samples: number;
@@ -113,7 +114,9 @@ function staleReason(m: RunMetrics, plan: EvalPlan, fingerprint: string, turns: 
 }
 
 export function runId(spec: RunSpec, model: string): string {
-  const parts: string[] = [spec.task, String(spec.length), model, spec.method, spec.budget === null ? 'full' : String(spec.budget)];
+  // A variant's options become part of the directory name (':' is not portable there).
+  const method = spec.method.replaceAll(':', '+').replace(/[^A-Za-z0-9._=+-]/g, '_');
+  const parts: string[] = [spec.task, String(spec.length), model, method, spec.budget === null ? 'full' : String(spec.budget)];
   if (spec.mode !== 'query-aware') parts.push(spec.mode);
   if (spec.depth !== undefined) parts.push(`depth${Math.round(spec.depth * 100)}`);
   return parts.join('__');
@@ -129,12 +132,15 @@ export function validatePlan(plan: EvalPlan, maxContextTokens: number): void {
     if (l > maxContextTokens) throw new UsageError(`length ${l} is larger than the model's context of ${maxContextTokens} tokens`);
   }
   if (plan.methods.length === 0) throw new UsageError('no methods given');
+  if (new Set(plan.methods).size !== plan.methods.length) throw new UsageError(`a method is listed twice in '${plan.methods.join(',')}'`);
+  for (const m of plan.methods) {
+    const { method } = parseMethodSpec(m);
+    if (!methodNames().includes(method)) throw new UsageError(`unknown KV method '${method}'; choose one of: ${methodNames().join(', ')}`);
+    if (method === 'full' && m !== 'full') throw new UsageError(`full takes no options, got '${m}'`);
+  }
   const compressed = plan.methods.filter((m) => m !== 'full');
   if (compressed.length > 0 && plan.budgets.length === 0) throw new UsageError('the budget list is empty: give --budgets, e.g. 64,128,256');
-  for (const m of plan.methods) {
-    if (!methodNames().includes(m)) throw new UsageError(`unknown KV method '${m}'; choose one of: ${methodNames().join(', ')}`);
-    for (const b of m === 'full' ? [] : plan.budgets) resolveCompression({ ...(plan.kvOptions ?? {}), method: m, budget: b });
-  }
+  for (const m of compressed) for (const b of plan.budgets) resolveCompression(kvRequest(m, b, plan.kvOptions ?? {}));
   if (!Number.isInteger(plan.samples) || plan.samples <= 0) throw new UsageError(`samples must be a positive integer, got ${plan.samples}`);
   if (plan.mode === 'multi-turn') {
     const single = plan.tasks.filter((t) => !t.startsWith('niah'));
@@ -281,8 +287,14 @@ interface Answer {
   score?: number;
 }
 
+/** The request of one method (or `name:key=value` variant) at one budget: --kv-opt first, the variant's own options over it. */
+function kvRequest(methodSpec: string, budget: number, kvOptions: Record<string, string>): CompressionRequest {
+  const { method, options } = parseMethodSpec(methodSpec);
+  return { ...kvOptions, ...options, method, budget };
+}
+
 async function answer(engine: Engine, sample: Sample, spec: RunSpec, kvOptions: Record<string, string>): Promise<Answer> {
-  const kv = spec.budget === null ? { method: 'full' } : { ...kvOptions, method: spec.method, budget: spec.budget };
+  const kv = spec.budget === null ? { method: 'full' } : kvRequest(spec.method, spec.budget, kvOptions);
   const promptTokens = engine.tokenizer.encode(sample.input, { addSpecialTokens: true }).length;
   if (spec.mode === 'multi-turn') return multiTurn(engine, sample, kv, promptTokens);
   if (spec.mode === 'query-aware') {

@@ -99,6 +99,18 @@ test('multi-turn runs ask several questions of one context on one cache', async 
   assert.ok(mt.readBytesPerStep < full.readBytesPerStep, `${mt.readBytesPerStep} vs ${full.readBytesPerStep}`);
 });
 
+test('method variants with options of their own run side by side as columns of their own', async () => {
+  const out = join(root, 'variants');
+  const r = await runEval(engine, plan(out, { tasks: ['niah_single_1'], methods: ['kvcompress', 'kvcompress:protected_window=512'], samples: 1 }));
+  assert.deepEqual(readdirSync(out).sort(), ['niah_single_1__1024__tiny__kvcompress+protected_window=512__64', 'niah_single_1__1024__tiny__kvcompress__64']);
+  const base = r.find((x) => x.method === 'kvcompress')!;
+  const variant = r.find((x) => x.method === 'kvcompress:protected_window=512')!;
+  // A protected window past the budget keeps what the default evicts: the option reached the method.
+  assert.ok(variant.storedKvBytes > base.storedKvBytes, `${variant.storedKvBytes} vs ${base.storedKvBytes}`);
+  const md = await writeReport(out, r, 'variants');
+  assert.match(md, /\| kvcompress@64 \| kvcompress:protected_window=512@64 \|/);
+});
+
 function cli(args: string[]) {
   const r = spawnSync(process.execPath, ['--import', 'tsx', entry, ...args], { encoding: 'utf8' });
   return { code: r.status ?? -1, stderr: r.stderr };
@@ -113,6 +125,9 @@ test('bad input to eval is refused before any work, one line', () => {
     [['--methods', 'full,snapkv', '--budgets', ''], /budget list is empty/],
     [['--methods', 'full,snapkv', '--budgets', '64,,128'], /--budgets must be a comma-separated list/],
     [['--methods', 'full,snapkv', '--budgets', '64,big'], /--budgets takes positive integers/],
+    [['--methods', 'snapkv:window', '--budgets', '64'], /options follow the name as :key=value, got 'window'/],
+    [['--methods', 'snapkv:stride=2', '--budgets', '64'], /snapkv: unknown option 'stride'; valid options: /],
+    [['--methods', 'full:window_size=8'], /full takes no options/],
     [['--tasks', 'niah_single_1,vt', '--multi-turn'], /multi-turn mode asks several questions of one niah context; vt has one question/],
   ];
   for (const [extra, pattern] of cases) {
