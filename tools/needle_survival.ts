@@ -15,6 +15,13 @@ import { generateSample } from '../src/eval/ruler/index.ts';
 import type { TaskName } from '../src/eval/ruler/types.ts';
 import { defaultModelDir } from '../src/cli/default-model.ts';
 
+function fail(message: string): never {
+  process.stderr.write(`needle_survival: ${message}\n`);
+  process.exit(1);
+}
+process.on('uncaughtException', (e) => fail(e.message));
+process.on('unhandledRejection', (e) => fail((e as Error).message));
+
 const { values: a } = parseArgs({
   options: {
     method: { type: 'string', default: 'kvcompress' },
@@ -29,7 +36,7 @@ const { values: a } = parseArgs({
 });
 
 const base = methodEntries().find((e) => e.name === a.method);
-if (!base) throw new Error(`unknown method '${a.method}'`);
+if (!base) fail(`unknown method '${a.method}'; choose one of: ${methodEntries().map((e) => e.name).join(', ')}`);
 let needle: number[] = [];
 let lines: string[] = [];
 let first = true;
