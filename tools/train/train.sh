@@ -6,7 +6,7 @@
 #   sh tools/train/train.sh [WORKDIR]        (default /tmp/rkv-train; needs tools/train/setup.sh once)
 #
 # Every stage stops at a fixed step (--stop-step) and everything is seeded, so a rerun gives the same
-# checkpoint; on the 2-core machine the three stages take about 26, 9 and 63 minutes of training.
+# checkpoint; on the 2-core machine the three stages take about 16, 5 and 24 minutes of training.
 set -e
 W=${1:-/tmp/rkv-train}
 PY=/usr/bin/python3
