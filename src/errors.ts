@@ -35,3 +35,13 @@ export class ContextLengthError extends RocketError {
 export class UsageError extends RocketError {
   constructor(message: string) { super(message, 'USAGE'); }
 }
+
+/** A GGUF file that is malformed, truncated or uses something this engine does not read. */
+export class GgufError extends RocketError {
+  constructor(message: string) { super(message, 'GGUF'); }
+}
+
+/** Downloading a model from the hub failed (network, authorization, integrity). */
+export class HubError extends RocketError {
+  constructor(message: string) { super(message, 'HUB'); }
+}

@@ -2,8 +2,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Runtime } from '../runtime/wasm.ts';
 import { parseConfig, type ModelConfig } from '../model/config.ts';
-import { openSafetensors } from '../model/safetensors.ts';
-import { Tokenizer, StreamDecoder } from '../model/tokenizer.ts';
+import { openModelSource } from '../model/source.ts';
+import { StreamDecoder, type Tokenizer } from '../model/tokenizer.ts';
 import { loadWeights, defaultWeightFormat, type WeightFormat } from '../model/weights.ts';
 import { LlamaModel } from '../model/llama.ts';
 import { BlockPool } from '../kv/pool.ts';
@@ -112,8 +112,10 @@ export class Engine {
     this.maxContextTokens = maxCtx;
   }
 
+  /** Loads a GGUF file or a Hugging Face model directory. */
   static async load(dir: string, opts: EngineOptions = {}): Promise<Engine> {
-    const cfg = await readModelConfig(dir);
+    const source = await openModelSource(dir);
+    const cfg = source.config;
     const fmt = opts.weights ?? defaultWeightFormat(cfg);
     if (fmt !== 'f32' && fmt !== 'q8') throw new UsageError(`weights must be f32 or q8, got ${String(fmt)}`);
     // Sliding-window attention is not implemented: within the window it equals full attention, so
@@ -122,8 +124,8 @@ export class Engine {
     const maxCtx = opts.maxContextTokens ?? modelCtx;
     if (!Number.isInteger(maxCtx) || maxCtx <= 0) throw new UsageError(`max context must be a positive integer, got ${maxCtx}`);
     checkFitsWasm(cfg, fmt, dir);
-    const tokenizer = await Tokenizer.load(dir);
-    const src = await openSafetensors(dir);
+    const tokenizer = await source.loadTokenizer();
+    const src = await source.openTensors();
     const rt = await Runtime.create({ threads: opts.threads });
     try {
       const weights = loadWeights(rt, cfg, src, {
@@ -341,28 +343,7 @@ function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-/** Read and parse config.json, with errors that say what is missing. */
+/** The model's hyperparameters: config.json of a directory, or a GGUF file's metadata. */
 export async function readModelConfig(dir: string): Promise<ModelConfig> {
-  let st;
-  try {
-    st = await stat(dir);
-  } catch {
-    throw new ModelLoadError(`model directory ${dir} does not exist; pass --model with a Hugging Face model directory`);
-  }
-  if (!st.isDirectory()) throw new ModelLoadError(`${dir} is not a directory; pass --model with a Hugging Face model directory`);
-  let text: string;
-  try {
-    text = await readFile(join(dir, 'config.json'), 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new ModelLoadError(`${dir} has no config.json; is it a Hugging Face model directory?`);
-    throw new ModelLoadError(`cannot read ${join(dir, 'config.json')}: ${(e as Error).message}`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new ModelLoadError(`${join(dir, 'config.json')} is not valid JSON: ${(e as Error).message}`);
-  }
-  return parseConfig(json, dir);
+  return (await openModelSource(dir)).config;
 }

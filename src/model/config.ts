@@ -34,6 +34,8 @@ export interface ModelConfig {
   rmsNormEps: number;
   ropeTheta: number;
   ropeScaling: RopeScaling;
+  /** Per-frequency divisors of the RoPE inverse frequencies (GGUF's rope_freqs tensor, llama.cpp's freq_factors). */
+  ropeFreqFactors?: Float32Array;
   maxPositionEmbeddings: number;
   tieWordEmbeddings: boolean;
   /** q/k/v projections carry a bias (always true for Qwen2). */
@@ -197,7 +199,7 @@ function parseRopeScaling(raw: unknown, maxPositionEmbeddings: number, where: st
  * frequencies by `factor` and blends the band between (as transformers' _compute_llama3_parameters);
  * linear divides all by `factor` (positions / factor).
  */
-export function ropeInvFreq(cfg: Pick<ModelConfig, 'headDim' | 'ropeTheta' | 'ropeScaling'>): Float32Array {
+export function ropeInvFreq(cfg: Pick<ModelConfig, 'headDim' | 'ropeTheta' | 'ropeScaling' | 'ropeFreqFactors'>): Float32Array {
   const half = cfg.headDim / 2;
   const out = new Float32Array(half);
   const s = cfg.ropeScaling;
@@ -217,7 +219,7 @@ export function ropeInvFreq(cfg: Pick<ModelConfig, 'headDim' | 'ropeTheta' | 'ro
         inv = (1 - smooth) * (base / s.factor) + smooth * base;
       }
     }
-    out[i] = inv;
+    out[i] = cfg.ropeFreqFactors ? inv / cfg.ropeFreqFactors[i]! : inv;
   }
   return out;
 }

@@ -17,7 +17,8 @@ export interface TensorInfo {
 
 export interface TensorSource {
   names(): string[];
-  info(name: string): TensorInfo;
+  /** dtype: a safetensors dtype, or a ggml type name for GGUF files. */
+  info(name: string): { dtype: string; shape: number[] };
   /** The tensor converted to f32, row-major as stored. */
   readF32(name: string): Float32Array;
   close(): void;

@@ -7,7 +7,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
-import { ModelLoadError, UsageError } from '../errors.ts';
+import { GgufError, ModelLoadError, UsageError } from '../errors.ts';
+import type { GgufMeta } from './gguf-config.ts';
+import { tokenizerFromGguf } from './gguf-tokenizer.ts';
 
 export interface ChatMessage {
   role: string;
@@ -95,6 +97,20 @@ export class Tokenizer {
     return new Tokenizer(hf, tokenizerConfig, findChatTemplate(dir, tokenizerConfig), dir, bos, [...eos], specialIds);
   }
 
+  /** The tokenizer a GGUF file describes (tokenizer.ggml.*, tokenizer.chat_template). */
+  static fromGguf(meta: GgufMeta, eosTokenIds: number[]): Tokenizer {
+    const parts = tokenizerFromGguf(meta, eosTokenIds);
+    let hf: HfTokenizer;
+    try {
+      hf = new HfTokenizer(parts.tokenizerJson, parts.tokenizerConfig);
+    } catch (e) {
+      throw new GgufError(`${meta.where}: its tokenizer could not be built: ${(e as Error).message}`);
+    }
+    const specialIds = new Set<number>();
+    for (const [id, tok] of hf.get_added_tokens_decoder()) if (tok.special) specialIds.add(id);
+    return new Tokenizer(hf, parts.tokenizerConfig, parts.chatTemplate, meta.where, parts.bosTokenId, parts.eosTokenIds, specialIds);
+  }
+
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
     const addSpecial = opts.addSpecialTokens ?? true;
     const ids = this.hf.encode(text, { add_special_tokens: addSpecial }).ids.slice();
@@ -127,7 +143,7 @@ export class Tokenizer {
 
   applyChatTemplate(messages: ChatMessage[], opts: { addGenerationPrompt: boolean }): string {
     if (this.chatTemplate === null) {
-      throw new UsageError(`the model in ${this.dir} has no chat template (no chat_template in tokenizer_config.json); run without --chat and pass a plain prompt`);
+      throw new UsageError(`the model ${this.dir} has no chat template (no chat_template in tokenizer_config.json or tokenizer.chat_template in the GGUF); run without --chat and pass a plain prompt`);
     }
     const special = (key: string): string => tokenContent(this.tokenizerConfig[key]) ?? '';
     try {

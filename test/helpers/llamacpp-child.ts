@@ -102,10 +102,24 @@ async function llamaCppTokenize(ggufPath: string, text: string): Promise<number[
   return withModel(ggufPath, 64, async (ctx) => Array.from((await ctx.tokenize(text)).tokens));
 }
 
+/** Many texts with one model load. */
+async function llamaCppTokenizeMany(ggufPath: string, texts: string[]): Promise<number[][]> {
+  return withModel(ggufPath, 64, async (ctx) => {
+    const out: number[][] = [];
+    for (const text of texts) out.push(Array.from((await ctx.tokenize(text)).tokens));
+    return out;
+  });
+}
+
 // argv: <request JSON> <result file>
 const [request, resultPath] = process.argv.slice(2) as [string, string];
-const req = JSON.parse(request) as { fn: 'greedy'; gguf: string; prompt: string; nPredict: number; opts?: LlamaCppOptions } | { fn: 'tokenize'; gguf: string; text: string };
-const result = req.fn === 'greedy' ? await llamaCppGreedy(req.gguf, req.prompt, req.nPredict, req.opts) : await llamaCppTokenize(req.gguf, req.text);
+const req = JSON.parse(request) as
+  | { fn: 'greedy'; gguf: string; prompt: string; nPredict: number; opts?: LlamaCppOptions }
+  | { fn: 'tokenize'; gguf: string; text: string }
+  | { fn: 'tokenizeMany'; gguf: string; texts: string[] };
+const result = req.fn === 'greedy' ? await llamaCppGreedy(req.gguf, req.prompt, req.nPredict, req.opts)
+  : req.fn === 'tokenize' ? await llamaCppTokenize(req.gguf, req.text)
+  : await llamaCppTokenizeMany(req.gguf, req.texts);
 // Write to a temporary name and rename, so a crash never leaves half a result behind.
 writeFileSync(`${resultPath}.part`, JSON.stringify(result));
 renameSync(`${resultPath}.part`, resultPath);

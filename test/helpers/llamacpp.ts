@@ -57,3 +57,8 @@ export function llamaCppGreedy(ggufPath: string, prompt: string, nPredict: numbe
 export function llamaCppTokenize(ggufPath: string, text: string): Promise<number[]> {
   return inChild({ fn: 'tokenize', gguf: ggufPath, text });
 }
+
+/** llama.cpp's tokenization of each text, with one model load. */
+export function llamaCppTokenizeMany(ggufPath: string, texts: string[]): Promise<number[][]> {
+  return inChild({ fn: 'tokenizeMany', gguf: ggufPath, texts });
+}
