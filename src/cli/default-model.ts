@@ -2,6 +2,7 @@ import { access } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ModelLoadError } from '../errors.ts';
+import { resolveModelArg } from '../hub/cache.ts';
 
 /** Name of the bundled model directory under models/. */
 export const BUNDLED_MODEL = 'rocketkv-tiny';
@@ -23,4 +24,9 @@ export async function defaultModelDir(_log?: (s: string) => void): Promise<strin
     throw new ModelLoadError(`the bundled model is missing from ${dir}; reinstall the package or pass --model with a Hugging Face model directory`);
   }
   return dir;
+}
+
+/** What `--model` names: a GGUF file, a model directory or a cached repo id; the bundled model when absent. */
+export async function resolveModelOption(model: string | undefined): Promise<string> {
+  return model === undefined ? defaultModelDir() : resolveModelArg(model);
 }

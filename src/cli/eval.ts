@@ -7,8 +7,8 @@ import { collectResults, heatmap, writeReport, writeResultsPage } from '../eval/
 import { parseOptionPairs } from '../compress/registry.ts';
 import type { TaskName } from '../eval/ruler/types.ts';
 import { generateSample } from '../eval/ruler/index.ts';
-import { Tokenizer } from '../model/tokenizer.ts';
-import { defaultModelDir } from './default-model.ts';
+import { openModelSource } from '../model/source.ts';
+import { resolveModelOption } from './default-model.ts';
 import { progressBar } from './progress.ts';
 import { parseWeightFormat } from './common.ts';
 import { writeFile } from 'node:fs/promises';
@@ -46,7 +46,7 @@ function intList(name: string, v: string): number[] {
 }
 
 async function prepare(o: EvalCliOptions, tasks: TaskName[], depth?: number) {
-  const dir = o.model ?? (await defaultModelDir((s) => process.stderr.write(`${s}\n`)));
+  const dir = await resolveModelOption(o.model);
   if (o.multiTurn && o.queryAgnostic) throw new UsageError('choose one of --multi-turn and --query-agnostic');
   const cfg = await readModelConfig(dir);
   const methods = list('methods', o.methods);
@@ -131,12 +131,13 @@ export interface SampleCliOptions {
 
 /** Prints one task prompt (sized with the model's tokenizer) on stdout and its answer on stderr. */
 export async function evalSampleCommand(o: SampleCliOptions): Promise<void> {
-  const dir = o.model ?? (await defaultModelDir());
-  const cfg = await readModelConfig(dir);
+  const dir = await resolveModelOption(o.model);
+  const source = await openModelSource(dir);
+  const cfg = source.config;
   // The same checks as an evaluation of this one cell.
   validatePlan({ tasks: [o.task as TaskName], lengths: [o.length], methods: ['full'], budgets: [], samples: 1, seed: o.seed, mode: 'query-aware', outDir: '' }, cfg.maxPositionEmbeddings);
   if (o.depth !== undefined && !(o.depth >= 0 && o.depth <= 100)) throw new UsageError(`--depth takes a percentage 0..100, got ${o.depth}`);
-  const tokenizer = await Tokenizer.load(dir);
+  const tokenizer = await source.loadTokenizer();
   const s = generateSample(o.task as TaskName, {
     length: o.length, seed: o.seed, index: o.index,
     tokenizer: { encode: (t: string) => tokenizer.encode(t, { addSpecialTokens: false }) },

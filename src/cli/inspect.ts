@@ -2,11 +2,11 @@ import { readModelConfig } from '../engine/engine.ts';
 import { planWasmMemory, WASM32_MAX_BYTES } from '../engine/memory.ts';
 import { defaultWeightFormat } from '../model/weights.ts';
 import { fmtBytes } from '../kv/pool.ts';
-import { defaultModelDir } from './default-model.ts';
+import { resolveModelOption } from './default-model.ts';
 import { parseWeightFormat } from './common.ts';
 
 export async function inspectCommand(opts: { model?: string; weights?: string }): Promise<void> {
-  const dir = opts.model ?? (await defaultModelDir((s) => process.stderr.write(`${s}\n`)));
+  const dir = await resolveModelOption(opts.model);
   const cfg = await readModelConfig(dir);
   const fmt = parseWeightFormat(opts.weights) ?? defaultWeightFormat(cfg);
   const est = planWasmMemory(cfg, fmt);

@@ -3,7 +3,7 @@ import { Engine, type PromptInput } from '../engine/engine.ts';
 import { UsageError } from '../errors.ts';
 import { fmtBytes } from '../kv/pool.ts';
 import type { KvReport } from '../engine/report.ts';
-import { defaultModelDir } from './default-model.ts';
+import { resolveModelOption } from './default-model.ts';
 import { progressBar } from './progress.ts';
 import { parseWeightFormat } from './common.ts';
 import { parseOptionPairs, resolveCompression, type CompressionRequest } from '../compress/registry.ts';
@@ -57,7 +57,7 @@ export async function runCommand(promptArg: string | undefined, opts: RunOptions
   const kv = kvRequestFromFlags(opts.kvMethod, opts.kvBudget, opts.kvOpt);
   resolveCompression(kv); // every KV setting is checked before any work starts
   const text = await readPrompt(promptArg, opts.file);
-  const dir = opts.model ?? (await defaultModelDir((s) => process.stderr.write(`${s}\n`)));
+  const dir = await resolveModelOption(opts.model);
   const bar = progressBar('loading');
   const engine = await Engine.load(dir, {
     threads: opts.threads,

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { access, mkdir, open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { stringify as toCsv } from 'csv-stringify/sync';
 import type { Engine, Generation } from '../engine/engine.ts';
@@ -78,9 +78,13 @@ export interface RunMetrics {
  * tokenizer.json and every weights file (*.safetensors, *.gguf) in the directory, its name, its size
  * and its first and last MiB. A retrained model of the same shape differs in the first MiB already.
  */
-export async function modelFingerprint(dir: string): Promise<string> {
+export async function modelFingerprint(modelPath: string): Promise<string> {
   const h = createHash('sha256');
-  const names = (await readdir(dir)).filter((n) => n === 'config.json' || n === 'tokenizer.json' || n.endsWith('.safetensors') || n.endsWith('.gguf')).sort();
+  // A GGUF model is one file: it is fingerprinted alone.
+  const isFile = (await stat(modelPath)).isFile();
+  const dir = isFile ? dirname(modelPath) : modelPath;
+  const names = isFile ? [basename(modelPath)]
+    : (await readdir(dir)).filter((n) => n === 'config.json' || n === 'tokenizer.json' || n.endsWith('.safetensors') || n.endsWith('.gguf')).sort();
   const MIB = 1 << 20;
   for (const name of names) {
     const path = join(dir, name);
