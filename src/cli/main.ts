@@ -6,6 +6,7 @@ import { evalRulerCommand, evalNiahCommand, evalSampleCommand, evalReportCommand
 import { inspectCommand } from './inspect.ts';
 import { exportGgufCommand } from './export-gguf.ts';
 import { benchKernelsCommand, benchDecodeCommand } from './bench.ts';
+import { pullCommand } from './pull.ts';
 
 export function intArg(name: string, min = 0): (v: string) => number {
   return (v) => {
@@ -38,7 +39,7 @@ export function buildProgram(): Command {
     .command('run')
     .description('generate text from a prompt (argument, --file, or stdin), streaming tokens to stdout')
     .argument('[prompt]', 'prompt text; omit to use --file or stdin')
-    .option('-m, --model <dir>', 'Hugging Face model directory (default: the bundled model)')
+    .option('-m, --model <dir>', 'GGUF file, Hugging Face model directory, or a pulled repo id ORG/NAME[:FILE] (default: the bundled model)')
     .option('-f, --file <path>', 'read the prompt from a file')
     .option('--chat', 'wrap the prompt in the model\'s chat template as a user message')
     .option('-n, --max-tokens <n>', 'tokens to generate at most', intArg('max-tokens'), 128)
@@ -63,7 +64,7 @@ export function buildProgram(): Command {
   program
     .command('inspect')
     .description('show a model\'s architecture, parameters and memory estimate')
-    .option('-m, --model <dir>', 'Hugging Face model directory (default: the bundled model)')
+    .option('-m, --model <dir>', 'GGUF file, Hugging Face model directory, or a pulled repo id ORG/NAME[:FILE] (default: the bundled model)')
     .option('--weights <fmt>', 'weights format to estimate for: f32 or q8')
     .action(inspectCommand);
 
@@ -75,10 +76,17 @@ export function buildProgram(): Command {
     .option('--dtype <t>', 'tensor type: f32 or f16', 'f32')
     .action(exportGgufCommand);
 
+  program
+    .command('pull')
+    .description('download a model from the Hugging Face hub into its cache; prints the path to pass to --model')
+    .argument('<repo>', 'ORG/NAME (a .gguf or a safetensors model directory), or ORG/NAME:FILE')
+    .option('--revision <rev>', 'branch, tag or commit', 'main')
+    .action(pullCommand);
+
   const evalCmd = program.command('eval').description('accuracy on RULER-style tasks, full cache vs compressed');
   const evalOptions = (c: Command): Command =>
     c
-      .option('-m, --model <dir>', 'Hugging Face model directory (default: the bundled model)')
+      .option('-m, --model <dir>', 'GGUF file, Hugging Face model directory, or a pulled repo id ORG/NAME[:FILE] (default: the bundled model)')
       .option('--lengths <list>', 'context lengths in tokens, comma-separated', '1024')
       .option('--methods <list>', 'KV methods, comma-separated; name:key=value[:key=value] is a variant with its own options (e.g. kvcompress:pooling=max)', 'full')
       .option('--budgets <list>', 'KV budgets for every method but full, comma-separated', '')
@@ -109,7 +117,7 @@ export function buildProgram(): Command {
   evalCmd
     .command('sample')
     .description("print one task prompt, sized in the model's tokens, on stdout (its answer on stderr); pipe it into `run`")
-    .option('-m, --model <dir>', 'Hugging Face model directory (default: the bundled model)')
+    .option('-m, --model <dir>', 'GGUF file, Hugging Face model directory, or a pulled repo id ORG/NAME[:FILE] (default: the bundled model)')
     .option('--task <name>', 'task family', 'niah_single_2')
     .option('--length <n>', 'prompt + answer length in tokens', intArg('length', 1), 4096)
     .option('--seed <n>', 'seed of the task generators', intArg('seed', 0), 0)

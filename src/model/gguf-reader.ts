@@ -231,6 +231,8 @@ export function unpermuteRopeRows(data: Float32Array, numHeads: number, headDim:
   return out;
 }
 
+const SUPPORTED_TYPES = Array.from({ length: 64 }, (_, id) => ggmlType(id)).filter((t) => t?.supported).map((t) => t!.name);
+
 /** GGUF tensor names -> the Hugging Face names the weight loader asks for. */
 function hfName(name: string): string | null {
   const fixed: Record<string, string> = {
@@ -267,9 +269,17 @@ export class GgufTensorSource implements TensorSource {
   private fd: number | null;
 
   constructor(private readonly filePath: string, readonly header: GgufHeader, private readonly opts: GgufTensorSourceOptions = {}) {
+    const unsupported: string[] = [];
     for (const t of header.tensors) {
       const hf = hfName(t.name);
-      if (hf) this.byHf.set(hf, t);
+      if (!hf) continue;
+      this.byHf.set(hf, t);
+      const type = ggmlType(t.type)!;
+      if (!type.supported) unsupported.push(`${t.name} (${type.name})`);
+    }
+    if (unsupported.length > 0) {
+      const supported = SUPPORTED_TYPES.join(', ');
+      throw new GgufError(`${path.basename(filePath)}: tensor type not supported: ${unsupported.slice(0, 3).join(', ')}${unsupported.length > 3 ? ` and ${unsupported.length - 3} more` : ''}; supported types: ${supported} (requantize with llama-quantize to one of them)`);
     }
     this.fd = fs.openSync(filePath, 'r');
   }
