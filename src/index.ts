@@ -14,9 +14,17 @@ export { Tokenizer } from './model/tokenizer.ts';
 export { exportGguf } from './model/gguf.ts';
 export * from './errors.ts';
 
-import { Engine, type EngineOptions } from './engine/engine.ts';
+export { openModelSource, type ModelSource } from './model/source.ts';
+export { readGgufHeader, type GgufHeader } from './model/gguf-reader.ts';
+export { hubCacheDir, resolveModelArg } from './hub/cache.ts';
 
-/** Load a Hugging Face model directory: `const llm = await loadModel(dir); for await (const t of llm.generate('Hi')) ...` */
-export function loadModel(dir: string, opts?: EngineOptions): Promise<Engine> {
-  return Engine.load(dir, opts);
+import { Engine, type EngineOptions } from './engine/engine.ts';
+import { resolveModelArg } from './hub/cache.ts';
+
+/**
+ * Load a model: a GGUF file, a Hugging Face model directory, or a repo id already in the Hugging
+ * Face cache (`rocketkv pull ORG/NAME`): `const llm = await loadModel('model.gguf'); for await (const t of llm.generate('Hi')) ...`
+ */
+export function loadModel(model: string, opts?: EngineOptions): Promise<Engine> {
+  return Engine.load(resolveModelArg(model), opts);
 }

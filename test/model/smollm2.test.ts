@@ -125,3 +125,16 @@ test('tokenizer ids equal transformers\' and last-position logits match transfor
     assert.equal(agree, 5, 'same top-5 set');
   });
 });
+
+test('loading the GGUF peaks near its final size: no f32 copy of the whole file on top', { skip: skipModel || (process.platform !== 'linux' ? 'reads /proc/self/status' : false) }, (t) => {
+  const child = fileURLToPath(new URL('../helpers/load-memory-child.ts', import.meta.url));
+  const r = spawnSync(process.execPath, ['--import', 'tsx', child, gguf!, 'f32'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const m = JSON.parse(r.stdout) as { before: number; after: number; wasmBytes: number };
+  const MiB = 2 ** 20;
+  const largestF32 = 49152 * 576 * 4; // the embedding, the largest tensor, dequantized
+  const extra = m.after - m.before - m.wasmBytes;
+  t.diagnostic(`peak RSS ${(m.before / MiB).toFixed(0)} MiB before loading, ${(m.after / MiB).toFixed(0)} MiB after; wasm memory ${(m.wasmBytes / MiB).toFixed(0)} MiB; transient beyond it ${(extra / MiB).toFixed(0)} MiB (largest tensor as f32: ${(largestF32 / MiB).toFixed(0)} MiB; the whole model as f32: ${(134.5e6 * 4 / MiB).toFixed(0)} MiB)`);
+  // Tokenizer, one tensor's raw bytes and its f32 copy, and garbage not yet collected.
+  assert.ok(extra < 3 * largestF32, `${(extra / MiB).toFixed(0)} MiB beyond the weights while loading`);
+});
