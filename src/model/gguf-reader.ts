@@ -84,12 +84,14 @@ class ByteReader {
   i32(): number { const at = this.need(4); return this.buf.readInt32LE(at); }
   f32(): number { const at = this.need(4); return this.buf.readFloatLE(at); }
   f64(): number { const at = this.need(8); return this.buf.readDoubleLE(at); }
+  // need() may swap in a new window, so it runs before this.buf is read.
   u64(): number {
-    const v = this.buf.readBigUInt64LE(this.need(8));
+    const at = this.need(8);
+    const v = this.buf.readBigUInt64LE(at);
     if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new GgufError(`${this.where}: a u64 in the header (${v}) is out of range; the file is corrupt`);
     return Number(v);
   }
-  i64(): number { return Number(this.buf.readBigInt64LE(this.need(8))); }
+  i64(): number { const at = this.need(8); return Number(this.buf.readBigInt64LE(at)); }
   str(): string {
     const n = this.u64();
     if (this.pos + n > this.fileBytes) throw new GgufError(`${this.where}: a string of ${n} bytes at byte ${this.pos} runs past the end of the file; it is truncated or corrupt`);
@@ -305,9 +307,10 @@ export class GgufTensorSource implements TensorSource {
     const numel = t.dims.reduce((a, b) => a * b, 1);
     const data = dequantize(t.type, this.readBytes(t), numel);
     const p = this.opts.ropePermute;
-    if (p && name.endsWith('.weight') && (name.includes('self_attn.q_proj') || name.includes('self_attn.k_proj'))) {
+    if (p && (name.includes('self_attn.q_proj') || name.includes('self_attn.k_proj'))) {
+      // llama.cpp's converter reorders the rows of the Q/K weights and of their biases alike.
       const heads = name.includes('q_proj') ? p.numHeads : p.numKvHeads;
-      return unpermuteRopeRows(data, heads, p.headDim, t.dims[0]!);
+      return unpermuteRopeRows(data, heads, p.headDim, name.endsWith('.bias') ? 1 : t.dims[0]!);
     }
     return data;
   }

@@ -45,7 +45,6 @@ export async function openModelSource(modelPath: string): Promise<ModelSource> {
 
 function openGguf(filePath: string): ModelSource {
   const header = readGgufHeader(filePath);
-  let source: GgufTensorSource | null = null;
   const readRaw = (name: string): Uint8Array => {
     const s = new GgufTensorSource(filePath, header);
     try {
@@ -62,12 +61,9 @@ function openGguf(filePath: string): ModelSource {
     config,
     gguf: header,
     loadTokenizer: async () => Tokenizer.fromGguf(meta, config.eosTokenIds),
-    openTensors: async () => {
-      source = new GgufTensorSource(filePath, header, config.architecture === 'llama'
-        ? { ropePermute: { numHeads: config.numHeads, numKvHeads: config.numKvHeads, headDim: config.headDim } }
-        : {});
-      return source;
-    },
+    openTensors: async () => new GgufTensorSource(filePath, header, config.architecture === 'llama'
+      ? { ropePermute: { numHeads: config.numHeads, numKvHeads: config.numKvHeads, headDim: config.headDim } }
+      : {}),
   };
 }
 
