@@ -5,12 +5,15 @@ import { BlockPool, fmtBytes } from '../kv/pool.ts';
 import { SequenceKV } from '../kv/store.ts';
 import { makeRng } from '../engine/sampling.ts';
 import { shapeConfig, syntheticTensors } from './shapes.ts';
+import { openModelSource } from '../model/source.ts';
 import { measureBandwidth } from './bandwidth.ts';
 import { createCompression, resolveCompression, type CompressionRequest } from '../compress/registry.ts';
 import { CompressionSession } from '../compress/session.ts';
 
 export interface DecodeBenchOptions {
   shape: string;
+  /** Real weights from this GGUF file or model directory instead of random ones of `shape`. */
+  model?: string;
   contextTokens: number;
   steps: number;
   weights: WeightFormat;
@@ -43,17 +46,25 @@ export interface DecodeBenchReport {
 }
 
 /**
- * Decode speed of a random-weight model with real shapes over a KV cache of `contextTokens`,
+ * Decode speed of a random-weight model with real shapes (or of a real model, `model`) over a KV cache of `contextTokens`,
  * beside the bandwidth roofline: bytes one step must read / memory bandwidth measured in this run.
  */
 export async function benchDecode(o: DecodeBenchOptions): Promise<DecodeBenchReport> {
-  const cfg = shapeConfig(o.shape);
+  const source = o.model === undefined ? null : await openModelSource(o.model);
+  const cfg = source?.config ?? shapeConfig(o.shape);
   const rt = await Runtime.create({ threads: o.threads });
   try {
-    o.log(`shape ${o.shape}: ${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, ${cfg.numHeads}/${cfg.numKvHeads} heads, vocab ${cfg.vocabSize}; ${o.weights} weights; ${rt.threads} threads`);
+    o.log(`${source ? `model ${o.model}` : `shape ${o.shape}`}: ${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, ${cfg.numHeads}/${cfg.numKvHeads} heads, vocab ${cfg.vocabSize}; ${o.weights} weights; ${rt.threads} threads`);
     const t0 = performance.now();
-    const weights = loadWeights(rt, cfg, syntheticTensors(cfg), { format: o.weights });
-    o.log(`random weights ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${fmtBytes(weights.bytes)}`);
+    const tensors = source ? await source.openTensors() : syntheticTensors(cfg);
+    const weights = (() => {
+      try {
+        return loadWeights(rt, cfg, tensors, { format: o.weights });
+      } finally {
+        tensors.close();
+      }
+    })();
+    o.log(`${source ? 'model' : 'random'} weights ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${fmtBytes(weights.bytes)}`);
     const pool = new BlockPool(rt, { headDim: cfg.headDim, initialBlocks: Math.ceil((o.contextTokens + o.steps + 16) / 16) * cfg.numLayers * cfg.numKvHeads });
     const model = new LlamaModel(rt, cfg, weights, pool);
     const requests = o.methods ?? [{ method: 'full' }];

@@ -5,7 +5,7 @@ import { methodsCommand } from './methods.ts';
 import { evalRulerCommand, evalNiahCommand, evalSampleCommand, evalReportCommand } from './eval.ts';
 import { inspectCommand } from './inspect.ts';
 import { exportGgufCommand } from './export-gguf.ts';
-import { benchKernelsCommand, benchDecodeCommand } from './bench.ts';
+import { benchKernelsCommand, benchDecodeCommand, benchModelCommand } from './bench.ts';
 import { pullCommand } from './pull.ts';
 
 export function intArg(name: string, min = 0): (v: string) => number {
@@ -70,10 +70,10 @@ export function buildProgram(): Command {
 
   program
     .command('export-gguf')
-    .description('write the model as a GGUF file that llama.cpp loads')
-    .requiredOption('-m, --model <dir>', 'Hugging Face model directory')
+    .description('write a model as an f32/f16 GGUF that llama.cpp loads; from a quantized GGUF, dequantized, so llama.cpp and rocketkv compute on the same weights without quantization error')
+    .requiredOption('-m, --model <dir>', 'GGUF file, Hugging Face model directory, or a pulled repo id ORG/NAME[:FILE]')
     .requiredOption('-o, --out <file>', 'output .gguf path')
-    .option('--dtype <t>', 'tensor type: f32 or f16', 'f32')
+    .option('--dtype <t>', 'tensor type: f32 or f16 (f32 keeps a quantized GGUF\'s dequantized values exactly)', 'f32')
     .action(exportGgufCommand);
 
   program
@@ -133,8 +133,9 @@ export function buildProgram(): Command {
     .action(benchKernelsCommand);
   bench
     .command('decode')
-    .description('decode tokens/s of a random-weight model with real shapes, beside its bandwidth roofline')
-    .option('--shape <name>', 'model shape: qwen2.5-0.5b', 'qwen2.5-0.5b')
+    .description('decode tokens/s of a random-weight model with real shapes (or a real model), beside its bandwidth roofline')
+    .option('-m, --model <dir>', 'real weights from a GGUF file, Hugging Face model directory or pulled repo id (default: random weights of --shape)')
+    .option('--shape <name>', 'model shape of the random weights: qwen2.5-0.5b', 'qwen2.5-0.5b')
     .option('--context <n>', 'tokens in the KV cache', intArg('context', 1), 1024)
     .option('--steps <n>', 'decode steps to time', intArg('steps', 1), 32)
     .option('--weights <fmt>', 'f32 or q8', 'q8')
@@ -143,6 +144,21 @@ export function buildProgram(): Command {
     .option('--kv-budget <n>', 'KV budget for every method but full')
     .option('--kv-opt <key=value>', 'method option for every method but full, repeatable', collect, [] as string[])
     .action(benchDecodeCommand);
+  bench
+    .command('model')
+    .description('prefill and decode tokens/s of a real model, ours beside llama.cpp on the same GGUF, token ids and threads; ratios of medians')
+    .option('-m, --model <dir>', 'GGUF file, Hugging Face model directory, or a pulled repo id ORG/NAME[:FILE] (default: the bundled model)')
+    .option('--prompt-tokens <n>', 'prompt length in tokens', intArg('prompt-tokens', 1), 512)
+    .option('--gen-tokens <n>', 'greedy tokens to generate (end-of-sequence ignored)', intArg('gen-tokens', 2), 64)
+    .option('--rounds <n>', 'rounds, each running both sides in alternating order', intArg('rounds', 1), 3)
+    .option('--threads <n>', 'threads on both sides (default: all cores)', intArg('threads', 1))
+    .option('--weights <fmt>', 'our in-memory weights: f32 or q8 (default q8 above 300M parameters)')
+    .option('--peer <name>', 'llama.cpp (node-llama-cpp, else @fugood/llama.node) or none', 'llama.cpp')
+    .option('--kv-method <name>', 'our KV compression method (the peer keeps the full cache)', 'full')
+    .option('--kv-budget <n>', 'KV budget in tokens for --kv-method')
+    .option('--kv-opt <key=value>', 'method option, repeatable', collect, [] as string[])
+    .option('--json <file>', 'also write the figures as JSON')
+    .action(benchModelCommand);
 
   return program;
 }
