@@ -1,29 +1,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, mkdirSync, cpSync, openSync, ftruncateSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { writeRandomCheckpoint } from '../../src/model/random.ts';
+import { runCli, assertOneLineError, type CliResult } from '../helpers/cli.ts';
 
-const entry = fileURLToPath(new URL('../helpers/rocketkv.ts', import.meta.url));
 let root = '';
 let good = '';
 
-function cli(args: string[]): { code: number; stderr: string; stdout: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', entry, ...args], { encoding: 'utf8', env: { ...process.env, XDG_CACHE_HOME: join(root, 'cache') } });
-  return { code: r.status ?? -1, stderr: r.stderr, stdout: r.stdout };
-}
-
-/** Exactly one line on stderr, naming the problem, and no stack trace. */
-function assertOneLineError(r: { code: number; stderr: string }, pattern: RegExp): void {
-  assert.notEqual(r.code, 0, 'exit code must be non-zero');
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
-  assert.match(lines[0]!, /^rocketkv: /);
-  assert.match(lines[0]!, pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /);
+function cli(args: string[]): CliResult {
+  return runCli(args, { ...process.env, XDG_CACHE_HOME: join(root, 'cache') });
 }
 
 function variant(name: string, edit: (dir: string) => void): string {

@@ -1,33 +1,18 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { writeRandomCheckpoint } from '../../src/model/random.ts';
 import { exportGguf } from '../../src/model/gguf.ts';
 import { readGgufHeader, GgufValueType as T } from '../../src/model/gguf-reader.ts';
 import { editGguf, type GgufEdits } from '../helpers/gguf-edit.ts';
+import { runCli, assertOneLineError, type CliResult } from '../helpers/cli.ts';
 
 /** Every kind of bad GGUF input ends in one line on stderr, a non-zero exit and no stack trace. */
-const entry = fileURLToPath(new URL('../helpers/rocketkv.ts', import.meta.url));
 let root = '';
 let good = '';
-
-function cli(args: string[]): { code: number; stderr: string; stdout: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', entry, ...args], { encoding: 'utf8' });
-  return { code: r.status ?? -1, stderr: r.stderr, stdout: r.stdout };
-}
-
-function assertOneLineError(r: { code: number; stderr: string }, pattern: RegExp): void {
-  assert.notEqual(r.code, 0, 'exit code must be non-zero');
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
-  assert.match(lines[0]!, /^rocketkv: /);
-  assert.match(lines[0]!, pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at |internal error/);
-}
+const cli = (args: string[]): CliResult => runCli(args);
 
 function bad(name: string, edits: GgufEdits): string {
   const file = join(root, `${name}.gguf`);

@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { assertOneLineError } from '../helpers/cli.ts';
 import { randomBytes } from 'node:crypto';
 import { pull } from '../../src/hub/pull.ts';
 import { hubCacheDir, resolveModelArg } from '../../src/hub/cache.ts';
@@ -279,14 +280,6 @@ function cli(args: string[], extra: Record<string, string> = {}): Promise<{ code
     child.stderr.on('data', (d) => { stderr += d; });
     child.on('close', (code) => ok({ code: code ?? -1, stdout, stderr }));
   });
-}
-
-function assertOneLineError(r: { code: number; stderr: string }, pattern: RegExp): void {
-  assert.notEqual(r.code, 0);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
-  assert.match(lines[0]!, /^rocketkv: /);
-  assert.match(lines[0]!, pattern);
 }
 
 test('CLI: `rocketkv pull` prints the one path on stdout, progress lines on stderr, errors on one line', async () => {
