@@ -126,8 +126,9 @@ export class Engine {
     checkFitsWasm(cfg, fmt, dir);
     const tokenizer = await source.loadTokenizer();
     const src = await source.openTensors();
-    const rt = await Runtime.create({ threads: opts.threads });
+    let rt: Runtime | null = null;
     try {
+      rt = await Runtime.create({ threads: opts.threads });
       const weights = loadWeights(rt, cfg, src, {
         format: fmt,
         onProgress: (done, total) => opts.onProgress?.({ stage: 'weights', done, total }),
@@ -136,7 +137,7 @@ export class Engine {
       const model = new LlamaModel(rt, cfg, weights, pool);
       return new Engine(dir, cfg, tokenizer, rt, pool, model, fmt, maxCtx);
     } catch (e) {
-      await rt.close();
+      await rt?.close();
       throw e;
     } finally {
       src.close();

@@ -138,7 +138,9 @@ export function lookupCached(repo: string, file: string | undefined, revision = 
 export function resolveModelArg(arg: string, env: Env = process.env): string {
   if (existsSync(arg)) return arg;
   const ref = parseRepoRef(arg);
-  if (ref === undefined) throw new ModelLoadError(`model path ${arg} does not exist`);
+  // A path-looking name (./x, /x, ~/x, x.gguf) is a missing file, not a repo id to pull.
+  const pathLike = /^[./~]/.test(arg) || /\.gguf$/i.test(arg.split(':')[0]!);
+  if (ref === undefined || pathLike) throw new ModelLoadError(`model path ${arg} does not exist`);
   let found: CacheLookup;
   try {
     found = lookupCached(ref.repo, ref.file, 'main', env);

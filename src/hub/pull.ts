@@ -23,7 +23,7 @@ import { commitBlob, linkSnapshotFile, writeRef } from './store.ts';
 export const DEFAULT_ENDPOINT = 'https://huggingface.co';
 
 /** Files of a directory model, beside *.safetensors and *.safetensors.index.json. */
-export const MODEL_DIR_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'];
+export const MODEL_DIR_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'chat_template.jinja'];
 
 export interface PullOptions {
   repo: string;
@@ -188,6 +188,19 @@ function chooseFiles(ctx: Ctx, files: RepoFile[]): { take: RepoFile[]; gguf?: Re
 
 /** Pulls REPO[:FILE] and returns the path to pass to `--model`. */
 export async function pull(opts: PullOptions): Promise<string> {
+  try {
+    return await pullInto(opts);
+  } catch (e) {
+    // A cache that cannot be written (a file where a directory should be, permissions, a full disk).
+    const err = e as NodeJS.ErrnoException;
+    if (!(e instanceof HubError) && err?.syscall !== undefined) {
+      throw new HubError(`cannot write the Hugging Face cache (${err.code ?? err.message}${err.path ? ` at ${err.path}` : ''}); point HF_HOME or HF_HUB_CACHE at a writable directory`);
+    }
+    throw e;
+  }
+}
+
+async function pullInto(opts: PullOptions): Promise<string> {
   const env = opts.env ?? process.env;
   const revision = opts.revision ?? 'main';
   assertSafeRepoPath(revision, 'revision');

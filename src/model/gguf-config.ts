@@ -95,6 +95,11 @@ export function ggufArchitecture(meta: GgufMeta): GgufArch {
   return arch as GgufArch;
 }
 
+/** Token texts at which llama.cpp ends generation (llama-vocab.cpp's end-of-generation list). */
+const END_OF_GENERATION = new Set([
+  '<|eot_id|>', '<|im_end|>', '<|end|>', '<end_of_turn>', '<|endoftext|>', '<|eom_id|>', '<EOT>', '_<EOT>', '<|end_of_text|>', '<end_of_utterance>',
+]);
+
 /** The rope_freqs tensor (llama3-style scaling as per-frequency divisors), if the file has one. */
 export type FreqFactorReader = (name: string) => Uint8Array;
 
@@ -125,15 +130,22 @@ export function configFromGguf(header: GgufHeader, filePath: string, readRaw: Fr
     throw new GgufError(`${meta.where}: token_embd.weight is [${embed.dims.slice().reverse().join(', ')}], metadata implies [${vocabSize}, ${hiddenSize}]`);
   }
 
-  const maxPositionEmbeddings = meta.positiveInt(k('context_length'), 2048);
+  // Required by llama.cpp as well: a default would silently change the model.
+  const maxPositionEmbeddings = meta.positiveInt(k('context_length'));
   let ropeScaling: RopeScaling = null;
   const scalingType = meta.string(k('rope.scaling.type'), null);
   const factor = meta.float(k('rope.scaling.factor'), meta.float(k('rope.scale_linear'), 0));
-  if (scalingType === 'linear' || (scalingType === null && factor > 0 && factor !== 1)) {
+  if (!(factor >= 0)) throw new GgufError(`${meta.where}: ${k('rope.scaling.factor')} must be positive, got ${factor}`);
+  // As llama.cpp: a factor of 0 (or none) means no scaling.
+  if ((scalingType === 'linear' || scalingType === null) && factor > 0 && factor !== 1) {
     ropeScaling = { type: 'linear', factor };
-  } else if (scalingType !== null && scalingType !== 'none') {
+  } else if (scalingType !== null && scalingType !== 'none' && scalingType !== 'linear') {
     throw new GgufError(`${meta.where}: rope scaling ${scalingType} is not supported (none, linear and llama3-style rope_freqs are)`);
   }
+  const experts = meta.int(k('expert_count'), 0) ?? 0;
+  if (experts > 0) throw new GgufError(`${meta.where}: a mixture-of-experts model (${experts} experts) is not supported; dense Llama-family models are`);
+  const splits = meta.int('split.count', 0) ?? 0;
+  if (splits > 1) throw new GgufError(`${meta.where} is part 1 of a GGUF split into ${splits} files; merge them first with llama.cpp's \`llama-gguf-split --merge\``);
 
   let ropeFreqFactors: Float32Array | undefined;
   const freqs = header.tensors.find((t) => t.name === 'rope_freqs.weight');
@@ -150,6 +162,10 @@ export function configFromGguf(header: GgufHeader, filePath: string, readRaw: Fr
     const id = meta.int(key, null);
     if (id !== null) eos.add(id);
   }
+  // llama.cpp also ends generation at these tokens wherever they are in the vocabulary.
+  (tokens ?? []).forEach((tok, id) => { if (END_OF_GENERATION.has(tok)) eos.add(id); });
+  const spm = meta.string('tokenizer.ggml.model', null) === 'llama';
+  if (spm && eos.size === 0 && vocabSize > 2) eos.add(2); // SentencePiece defaults, as llama.cpp: <s> 1, </s> 2
   const fileType = meta.int('general.file_type', null);
 
   return {
@@ -161,7 +177,7 @@ export function configFromGguf(header: GgufHeader, filePath: string, readRaw: Fr
     numKvHeads,
     headDim,
     vocabSize,
-    rmsNormEps: meta.float(k('attention.layer_norm_rms_epsilon'), 1e-6),
+    rmsNormEps: meta.float(k('attention.layer_norm_rms_epsilon')),
     ropeTheta: meta.float(k('rope.freq_base'), 10000),
     ropeScaling,
     ropeFreqFactors,
@@ -169,7 +185,7 @@ export function configFromGguf(header: GgufHeader, filePath: string, readRaw: Fr
     tieWordEmbeddings: !tensorNames.has('output.weight'),
     attentionBias: arch === 'qwen2' || tensorNames.has('blk.0.attn_q.bias'),
     slidingWindow: null,
-    bosTokenId: meta.int('tokenizer.ggml.bos_token_id', null),
+    bosTokenId: meta.int('tokenizer.ggml.bos_token_id', spm ? 1 : null),
     eosTokenIds: [...eos],
     torchDtype: fileType === null ? 'gguf' : `gguf file_type ${fileType}`,
   };

@@ -190,7 +190,15 @@ export function readGgufHeader(filePath: string): GgufHeader {
     const dataBytes = fileBytes - dataOffset;
     for (const t of tensors) {
       const info = ggmlType(t.type);
-      if (!info) throw new GgufError(`${where}: tensor ${t.name} has ggml type ${t.type}, which is unknown; the file is corrupt or needs a newer engine`);
+      if (!info) {
+        // Types ggml has removed are named by ggmlTensorBytes' message; others are unknown.
+        try {
+          ggmlTensorBytes(t.type, t.dims.reduce((a, b) => a * b, 1));
+        } catch (e) {
+          throw new GgufError(`${where}: tensor ${t.name}: ${(e as Error).message}`);
+        }
+        throw new GgufError(`${where}: tensor ${t.name} has ggml type ${t.type}, which is unknown; the file is corrupt or needs a newer engine`);
+      }
       const numel = t.dims.reduce((a, b) => a * b, 1);
       if (t.dims[0]! % info.blockElems !== 0) {
         throw new GgufError(`${where}: tensor ${t.name} (${info.name}) has rows of ${t.dims[0]} elements, not a multiple of its block size ${info.blockElems}`);

@@ -21,21 +21,39 @@ const LLAMA3 = "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\
 const QWEN2 = "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const TEKKEN = "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-/** llama.cpp's split regexes per pre-tokenizer name (llama-vocab.cpp), applied in order. */
-const PRE_TOKENIZERS: Record<string, string[]> = {
-  default: ['[\\p{P}\\$\\+<=>\\^~\\|]+', GPT2, '\\p{N}+', '[0-9][0-9][0-9]'],
-  llama3: [LLAMA3],
-  qwen2: [QWEN2],
-  smollm: ['\\p{N}', GPT2],
-  gpt2: [GPT2],
-  falcon: ['[\\p{P}\\$\\+<=>\\^~\\|`]+', GPT2, '[0-9][0-9][0-9]'],
-  tekken: [TEKKEN],
+interface PreTokenizer {
+  /** Split regexes, applied in order (llama-vocab.cpp's regex_exprs). */
+  regexes: string[];
+  /** llama.cpp's clean_spaces: decoding removes the space before punctuation and contractions. */
+  cleanSpaces: boolean;
+  /** Whole-word vocabulary hits skip the merges (llama.cpp's ignore_merges). */
+  ignoreMerges?: boolean;
+  /** BOS when the file does not say (tokenizer.ggml.add_bos_token). */
+  addBos?: boolean;
+}
+
+/** llama.cpp's pre-tokenizers by `tokenizer.ggml.pre`, with the flags it sets for each (llama-vocab.cpp). */
+const PRE: Record<string, PreTokenizer> = {
+  default: { regexes: ['[\\p{P}\\$\\+<=>\\^~\\|]+', GPT2, '\\p{N}+', '[0-9][0-9][0-9]'], cleanSpaces: true },
+  llama3: { regexes: [LLAMA3], cleanSpaces: true, ignoreMerges: true, addBos: true },
+  dbrx: { regexes: [LLAMA3], cleanSpaces: true },
+  qwen2: { regexes: [QWEN2], cleanSpaces: false },
+  stablelm2: { regexes: [QWEN2], cleanSpaces: true },
+  smollm: { regexes: ['\\p{N}', GPT2], cleanSpaces: false },
+  starcoder: { regexes: ['\\p{N}', GPT2], cleanSpaces: true },
+  gpt2: { regexes: [GPT2], cleanSpaces: true },
+  falcon: { regexes: ['[\\p{P}\\$\\+<=>\\^~\\|`]+', GPT2, '[0-9][0-9][0-9]'], cleanSpaces: true },
+  tekken: { regexes: [TEKKEN], cleanSpaces: false, ignoreMerges: true, addBos: true },
 };
 const PRE_ALIASES: Record<string, string> = {
-  'llama-bpe': 'llama3', 'llama-v3': 'llama3', falcon3: 'llama3', pixtral: 'llama3', dbrx: 'llama3', 'smaug-bpe': 'llama3',
-  'deepseek-r1-qwen': 'qwen2', megrez: 'qwen2', stablelm2: 'qwen2', hunyuan: 'qwen2',
-  starcoder: 'smollm', refact: 'smollm', 'command-r': 'smollm', codeshell: 'smollm', exaone: 'smollm', 'minerva-7b': 'smollm',
-  'gpt-2': 'gpt2', 'phi-2': 'gpt2', mpt: 'gpt2', olmo: 'gpt2', jais: 'gpt2', trillion: 'gpt2',
+  'llama-bpe': 'llama3', 'llama-v3': 'llama3', falcon3: 'llama3', 'falcon-h1': 'llama3', pixtral: 'llama3', 'midm-2.0': 'llama3', lfm2: 'llama3',
+  'smaug-bpe': 'dbrx',
+  'deepseek-r1-qwen': 'qwen2', kormo: 'qwen2',
+  megrez: 'stablelm2',
+  'command-r': 'smollm',
+  refact: 'starcoder', codeshell: 'starcoder', exaone: 'starcoder', 'minerva-7b': 'starcoder',
+  'gpt-2': 'gpt2', 'phi-2': 'gpt2', mpt: 'gpt2', olmo: 'gpt2', jais: 'gpt2', exaone4: 'gpt2', 'a.x-4.0': 'gpt2', mellum: 'gpt2',
+  'jina-es': 'gpt2', 'jina-de': 'gpt2', 'jina-v2-es': 'gpt2', 'jina-v2-de': 'gpt2', gigachat: 'gpt2',
 };
 
 type Json = Record<string, unknown>;
@@ -62,9 +80,11 @@ export function tokenizerFromGguf(meta: GgufMeta, eosTokenIds: number[]): GgufTo
     if (id !== null && (id < 0 || id >= tokens.length)) throw new GgufError(`${meta.where}: ${key} ${id} is outside the ${tokens.length}-token vocabulary`);
     return id;
   };
-  const bos = idAt('tokenizer.ggml.bos_token_id');
-  const eos = idAt('tokenizer.ggml.eos_token_id');
-  const unk = idAt('tokenizer.ggml.unknown_token_id');
+  // SentencePiece files may leave these out; llama.cpp then takes <unk> 0, <s> 1, </s> 2.
+  const spmDefault = (id: number): number | null => (model === 'llama' && id < tokens.length ? id : null);
+  const bos = idAt('tokenizer.ggml.bos_token_id') ?? spmDefault(1);
+  const eos = idAt('tokenizer.ggml.eos_token_id') ?? spmDefault(2);
+  const unk = idAt('tokenizer.ggml.unknown_token_id') ?? spmDefault(0);
   const pad = idAt('tokenizer.ggml.padding_token_id');
   for (const id of eosTokenIds) if (id < 0 || id >= tokens.length) throw new GgufError(`${meta.where}: end-of-generation token ${id} is outside the vocabulary`);
 
@@ -81,17 +101,20 @@ export function tokenizerFromGguf(meta: GgufMeta, eosTokenIds: number[]): GgufTo
   let normalizer: Json | null = null;
   let decoder: Json;
   let addBosDefault: boolean;
+  let cleanSpaces: boolean;
   if (model === 'gpt2') {
     const merges = meta.strings('tokenizer.ggml.merges', true)!;
     const preName = meta.string('tokenizer.ggml.pre', 'default') ?? 'default';
-    const regexes = PRE_TOKENIZERS[PRE_ALIASES[preName] ?? preName];
-    if (!regexes) {
-      const known = [...Object.keys(PRE_TOKENIZERS), ...Object.keys(PRE_ALIASES)].sort().join(', ');
+    const pre = PRE[PRE_ALIASES[preName] ?? preName];
+    if (!pre) {
+      const known = [...Object.keys(PRE), ...Object.keys(PRE_ALIASES)].sort().join(', ');
       throw new GgufError(`${meta.where}: pre-tokenizer "${preName}" (tokenizer.ggml.pre) is not supported; supported: ${known}`);
     }
+    const regexes = pre.regexes;
+    cleanSpaces = pre.cleanSpaces;
     modelJson = {
       type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '',
-      fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab: vocabObject(tokens), merges,
+      fuse_unk: false, byte_fallback: false, ignore_merges: pre.ignoreMerges ?? false, vocab: vocabObject(tokens), merges,
     };
     preTokenizer = {
       type: 'Sequence',
@@ -101,7 +124,7 @@ export function tokenizerFromGguf(meta: GgufMeta, eosTokenIds: number[]): GgufTo
       ],
     };
     decoder = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false };
-    addBosDefault = false;
+    addBosDefault = pre.addBos ?? false;
   } else if (model === 'llama') {
     const scores = meta.numbers('tokenizer.ggml.scores');
     if (!scores || scores.length !== tokens.length) throw new GgufError(`${meta.where}: a SentencePiece (llama) vocabulary needs tokenizer.ggml.scores, one per token`);
@@ -124,6 +147,7 @@ export function tokenizerFromGguf(meta: GgufMeta, eosTokenIds: number[]): GgufTo
       ],
     };
     addBosDefault = true;
+    cleanSpaces = false;
   } else {
     throw new GgufError(`${meta.where}: tokenizer model "${model}" (tokenizer.ggml.model) is not supported; supported: gpt2 (byte-level BPE), llama (SentencePiece)`);
   }
@@ -133,6 +157,7 @@ export function tokenizerFromGguf(meta: GgufMeta, eosTokenIds: number[]): GgufTo
   const tokenizerConfig: Json = {
     add_bos_token: addBos && bos !== null,
     add_eos_token: false,
+    clean_up_tokenization_spaces: cleanSpaces,
     bos_token: text(bos),
     eos_token: text(eos),
     unk_token: text(unk),

@@ -76,6 +76,9 @@ const cases: { name: string; make: () => string; error: RegExp; command?: string
   { name: 'tokenizer of an unknown model', make: () => bad('tok-model', { set: { 'tokenizer.ggml.model': { type: T.STRING, value: 'bert' } } }), error: /tokenizer model "bert" .* is not supported; supported: gpt2/ },
   { name: 'tokenizer with an unknown pre-tokenizer', make: () => bad('tok-pre', { set: { 'tokenizer.ggml.pre': { type: T.STRING, value: 'no-such-pre' } } }), error: /pre-tokenizer "no-such-pre" .* is not supported/ },
   { name: 'tokenizer token types of the wrong length', make: () => bad('tok-types', { set: { 'tokenizer.ggml.token_type': { type: T.ARRAY, elemType: T.I32, value: [1, 1, 1] } } }), error: /token_type has 3 entries for \d+ tokens/ },
+  { name: 'a negative rope scaling factor', make: () => bad('rope', { set: { 'llama.rope.scaling.type': { type: T.STRING, value: 'linear' }, 'llama.rope.scaling.factor': { type: T.F32, value: -2 } } }), error: /rope\.scaling\.factor must be positive/ },
+  { name: 'a mixture-of-experts model', make: () => bad('moe', { set: { 'llama.expert_count': { type: T.U32, value: 8 } } }), error: /mixture-of-experts model \(8 experts\) is not supported/ },
+  { name: 'a removed tensor type', make: () => bad('removed', { tensor: (t) => (t.name === 'blk.0.attn_q.weight' ? { ...t, type: 4 } : t) }), error: /tensor blk\.0\.attn_q\.weight: ggml type .* was removed from ggml/ },
   { name: 'a .gguf path that does not exist', make: () => join(root, 'nope.gguf'), error: /does not exist/ },
 ];
 

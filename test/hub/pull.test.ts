@@ -224,6 +224,13 @@ test('several .gguf files: Q8_0, then Q4_K_M, else the choices', async () => {
   await rejects(pull({ repo: 'org/odd', env: envFor() }), /none is Q8_0 or Q4_K_M; name one: rocketkv pull org\/odd:FILE \(choices: y\.Q2_K\.gguf, y\.Q5_K_S\.gguf\)/);
 });
 
+test('a cache that cannot be written ends in one HubError naming HF_HOME', async () => {
+  put('org/ro', { 'm.gguf': { content: randomBytes(100), lfs: true } });
+  const blocked = join(root, 'not-a-dir');
+  writeFileSync(blocked, 'a file where the cache directory would go');
+  await assert.rejects(pull({ repo: 'org/ro', env: { ...envFor(), HF_HUB_CACHE: join(blocked, 'hub') } }), (e: unknown) => e instanceof HubError && /cannot write the Hugging Face cache .*HF_HOME or HF_HUB_CACHE/.test((e as Error).message));
+});
+
 test('a safetensors repo pulls the model directory files only', async () => {
   const shard = randomBytes(5000);
   put('org/dir', {
@@ -231,6 +238,7 @@ test('a safetensors repo pulls the model directory files only', async () => {
     'tokenizer.json': { content: Buffer.from('{}') },
     'tokenizer_config.json': { content: Buffer.from('{"x":1}') },
     'generation_config.json': { content: Buffer.from('{"y":2}') },
+    'chat_template.jinja': { content: Buffer.from('{{ messages }}') },
     'model-00001-of-00002.safetensors': { content: shard, lfs: true },
     'model-00002-of-00002.safetensors': { content: randomBytes(3000), lfs: true },
     'model.safetensors.index.json': { content: Buffer.from('{"weight_map":{}}') },
@@ -240,7 +248,7 @@ test('a safetensors repo pulls the model directory files only', async () => {
   const dir = await pull({ repo: 'org/dir', env: envFor() });
   assert.equal(dir, join(repoDir('org/dir'), 'snapshots', COMMIT));
   assert.deepEqual(readdirSync(dir).sort(), [
-    'config.json', 'generation_config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors',
+    'chat_template.jinja', 'config.json', 'generation_config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors',
     'model.safetensors.index.json', 'tokenizer.json', 'tokenizer_config.json',
   ]);
   assert.deepEqual(readFileSync(join(dir, 'model-00001-of-00002.safetensors')), shard);

@@ -43,7 +43,8 @@ for (const c of cases) {
         const f32 = { rmsNormEps: Math.fround(cfgH.rmsNormEps), ropeTheta: Math.fround(cfgH.ropeTheta) };
         assert.deepEqual({ ...cfgG, ropeScaling: null, architecture: 'x' }, { ...cfgH, ...f32, ropeScaling: null, architecture: 'x' }, 'same hyperparameters');
         if (scalingH?.type === 'llama3') assert.ok(gg.config.ropeFreqFactors, 'llama3 scaling arrives as frequency factors');
-        assert.deepEqual(new Set(eosG), new Set(eosH.filter((id) => eosG.includes(id))), 'end-of-sequence ids from the file');
+        // The file's eos id, plus what llama.cpp also stops at by token text (e.g. <|endoftext|>).
+        for (const id of eosH.filter((x) => x === hf.config.eosTokenIds[0])) assert.ok(eosG.includes(id), `eos ${id} kept`);
         for (const text of TEXTS) assert.deepEqual(gg.tokenizer.encode(text), hf.tokenizer.encode(text), JSON.stringify(text));
         assert.equal(gg.tokenizer.decode(gg.tokenizer.encode(TEXTS[0]!), { skipSpecialTokens: true }), TEXTS[0]);
 

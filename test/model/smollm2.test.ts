@@ -92,6 +92,10 @@ test('tokenizer ids equal llama.cpp\'s on every test text', { skip: skipModel },
   });
   assert.deepEqual(engine.tokenizer.encode('', { addSpecialTokens: false }), []);
   t.diagnostic(`${equal} of ${nonEmpty.length} texts tokenize identically`);
+  // The smollm pre-tokenizer decodes without llama.cpp's space clean-up: text comes back as it was.
+  for (const text of [...nonEmpty, "Hello , world . I 'm here", "x = ' ' + y"]) {
+    assert.equal(engine.tokenizer.decode(engine.tokenizer.encode(text, { addSpecialTokens: false })), text);
+  }
 });
 
 test('tokenizer ids equal transformers\' and last-position logits match transformers on the same GGUF', { skip: skipPython }, async (t) => {
