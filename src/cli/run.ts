@@ -105,7 +105,7 @@ export function formatKvReport(r: KvReport): string {
     `KV method ${r.method}${budget}: ${fmtBytes(r.storedBytes)} stored vs ${fmtBytes(r.fullBytes)} for the full cache ` +
       `(compression ${r.compressionRatio.toFixed(2)}x); KVs per head min ${per.min} / mean ${per.mean.toFixed(1)} / max ${per.max}` +
       (r.summaryBytes ? `; page summaries ${fmtBytes(r.summaryBytes)}` : ''),
-    `KV pool in use ${fmtBytes(r.poolInUseBytes)} (kept slots in whole blocks: ${fmtBytes(r.keptSlotsBlockBytes)}), peak ${fmtBytes(r.poolPeakBytes)}; read per decode step ${fmtBytes(r.readPerStep.total)} ` +
+    `KV pool in use ${fmtBytes(r.poolInUseBytes)} (kept slots in whole blocks: ${fmtBytes(r.keptSlotsBlockBytes)}), peak ${fmtBytes(r.poolPeakBytes)} (decode phase ${fmtBytes(r.poolPeakDecodeBytes)}); read per decode step ${fmtBytes(r.readPerStep.total)} ` +
       `(K ${fmtBytes(r.readPerStep.k)}, V ${fmtBytes(r.readPerStep.v)}, summaries ${fmtBytes(r.readPerStep.summaries)}); evictions ${r.evictions}`,
   ].join('\n');
 }

@@ -63,8 +63,10 @@ export interface GenerateStats {
   decodeMs: number;
   /** Bytes of KV blocks the sequence held at the end. */
   kvBytes: number;
-  /** The pool's peak bytes during this generation. */
+  /** The pool's peak bytes during this generation (prefill and decode). */
   kvPeakBytes: number;
+  /** The pool's peak bytes during the decode phase alone (after prefill and its eviction). */
+  kvPeakDecodeBytes: number;
   finishReason: FinishReason;
   /** What the KV cache held and what decode read, measured on the store. */
   kv: KvReport;
@@ -280,6 +282,9 @@ export class Engine {
     }
     session.afterPrefill(seq.nextPosition, opts.skipEviction ?? false);
     const prefillMs = performance.now() - t0;
+    // The decode phase's peak is measured on its own (RocketKV's paper resets the peak before decoding).
+    const prefillPeakBytes = this.pool.peakBytes;
+    this.pool.resetPeak();
     const t1 = performance.now();
     // The sampled token not yet run through the model. In a conversation it joins the cache when
     // the turn ends, however it ends (a consumer breaking out included), so the next turn follows it.
@@ -329,9 +334,10 @@ export class Engine {
       prefillMs,
       decodeMs,
       kvBytes: seq.blockBytes(),
-      kvPeakBytes: this.pool.peakBytes,
+      kvPeakBytes: Math.max(prefillPeakBytes, this.pool.peakBytes),
+      kvPeakDecodeBytes: this.pool.peakBytes,
       finishReason: finish,
-      kv: kvReport(seq, kv.entry.name, kv.budget, this.pool.peakBytes, session.evictions, turnReads),
+      kv: kvReport(seq, kv.entry.name, kv.budget, { request: Math.max(prefillPeakBytes, this.pool.peakBytes), decode: this.pool.peakBytes }, session.evictions, turnReads),
     };
   }
 

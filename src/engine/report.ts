@@ -16,6 +16,8 @@ export interface KvReport {
   summaryBytes: number;
   /** The pool's peak bytes during the request. */
   poolPeakBytes: number;
+  /** The pool's peak bytes during the decode phase (after prefill and its eviction). */
+  poolPeakDecodeBytes: number;
   /** The pool's bytes in use at the end (all sequences), as the pool counts them. */
   poolInUseBytes: number;
   /** What the kept slots need: ceil(slots / block) blocks per head. */
@@ -26,7 +28,7 @@ export interface KvReport {
   evictions: number;
 }
 
-export function kvReport(seq: SequenceKV, method: string, budget: number, poolPeakBytes: number, evictions: number, reads: ReadStats = seq.reads): KvReport {
+export function kvReport(seq: SequenceKV, method: string, budget: number, peaks: { request: number; decode: number }, evictions: number, reads: ReadStats = seq.reads): KvReport {
   const lengths = seq.lengths();
   let min = Infinity;
   let max = 0;
@@ -49,7 +51,8 @@ export function kvReport(seq: SequenceKV, method: string, budget: number, poolPe
     fullBytes,
     compressionRatio: storedBytes > 0 ? fullBytes / storedBytes : 1,
     summaryBytes: seq.summaryBytes(),
-    poolPeakBytes,
+    poolPeakBytes: peaks.request,
+    poolPeakDecodeBytes: peaks.decode,
     poolInUseBytes: seq.pool.bytesInUse,
     keptSlotsBlockBytes: keptBlocks * seq.pool.blockBytes,
     readPerStep: { k, v, summaries, total: k + v + summaries },

@@ -65,6 +65,9 @@ export interface RunMetrics {
   storedKvBytes: number;
   fullKvBytes: number;
   readBytesPerStep: number;
+  /** The pool's peak bytes per sample, over the whole request and over its decode phase (absent in older runs). */
+  peakKvBytes?: number;
+  peakKvDecodeBytes?: number;
   tokensPerSecond: number;
   /** modelFingerprint() of the checkpoint the run used. */
   modelFingerprint?: string;
@@ -226,6 +229,8 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
     let stored = 0;
     let full = 0;
     let read = 0;
+    let peak = 0;
+    let peakDecode = 0;
     let tokens = 0;
     let decodeMs = 0;
     const turns = spec.mode === 'multi-turn' ? plan.turns ?? DEFAULT_TURNS : undefined;
@@ -240,6 +245,8 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
       stored += r.stats.kv.storedBytes;
       full += r.stats.kv.fullBytes;
       read += r.stats.kv.readPerStep.total;
+      peak += r.stats.kv.poolPeakBytes;
+      peakDecode += r.stats.kv.poolPeakDecodeBytes;
       tokens += r.stats.generatedTokens;
       decodeMs += r.stats.decodeMs;
       const refs = sample.turns ? sample.turns.map((t) => t.references.join(' | ')).join(' || ') : sample.references.join(' | ');
@@ -262,6 +269,8 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
       storedKvBytes: stored / n,
       fullKvBytes: full / n,
       readBytesPerStep: read / n,
+      peakKvBytes: peak / n,
+      peakKvDecodeBytes: peakDecode / n,
       tokensPerSecond: decodeMs > 0 ? (tokens / decodeMs) * 1000 : 0,
       modelFingerprint: fingerprint,
       ...(plan.kvOptions && Object.keys(plan.kvOptions).length ? { kvOptions: plan.kvOptions } : {}),

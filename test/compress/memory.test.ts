@@ -124,3 +124,28 @@ test('kvcompress continual: a long generation stays within budget + one block pe
   assert.equal(seq.nextPosition, 600);
   seq.release();
 });
+
+test('peak KV memory is reported for the whole request and for the decode phase alone', async () => {
+  const rng = makeRng(7);
+  const tokens = Array.from({ length: 600 }, () => Math.floor(rng() * 256));
+  const blockBytes = engine.pool.blockBytes;
+  const heads = engine.config.numLayers * engine.config.numKvHeads;
+  const run = async (kv: CompressionRequest) => {
+    const gen = engine.generate({ tokens }, { maxTokens: 20, ignoreEos: true, kv });
+    for await (const _ of gen) { /* drain */ }
+    return gen.stats!;
+  };
+  const full = await run({ method: 'full' });
+  const snap = await run({ method: 'streaming_llm', budget: 64 });
+  // Full cache: the decode phase ends with every token, which is also the request's peak.
+  const fullBlocks = heads * Math.ceil((600 + 19) / BLOCK);
+  assert.equal(full.kvPeakDecodeBytes, fullBlocks * blockBytes);
+  assert.equal(full.kvPeakBytes, full.kvPeakDecodeBytes);
+  assert.equal(engine.pool.bytesInUse, 0, 'both requests returned their blocks');
+  // Evicting: the request peaks at the whole prompt (prefill runs uncompressed), the decode
+  // phase only at the kept 64 slots plus the 19 appended ones, rounded to blocks.
+  assert.equal(snap.kvPeakBytes, heads * Math.ceil(600 / BLOCK) * blockBytes);
+  assert.equal(snap.kvPeakDecodeBytes, heads * Math.ceil((64 + 19) / BLOCK) * blockBytes);
+  assert.equal(snap.kv.poolPeakDecodeBytes, snap.kvPeakDecodeBytes);
+  assert.equal(snap.kv.poolPeakBytes, snap.kvPeakBytes);
+});
