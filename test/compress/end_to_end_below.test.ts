@@ -1,0 +1,221 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeRandomCheckpoint } from '../../src/model/random.ts';
+import { Engine } from '../../src/engine/engine.ts';
+import { CompressionSession } from '../../src/compress/session.ts';
+import { createCompression, resolveCompression, type CompressionRequest } from '../../src/compress/registry.ts';
+import type { SequenceKV } from '../../src/kv/store.ts';
+import { makeRng } from '../../src/engine/sampling.ts';
+
+/**
+ * Methods on the real forward pass at budgets well below the prompt, against brute force written
+ * from ALGORITHMS.md over the queries and keys the model itself produced (captured through the
+ * forward hooks and read back from the store). Scores are recomputed here in f64 while the engine
+ * works in f32, so a kept set is checked as a top-k of the reference scores up to a tolerance at
+ * the threshold (exact ties, as max-pooling makes, are broken by position in both).
+ */
+let dir = '';
+let engine: Engine;
+const L = 400;
+const BLOCK = 16;
+const TOL = 1e-4;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'rkv-e2e-below-'));
+  writeRandomCheckpoint(dir, {
+    architecture: 'llama', hiddenSize: 96, intermediateSize: 128, numLayers: 2, numHeads: 6, numKvHeads: 2,
+    vocab: 'bytes', maxPositionEmbeddings: 2048, tieWordEmbeddings: false, dtype: 'F32', seed: 77, weightScale: 2,
+  });
+  engine = await Engine.load(dir, { threads: 2, weights: 'f32' });
+});
+
+after(async () => {
+  await engine.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const tokens = (() => {
+  const rng = makeRng(5);
+  return Array.from({ length: L }, () => Math.floor(rng() * 256));
+})();
+
+function shape() {
+  const c = engine.config;
+  return { numLayers: c.numLayers, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim };
+}
+
+/** The full cache after prefill: per layer, the query rows [L, Hq*d] and per KV head the keys [L, d]. */
+function captureFull(): { q: Float32Array[]; keys: Float32Array[][] } {
+  const seq = engine.newSequence();
+  const q: Float32Array[] = [];
+  const hooks = { onQueries: (layer: number, rows: Float32Array) => { q[layer] = rows.slice(); } };
+  engine.model.forward([{ seq, tokens, hooks }]);
+  const keys = Array.from({ length: engine.config.numLayers }, (_, l) => Array.from({ length: engine.config.numKvHeads }, (_, h) => seq.readKeys(l, h)));
+  seq.release();
+  return { q, keys };
+}
+
+function prefillWith(req: CompressionRequest, maxNew = 8): { seq: SequenceKV; session: CompressionSession } {
+  const kv = resolveCompression(req);
+  const seq = engine.newSequence();
+  const session = new CompressionSession(
+    seq,
+    createCompression(kv, { promptLength: L, maxNewTokens: maxNew, shape: shape(), maxPositionEmbeddings: 2048, blockSlots: BLOCK }),
+    shape(),
+    kv.budget,
+  );
+  engine.model.forward([{ seq, tokens, hooks: session }]);
+  session.afterPrefill(L);
+  return { seq, session };
+}
+
+/** Causal softmax of the last W queries of query head qh over all L keys: [W][L]. */
+function windowProbs(q: Float32Array, keys: Float32Array, qh: number, W: number): Float64Array[] {
+  const d = engine.config.headDim;
+  const Hq = engine.config.numHeads;
+  const out: Float64Array[] = [];
+  for (let r = L - W; r < L; r++) {
+    const row = new Float64Array(L);
+    let max = -Infinity;
+    for (let j = 0; j <= r; j++) {
+      let dot = 0;
+      for (let i = 0; i < d; i++) dot += q[r * Hq * d + qh * d + i]! * keys[j * d + i]!;
+      row[j] = dot / Math.sqrt(d);
+      max = Math.max(max, row[j]!);
+    }
+    let sum = 0;
+    for (let j = 0; j <= r; j++) sum += row[j] = Math.exp(row[j]! - max);
+    for (let j = 0; j <= r; j++) row[j]! /= sum;
+    for (let j = r + 1; j < L; j++) row[j] = 0;
+    out.push(row);
+  }
+  return out;
+}
+
+function pool(s: number[], kernel: number, kind: 'max' | 'avg'): number[] {
+  const pad = (kernel - 1) / 2;
+  return s.map((_, i) => {
+    let m = -Infinity;
+    let sum = 0;
+    for (let j = i - pad; j <= i + pad; j++) {
+      const v = j >= 0 && j < s.length ? s[j]! : 0;
+      if (j >= 0 && j < s.length) m = Math.max(m, v);
+      sum += v;
+    }
+    return kind === 'max' ? m : sum / kernel;
+  });
+}
+
+/** `kept` (positions) is the window plus a top-(k) of `scores` over positions 0..n-1, up to TOL at the threshold. */
+function assertTopK(kept: number[], scores: number[], k: number, windowFrom: number, label: string): void {
+  for (let j = windowFrom; j < L; j++) assert.ok(kept.includes(j), `${label}: window position ${j} kept`);
+  const chosen = kept.filter((j) => j < windowFrom);
+  assert.equal(chosen.length, k, `${label}: ${k} tokens chosen besides the window`);
+  const sorted = scores.slice().sort((a, b) => b - a);
+  const threshold = sorted[k - 1]!;
+  const scale = Math.max(1e-12, sorted[0]!);
+  const set = new Set(chosen);
+  for (let j = 0; j < windowFrom; j++) {
+    if (set.has(j)) assert.ok(scores[j]! >= threshold - TOL * scale, `${label}: kept ${j} scores ${scores[j]} below the threshold ${threshold}`);
+    else assert.ok(scores[j]! <= threshold + TOL * scale, `${label}: dropped ${j} scores ${scores[j]} above the threshold ${threshold}`);
+  }
+}
+
+function keptPositions(seq: SequenceKV, layer: number, h: number): number[] {
+  const head = seq.heads[layer * engine.config.numKvHeads + h]!;
+  return Array.from(head.positions.subarray(0, head.length)).sort((a, b) => a - b);
+}
+
+test('snapkv++ (RocketKV stage 1) on the real forward pass, prompt budget 96 of 400: window attention summed over the group, maxpool 63', () => {
+  const { q, keys } = captureFull();
+  const P = 96;
+  const W = 32;
+  const { seq } = prefillWith({ method: 'snapkv++', budget: P });
+  const G = engine.config.numHeads / engine.config.numKvHeads;
+  for (let l = 0; l < engine.config.numLayers; l++) {
+    for (let h = 0; h < engine.config.numKvHeads; h++) {
+      const s = new Array<number>(L - W).fill(0);
+      for (let g = 0; g < G; g++) for (const row of windowProbs(q[l]!, keys[l]![h]!, h * G + g, W)) for (let j = 0; j < L - W; j++) s[j] += row[j]!;
+      assertTopK(keptPositions(seq, l, h), pool(s, 63, 'max'), P - W, L - W, `layer ${l} head ${h}`);
+    }
+  }
+  seq.release();
+});
+
+test('snapkv (gqa=group) on the real forward pass, budget 80 of 400: mean window attention, avg pool 7', () => {
+  const { q, keys } = captureFull();
+  const B = 80;
+  const W = 32;
+  const { seq } = prefillWith({ method: 'snapkv', budget: B, gqa: 'group' });
+  const G = engine.config.numHeads / engine.config.numKvHeads;
+  for (let l = 0; l < engine.config.numLayers; l++) {
+    for (let h = 0; h < engine.config.numKvHeads; h++) {
+      const s = new Array<number>(L - W).fill(0);
+      for (let g = 0; g < G; g++) for (const row of windowProbs(q[l]!, keys[l]![h]!, h * G + g, W)) for (let j = 0; j < L - W; j++) s[j] += row[j]! / (W * G);
+      assertTopK(keptPositions(seq, l, h), pool(s, 7, 'avg'), B - W, L - W, `layer ${l} head ${h}`);
+    }
+  }
+  seq.release();
+});
+
+test('streaming_llm on the real forward pass, budget 64 of 400: 4 sinks and the 60 most recent tokens', () => {
+  const { seq } = prefillWith({ method: 'streaming_llm', budget: 64 });
+  const want = [0, 1, 2, 3, ...Array.from({ length: 60 }, (_, i) => L - 60 + i)];
+  for (let l = 0; l < engine.config.numLayers; l++) for (let h = 0; h < engine.config.numKvHeads; h++) assert.deepEqual(keptPositions(seq, l, h), want);
+  seq.release();
+});
+
+test('quest on the real decode pass, budget 64 of 400: every step reads the top 4 pages by the group\'s upper bound', () => {
+  const B = 64;
+  const page = 16;
+  const { seq, session } = prefillWith({ method: 'quest', budget: B });
+  const d = engine.config.headDim;
+  let checked = 0;
+  const select = session.select.bind(session);
+  session.select = (layer, h, q, group) => {
+    const picked = select(layer, h, q, group);
+    const keys = seq.readKeys(layer, h);
+    const n = keys.length / d;
+    const pages = Math.ceil(n / page);
+    const bound: number[] = [];
+    for (let p = 0; p < pages; p++) {
+      let best = -Infinity;
+      for (let g = 0; g < group; g++) {
+        let u = 0;
+        for (let i = 0; i < d; i++) {
+          let mn = Infinity;
+          let mx = -Infinity;
+          for (let t = p * page; t < Math.min(n, (p + 1) * page); t++) { mn = Math.min(mn, keys[t * d + i]!); mx = Math.max(mx, keys[t * d + i]!); }
+          const qi = q[g * d + i]!;
+          u += Math.max(qi * mn, qi * mx);
+        }
+        best = Math.max(best, u);
+      }
+      bound.push(best);
+    }
+    assert.ok(picked, 'quest reads a subset below its budget');
+    const pagesRead = [...new Set(Array.from(picked!, (s) => Math.floor(s / page)))];
+    assert.equal(pagesRead.length, B / page);
+    for (const p of pagesRead) assert.equal(Array.from(picked!).filter((s) => Math.floor(s / page) === p).length, Math.min(page, n - p * page), 'whole pages');
+    const sorted = bound.slice().sort((a, b) => b - a);
+    const threshold = sorted[B / page - 1]!;
+    for (let p = 0; p < pages; p++) {
+      const scale = Math.max(1, Math.abs(sorted[0]!));
+      if (pagesRead.includes(p)) assert.ok(bound[p]! >= threshold - TOL * scale, `page ${p} read below the threshold`);
+      else assert.ok(bound[p]! <= threshold + TOL * scale, `page ${p} skipped above the threshold`);
+    }
+    checked++;
+    return picked;
+  };
+  let last = tokens[L - 1]!;
+  for (let step = 0; step < 4; step++) {
+    engine.model.forward([{ seq, tokens: [last], hooks: session, decode: true }]);
+    session.afterDecodeStep();
+    last = (last + 1) % 256;
+  }
+  assert.equal(checked, 4 * engine.config.numLayers * engine.config.numKvHeads);
+  seq.release();
+});
