@@ -12,6 +12,8 @@ import { sparqEntry } from './sparq.ts';
 import { hybridEntry } from './hybrid.ts';
 import { exactTopkEntry } from './exact_topk.ts';
 import { rocketkvEntry, rocketkvMtEntry } from './rocketkv.ts';
+import { knormEntry } from './knorm.ts';
+import { tovaEntry } from './tova.ts';
 
 /** Every method by name. Each entry holds its defaults; every knob is settable. */
 const ENTRIES: MethodEntry[] = [
@@ -24,6 +26,8 @@ const ENTRIES: MethodEntry[] = [
   snapkvppEntry,
   pyramidkvEntry,
   adakvEntry,
+  knormEntry,
+  tovaEntry,
   questEntry,
   sparqEntry,
   hybridEntry,

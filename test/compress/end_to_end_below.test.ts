@@ -219,3 +219,39 @@ test('quest on the real decode pass, budget 64 of 400: every step reads the top 
   assert.equal(checked, 4 * engine.config.numLayers * engine.config.numKvHeads);
   seq.release();
 });
+
+test('knorm on the real forward pass, budget 50 of 400: the 50 keys of smallest norm per KV head', () => {
+  const { keys } = captureFull();
+  const d = engine.config.headDim;
+  const { seq } = prefillWith({ method: 'knorm', budget: 50 });
+  for (let l = 0; l < engine.config.numLayers; l++) {
+    for (let h = 0; h < engine.config.numKvHeads; h++) {
+      const k = keys[l]![h]!;
+      const s = Array.from({ length: L }, (_, j) => {
+        let sq = 0;
+        for (let i = 0; i < d; i++) sq += k[j * d + i]! ** 2;
+        return -Math.sqrt(sq);
+      });
+      assertTopK(keptPositions(seq, l, h), s, 50, L, `layer ${l} head ${h}`);
+    }
+  }
+  seq.release();
+});
+
+test('tova on the real forward pass, budget 50 of 400: the last token\'s attention averaged over every query head, one set per layer', () => {
+  const { q, keys } = captureFull();
+  const { seq } = prefillWith({ method: 'tova', budget: 50 });
+  const G = engine.config.numHeads / engine.config.numKvHeads;
+  for (let l = 0; l < engine.config.numLayers; l++) {
+    const s = new Array<number>(L - 1).fill(0);
+    for (let qh = 0; qh < engine.config.numHeads; qh++) {
+      const [row] = windowProbs(q[l]!, keys[l]![Math.floor(qh / G)]!, qh, 1);
+      for (let j = 0; j < L - 1; j++) s[j] += row![j]! / engine.config.numHeads;
+    }
+    for (let h = 0; h < engine.config.numKvHeads; h++) {
+      assertTopK(keptPositions(seq, l, h), s, 49, L - 1, `layer ${l} head ${h}`);
+      assert.deepEqual(keptPositions(seq, l, h), keptPositions(seq, l, 0), 'every head of the layer keeps the same positions');
+    }
+  }
+  seq.release();
+});
