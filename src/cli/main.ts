@@ -3,6 +3,7 @@ import { RocketError, UsageError } from '../errors.ts';
 import { runCommand } from './run.ts';
 import { methodsCommand } from './methods.ts';
 import { evalRulerCommand, evalNiahCommand, evalSampleCommand, evalReportCommand } from './eval.ts';
+import { evalPromptsCommand } from './eval-prompts.ts';
 import { inspectCommand } from './inspect.ts';
 import { exportGgufCommand } from './export-gguf.ts';
 import { benchKernelsCommand, benchDecodeCommand, benchModelCommand } from './bench.ts';
@@ -124,6 +125,18 @@ export function buildProgram(): Command {
     .option('--index <n>', 'sample index', intArg('index', 0), 0)
     .option('--depth <percent>', 'needle depth 0..100 (niah tasks; default random)', floatArg('depth'))
     .action(evalSampleCommand);
+
+  evalCmd
+    .command('prompts')
+    .description("write the samples `eval ruler` runs, with the token ids fed to the engine in each mode, as JSONL (for tools/kvpress/run_presses.py)")
+    .option('-m, --model <dir>', 'GGUF file, Hugging Face model directory, or a pulled repo id ORG/NAME[:FILE] (default: the bundled model)')
+    .option('--tasks <list>', 'task families, comma-separated', 'niah_single_1')
+    .option('--lengths <list>', 'context lengths in tokens, comma-separated', '1024')
+    .option('--samples <n>', 'samples per task and length', intArg('samples', 1), 20)
+    .option('--seed <n>', 'seed of the task generators', intArg('seed', 0), 0)
+    .option('--query-agnostic', "label the lines with eval ruler's query-agnostic mode (every line holds the ids of both modes)")
+    .option('-o, --out <file>', 'JSONL file to write')
+    .action(evalPromptsCommand);
 
   const bench = program.command('bench').description('benchmarks that print figures and ratios');
   bench

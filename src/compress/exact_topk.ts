@@ -1,24 +1,26 @@
 /**
- * exact_topk (oracle, decode-time selector): exact attention probabilities over every slot,
+ * exact_topk (oracle, decode-time selector): exact attention probabilities over every slot, and
+ * each query head reads its own top B,
  *
- *   p_g = softmax(q_g . K^T / sqrt(d))   per query head of the group
- *   read the top-B slots of sum_g p_g    one set per KV head (the group shares its slots)
+ *   p_g = softmax(q_g . K^T / sqrt(d))   per query head g of the group
+ *   query head g reads the top-B slots of p_g
  *
- * It reads all of K to choose, so it measures the accuracy ceiling of reading B tokens per head,
- * never a speed-up. GQA: probabilities SUMMED over the group (the group's total attention mass
- * that the set keeps). Reads the whole head (null) when B >= length.
- * Cost recorded per call: length * d floats of K.
+ * as RocketKV's `topk` oracle does (one set per query head, not one per KV head). It reads all of K
+ * to choose, so it measures the accuracy ceiling of reading B tokens per query head, never a
+ * speed-up. Reads the whole head (null) when B >= length.
+ * Cost recorded per call: length * d floats of K (the scoring pass); attention then reads the union
+ * of the group's sets.
  */
 import type { MethodEntry } from './method.ts';
-import type { DecodeSelector, SelectView } from './press.ts';
+import type { DecodeSelector, Selection, SelectView } from './press.ts';
 import { softmaxInPlace, topKSelect } from './util.ts';
 
-/** Sum over the group of the exact attention probabilities over all n slots. */
-export function exactGroupProbs(q: Float32Array, group: number, d: number, keys: Float32Array, n: number): Float64Array {
-  const total = new Float64Array(n);
-  const s = new Float64Array(n);
+/** Exact attention probabilities over all n slots, one row per query head of the group. */
+export function exactProbs(q: Float32Array, group: number, d: number, keys: Float32Array, n: number): Float64Array[] {
   const scale = 1 / Math.sqrt(d);
+  const out: Float64Array[] = [];
   for (let g = 0; g < group; g++) {
+    const s = new Float64Array(n);
     const qo = g * d;
     for (let t = 0; t < n; t++) {
       const ko = t * d;
@@ -27,9 +29,9 @@ export function exactGroupProbs(q: Float32Array, group: number, d: number, keys:
       s[t] = dot * scale;
     }
     softmaxInPlace(s, 0, n);
-    for (let t = 0; t < n; t++) total[t] += s[t]!;
+    out.push(s);
   }
-  return total;
+  return out;
 }
 
 export class ExactTopkSelector implements DecodeSelector {
@@ -41,18 +43,19 @@ export class ExactTopkSelector implements DecodeSelector {
     this.budget = opts.budget;
   }
 
-  select(view: SelectView): Int32Array | null {
+  select(view: SelectView): Selection {
     const n = view.length;
     if (this.budget >= n) return null;
-    const scores = exactGroupProbs(view.q, view.group, view.headDim, view.keys(), n);
+    const probs = exactProbs(view.q, view.group, view.headDim, view.keys(), n);
     view.countRead(n * view.headDim * 4, 0);
-    return topKSelect(scores, this.budget);
+    const sets = probs.map((p) => topKSelect(p, this.budget));
+    return sets.length === 1 ? sets[0]! : sets;
   }
 }
 
 export const exactTopkEntry: MethodEntry = {
   name: 'exact_topk',
-  summary: 'oracle: exact attention over all keys, read the top B tokens per KV head (accuracy ceiling, no speed-up)',
+  summary: 'oracle: exact attention over all keys, each query head reads its own top B tokens (accuracy ceiling, no speed-up)',
   options: {},
   create: (ctx) => ({ selector: new ExactTopkSelector({ budget: ctx.budget }) }),
 };

@@ -98,8 +98,15 @@ export interface DecodeSelector {
   /** Page size of the key summaries it reads; 0 when it needs none. */
   readonly summaryPage: number;
   /** Slots of the head (ascending) this step's attention reads, or null for all of them. */
-  select(view: SelectView): Int32Array | null;
+  select(view: SelectView): Selection;
 }
+
+/**
+ * What one stored head reads at a decode step: null = every slot; one ascending slot list shared by
+ * the group's query heads; or one list per query head of the group (length = group), as an oracle
+ * that gives each query head its own top-k does.
+ */
+export type Selection = Int32Array | Int32Array[] | null;
 
 /** Ascending indices of the k largest values (ties to the lower index). */
 export function topK(scores: ArrayLike<number>, k: number): Int32Array {

@@ -1,7 +1,7 @@
 import type { SequenceKV } from '../kv/store.ts';
 import type { ForwardHooks } from '../model/llama.ts';
 import type { CompressionParts } from './method.ts';
-import type { LayerView, ModelShape, PlanContext, SelectView } from './press.ts';
+import type { LayerView, ModelShape, PlanContext, Selection, SelectView } from './press.ts';
 import { attentionProbs } from './probs.ts';
 import { PageSummary } from '../kv/summary.ts';
 
@@ -61,7 +61,7 @@ export class CompressionSession implements ForwardHooks {
     }
   }
 
-  select(layer: number, h: number, q: Float32Array, group: number): Int32Array | null {
+  select(layer: number, h: number, q: Float32Array, group: number): Selection {
     const filtered = this.views[layer]?.[h];
     if (filtered) return this.selectInView(layer, h, q, group, this.extendView(layer, h, filtered));
     const selector = this.parts.selector;
@@ -89,7 +89,7 @@ export class CompressionSession implements ForwardHooks {
   }
 
   /** View mode: the selector sees only the view's slots; its picks map back to store slots. */
-  private selectInView(layer: number, h: number, q: Float32Array, group: number, slots: Int32Array): Int32Array {
+  private selectInView(layer: number, h: number, q: Float32Array, group: number, slots: Int32Array): Int32Array | Int32Array[] {
     const selector = this.parts.selector;
     if (!selector) return slots;
     const seq = this.seq;
@@ -114,9 +114,12 @@ export class CompressionSession implements ForwardHooks {
       runtime: seq.runtime,
     });
     if (!picked) return slots;
-    const out = new Int32Array(picked.length);
-    for (let i = 0; i < picked.length; i++) out[i] = slots[picked[i]!]!;
-    return out;
+    const toStore = (p: Int32Array): Int32Array => {
+      const out = new Int32Array(p.length);
+      for (let i = 0; i < p.length; i++) out[i] = slots[p[i]!]!;
+      return out;
+    };
+    return Array.isArray(picked) ? picked.map(toStore) : toStore(picked);
   }
 
   /** View mode: tokens appended after the view was made (this step's included) join it. */

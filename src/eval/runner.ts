@@ -8,6 +8,7 @@ import type { CompressionRequest } from '../compress/registry.ts';
 import { generateSample, TASKS } from './ruler/index.ts';
 import type { Sample, TaskName } from './ruler/types.ts';
 import { stringMatchAll } from './metrics.ts';
+import { promptIds } from './prompts.ts';
 import { resolveCompression, methodNames, parseMethodSpec } from '../compress/registry.ts';
 import { UsageError } from '../errors.ts';
 
@@ -308,10 +309,12 @@ function kvRequest(methodSpec: string, budget: number, kvOptions: Record<string,
 
 async function answer(engine: Engine, sample: Sample, spec: RunSpec, kvOptions: Record<string, string>): Promise<Answer> {
   const kv = spec.budget === null ? { method: 'full' } : kvRequest(spec.method, spec.budget, kvOptions);
-  const promptTokens = engine.tokenizer.encode(sample.input, { addSpecialTokens: true }).length;
+  // The ids come from promptIds, which `eval prompts` writes out for other libraries to run.
+  const ids = promptIds(engine.tokenizer, sample);
+  const promptTokens = ids.input.length;
   if (spec.mode === 'multi-turn') return multiTurn(engine, sample, kv, promptTokens);
   if (spec.mode === 'query-aware') {
-    const g = engine.generate(sample.input, { maxTokens: sample.maxNewTokens, temperature: 0, kv });
+    const g = engine.generate({ tokens: ids.input }, { maxTokens: sample.maxNewTokens, temperature: 0, kv });
     for await (const _ of g) { /* drain */ }
     return { prediction: g.text, stats: g.stats!, promptTokens };
   }
@@ -319,9 +322,9 @@ async function answer(engine: Engine, sample: Sample, spec: RunSpec, kvOptions: 
   // Size the method for the whole request (context + question + answer), as the query-aware run is.
   const conv = engine.conversation(kv, { promptTokens: promptTokens, maxNewTokens: sample.maxNewTokens });
   try {
-    const ctx = conv.send(sample.context, { maxTokens: 0 });
+    const ctx = conv.send({ tokens: ids.context }, { maxTokens: 0 });
     for await (const _ of ctx) { /* prefill + eviction only */ }
-    const q = conv.send({ tokens: engine.tokenizer.encode(sample.question + sample.answerPrefix, { addSpecialTokens: false }) }, { maxTokens: sample.maxNewTokens, temperature: 0, skipEviction: true });
+    const q = conv.send({ tokens: ids.question }, { maxTokens: sample.maxNewTokens, temperature: 0, skipEviction: true });
     for await (const _ of q) { /* drain */ }
     return { prediction: q.text, stats: q.stats!, promptTokens };
   } finally {

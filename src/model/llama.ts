@@ -30,7 +30,7 @@ export interface ForwardHooks {
    * Decode steps (items marked `decode`): the slots of stored head h this step's attention reads (ascending),
    * or null for all. `q` is the group's queries, [group, headDim].
    */
-  select?(layer: number, h: number, q: Float32Array, group: number): Int32Array | null;
+  select?(layer: number, h: number, q: Float32Array, group: number): Int32Array | Int32Array[] | null;
 }
 
 /** Per-row activation buffers, reallocated only when a call needs more rows than before. */
@@ -220,6 +220,8 @@ export class LlamaModel {
         most = Math.max(most, heads.length);
         for (const head of heads) longest = Math.max(longest, head.length);
       }
+      // A decode selector may give each query head its own slot list: one job per query head.
+      if (it.decode && it.hooks?.select) most = Math.max(most, this.cfg.numHeads);
       nJobs += chunks * most;
       floats += chunks * most * (longest + it.tokens.length);
     }
@@ -248,19 +250,21 @@ export class LlamaModel {
     const rowBytes = rowFloats * 4;
 
     // Selections first: their total size decides the slot buffer.
-    const selections: (Int32Array | null)[][] = [];
+    const selections: (Int32Array | Int32Array[] | null)[][] = [];
     let selected = 0;
     for (let i = 0; i < items.length; i++) {
       const it = items[i]!;
       const heads = it.seq.headsIn(layer);
       const group = it.seq.isExpanded(layer) ? 1 : G;
-      const sel: (Int32Array | null)[] = [];
+      const sel: (Int32Array | Int32Array[] | null)[] = [];
       if (it.decode && it.tokens.length === 1 && it.hooks?.select) {
         const qRow = this.rt.f32(q + rowStart[i]! * rowBytes, rowFloats);
         for (let h = 0; h < heads.length; h++) {
           const s = it.hooks.select(layer, h, qRow.subarray(h * group * d, (h + 1) * group * d), group);
+          if (Array.isArray(s) && s.length !== group) throw new Error(`a selector returned ${s.length} slot lists for a group of ${group}`);
           sel.push(s);
-          if (s) selected += s.length;
+          if (Array.isArray(s)) for (const x of s) selected += x.length;
+          else if (s) selected += s.length;
         }
       }
       selections.push(sel);
@@ -276,46 +280,64 @@ export class LlamaModel {
     let scratch = this.scratch;
     let j = 0;
     const counts: [number, number] = [0, 0];
+    /** The jobs of one stored head for the query heads from `qh0` (the job's kind sets how many), over `list` or all slots. */
+    const emit = (i: number, T: number, tablePtr: number, length: number, qh0: number, list: Int32Array | null, pass: number): void => {
+      let listPtr = 0;
+      let visible = length;
+      if (list) {
+        this.rt.i32(slotPtr, list.length).set(list);
+        listPtr = slotPtr;
+        visible = list.length;
+        slotPtr += list.length * 4;
+      }
+      for (let a = 0; a < T; a += ROWS_PER_JOB) {
+        const b = Math.min(T, a + ROWS_PER_JOB);
+        const nKeys = visible - T + b;
+        const off = (rowStart[i]! + a) * rowBytes + qh0 * d * 4;
+        const o = j * JOB_FIELDS;
+        jobs[o] = q + off;
+        jobs[o + 1] = out + off;
+        jobs[o + 2] = tablePtr;
+        jobs[o + 3] = nKeys;
+        jobs[o + 4] = listPtr;
+        jobs[o + 5] = b - a;
+        jobs[o + 6] = scratch;
+        jobs[o + 7] = 0;
+        scratch += nKeys * 4;
+        j++;
+        counts[pass]!++;
+      }
+    };
+    // Pass 0: grouped heads (a group's query heads in one job). Pass 1: one query head per job, for
+    // expanded layers and for grouped heads whose selection differs per query head.
     for (const pass of [0, 1]) {
       for (let i = 0; i < items.length; i++) {
         const it = items[i]!;
         const expanded = it.seq.isExpanded(layer);
-        if ((pass === 1) !== expanded) continue;
+        if (pass === 0 && expanded) continue;
         const T = it.tokens.length;
         const heads = it.seq.headsIn(layer);
         const group = expanded ? 1 : G;
         for (let h = 0; h < heads.length; h++) {
           const head = heads[h]!;
           const sel = selections[i]![h] ?? null;
-          let listPtr = 0;
-          let visible = head.length;
-          if (sel) {
-            this.rt.i32(slotPtr, sel.length).set(sel);
-            listPtr = slotPtr;
-            visible = sel.length;
-            slotPtr += sel.length * 4;
-          }
+          const perQueryHead = Array.isArray(sel);
+          if (pass === 0 ? perQueryHead : !expanded && !perQueryHead) continue;
           if (it.decode) {
+            // Bytes read: every slot that some query head of the group reads, once.
+            let visible = head.length;
+            if (Array.isArray(sel)) {
+              const union = new Set<number>();
+              for (const list of sel) for (const x of list) union.add(x);
+              visible = union.size;
+            } else if (sel) {
+              visible = sel.length;
+            }
             it.seq.reads.kBytes += visible * d * 4;
             it.seq.reads.vBytes += visible * d * 4;
           }
-          for (let a = 0; a < T; a += ROWS_PER_JOB) {
-            const b = Math.min(T, a + ROWS_PER_JOB);
-            const nKeys = visible - T + b;
-            const off = (rowStart[i]! + a) * rowBytes + h * group * d * 4;
-            const o = j * JOB_FIELDS;
-            jobs[o] = q + off;
-            jobs[o + 1] = out + off;
-            jobs[o + 2] = head.tablePtr;
-            jobs[o + 3] = nKeys;
-            jobs[o + 4] = listPtr;
-            jobs[o + 5] = b - a;
-            jobs[o + 6] = scratch;
-            jobs[o + 7] = 0;
-            scratch += nKeys * 4;
-            j++;
-            counts[pass]!++;
-          }
+          if (Array.isArray(sel)) sel.forEach((list, g) => emit(i, T, head.tablePtr, head.length, h * G + g, list, 1));
+          else emit(i, T, head.tablePtr, head.length, h * group, sel, pass);
         }
       }
     }

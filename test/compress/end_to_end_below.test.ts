@@ -110,8 +110,8 @@ function pool(s: number[], kernel: number, kind: 'max' | 'avg'): number[] {
 }
 
 /** `kept` (positions) is the window plus a top-(k) of `scores` over positions 0..n-1, up to TOL at the threshold. */
-function assertTopK(kept: number[], scores: number[], k: number, windowFrom: number, label: string): void {
-  for (let j = windowFrom; j < L; j++) assert.ok(kept.includes(j), `${label}: window position ${j} kept`);
+function assertTopK(kept: number[], scores: number[], k: number, windowFrom: number, label: string, n = L): void {
+  for (let j = windowFrom; j < n; j++) assert.ok(kept.includes(j), `${label}: window position ${j} kept`);
   const chosen = kept.filter((j) => j < windowFrom);
   assert.equal(chosen.length, k, `${label}: ${k} tokens chosen besides the window`);
   const sorted = scores.slice().sort((a, b) => b - a);
@@ -253,5 +253,59 @@ test('tova on the real forward pass, budget 50 of 400: the last token\'s attenti
       assert.deepEqual(keptPositions(seq, l, h), keptPositions(seq, l, 0), 'every head of the layer keeps the same positions');
     }
   }
+  seq.release();
+});
+
+test('per-query-head selections run through the attention kernels: the same list for every query head equals the shared list, all slots equal full', () => {
+  const run = (select: (layer: number, h: number, n: number) => Int32Array | Int32Array[] | null): Float32Array => {
+    const seq = engine.newSequence();
+    engine.model.forward([{ seq, tokens }]);
+    const hooks = { select: (layer: number, h: number) => select(layer, h, seq.headsIn(layer)[h]!.length) };
+    const logits = engine.model.forward([{ seq, tokens: [7], hooks, decode: true }])[0]!.slice();
+    seq.release();
+    return logits;
+  };
+  const G = engine.config.numHeads / engine.config.numKvHeads;
+  const shared = (n: number): Int32Array => Int32Array.from({ length: n }, (_, i) => i).filter((i) => i % 3 === 0 || i === n - 1);
+  const a = run((_l, _h, n) => shared(n));
+  const b = run((_l, _h, n) => Array.from({ length: G }, () => shared(n)));
+  assert.deepEqual(Array.from(b), Array.from(a), 'identical per-head lists = the shared list');
+  const full = run(() => null);
+  const all = run((_l, _h, n) => Array.from({ length: G }, () => Int32Array.from({ length: n }, (_, i) => i)));
+  assert.deepEqual(Array.from(all), Array.from(full), 'every slot for every query head = full attention');
+  const differ = run((_l, _h, n) => Array.from({ length: G }, (_, g) => Int32Array.from({ length: n }, (_, i) => i).filter((i) => i % G === g || i === n - 1)));
+  assert.notDeepEqual(Array.from(differ), Array.from(a), 'different lists per query head change the output');
+});
+
+test('exact_topk on the real decode pass, budget 40 of 400: each query head reads its own top 40 by exact attention', () => {
+  const B = 40;
+  const { seq, session } = prefillWith({ method: 'exact_topk', budget: B });
+  const d = engine.config.headDim;
+  let checked = 0;
+  const select = session.select.bind(session);
+  session.select = (layer, h, q, group) => {
+    const picked = select(layer, h, q, group);
+    assert.ok(Array.isArray(picked) && picked.length === group, 'one list per query head');
+    const keys = seq.readKeys(layer, h);
+    const n = keys.length / d;
+    (picked as Int32Array[]).forEach((list, g) => {
+      const logits = Array.from({ length: n }, (_, t) => {
+        let dot = 0;
+        for (let i = 0; i < d; i++) dot += q[g * d + i]! * keys[t * d + i]!;
+        return dot / Math.sqrt(d);
+      });
+      // The cache is whole here (slot = position), and softmax keeps the order of the logits.
+      assertTopK(Array.from(list), logits, B, n, `layer ${layer} head ${h} query ${g}`, n);
+    });
+    checked++;
+    return picked;
+  };
+  let last = tokens[L - 1]!;
+  for (let step = 0; step < 3; step++) {
+    engine.model.forward([{ seq, tokens: [last], hooks: session, decode: true }]);
+    session.afterDecodeStep();
+    last = (last + 1) % 256;
+  }
+  assert.equal(checked, 3 * engine.config.numLayers * engine.config.numKvHeads);
   seq.release();
 });

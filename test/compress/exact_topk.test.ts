@@ -8,20 +8,25 @@ import { denseSelectView, selectorRandom } from './helpers.ts';
 
 // ---- reference from the formula (dense arrays, no code shared with the implementation) -------
 
-/** Exact softmax(q.k / sqrt(d)) per query head, summed over the group; top B slots ascending. */
-function exactReference(q: number[][], keys: number[][], B: number): number[] | null {
+/** Exact softmax(q.k / sqrt(d)) per query head; each query head's own top B slots ascending (RocketKV's oracle). */
+function exactReference(q: number[][], keys: number[][], B: number): number[][] | null {
   const n = keys.length;
   const d = q[0]!.length;
   if (B >= n) return null;
-  const total = new Array<number>(n).fill(0);
-  for (const qg of q) {
+  return q.map((qg) => {
     const s = keys.map((k) => k.reduce((acc, x, i) => acc + x * qg[i]!, 0) / Math.sqrt(d));
     const m = Math.max(...s);
     const e = s.map((x) => Math.exp(x - m));
     const z = e.reduce((a, b) => a + b, 0);
-    e.forEach((x, t) => { total[t] = total[t]! + x / z; });
-  }
-  return total.map((_, t) => t).sort((a, b) => total[b]! - total[a]! || a - b).slice(0, B).sort((a, b) => a - b);
+    const p = e.map((x) => x / z);
+    return p.map((_, t) => t).sort((a, b) => p[b]! - p[a]! || a - b).slice(0, B).sort((a, b) => a - b);
+  });
+}
+
+/** The selector's answer as one list per query head. */
+function perHead(got: Int32Array | Int32Array[] | null): number[][] | null {
+  if (got === null) return null;
+  return Array.isArray(got) ? got.map((x) => Array.from(x)) : [Array.from(got)];
 }
 
 const vec = (r: () => number, d: number, scale: number) => Array.from({ length: d }, () => Math.fround((r() * 2 - 1) * scale));
@@ -39,7 +44,8 @@ test('exact_topk matches the brute-force reference on GQA heads, odd lengths, bu
           if (B < 1) continue;
           const { view, reads } = denseSelectView(q, keys, 0);
           const got = new ExactTopkSelector({ budget: B }).select(view);
-          assert.deepEqual(got === null ? null : Array.from(got), exactReference(q, keys, B), `group=${group} n=${n} h=${h} B=${B}`);
+          assert.deepEqual(perHead(got), exactReference(q, keys, B), `group=${group} n=${n} h=${h} B=${B}`);
+          if (got && group > 1) assert.ok(Array.isArray(got) && got.length === group, 'one set per query head');
           if (got) {
             selected++;
             assert.equal(reads.kBytes, n * d * 4);
@@ -57,7 +63,7 @@ test('exact_topk entry uses the context budget and needs no summaries', () => {
   const r = selectorRandom(6);
   const keys = Array.from({ length: 40 }, () => vec(r, 8, 1));
   const q = [vec(r, 8, 1), vec(r, 8, 1)];
-  assert.deepEqual(Array.from(sel.select(denseSelectView(q, keys, 0).view)!), exactReference(q, keys, 3));
+  assert.deepEqual(perHead(sel.select(denseSelectView(q, keys, 0).view)), exactReference(q, keys, 3));
 });
 
 test('topKSelect (util) agrees with press.ts topK, ties included', () => {
