@@ -5,17 +5,19 @@
  *   ch    = top-r channels of sum_g |Qg|                       shared by the group
  *   sgn_i = max if sum_g Qg[i] > 0 else min                      per channel in ch
  *   S_g   = Qg[ch] . summary[page][ch, sgn]                      per page, per query head
- *   P_g   = softmax_pages(S_g / sqrt(d * sum|Qg[ch]| / sum|Qg|)) SparQ temperature per query head
- *   read the top-k tokens of sum_g P_g (a page's score stands for each of its tokens)
+ *   P_g   = softmax over TOKENS of S_g / sqrt(d * sum|Qg[ch]| / sum|Qg|), each token carrying its
+ *           page's score (SparQ temperature per query head)
+ *   read exactly the top-k tokens of sum_g P_g
  *
- * Source: RocketKV (arXiv 2502.14051) and NVlabs/RocketKV. Defaults (page, r, topk) come from the
+ * Source: RocketKV (arXiv 2502.14051) and NVlabs/RocketKV (rocket.py expands page scores to tokens,
+ * softmaxes over tokens and takes torch.topk of k tokens). Defaults (page, r, topk) come from the
  * budget split (budget.ts); local_window = 0 as in the paper.
- * Rules where the pseudo-code is silent: tokens of one page share its score, so the top-k tokens
- * are whole pages: pages are taken by score (ties to the lower page) until they hold >= topk
- * tokens (ceil(topk/page) full pages; the partial last page holds its real count). The last
- * `local_window` slots are added to that set. The head is read whole (null) when its length is at
- * most `budget` (default topk; the registry passes --kv-budget, whose full read then fits the
- * per-step traffic budget) or when the selection would cover every slot anyway.
+ * Rules where the code is silent: tokens of one page tie, and ties go to the lower slot, so pages
+ * are read whole in score order (ties to the lower page) and the last one taken is cut to its
+ * lowest slots to make exactly k tokens. The last `local_window` slots are added to that set. The
+ * head is read whole (null) when its length is at most `budget` (default topk; the registry passes
+ * --kv-budget, whose full read then fits the per-step traffic budget) or when the selection would
+ * cover every slot anyway.
  * Cost recorded per call: pages * r summary floats (one of min/max per chosen channel).
  */
 import type { MethodContext, MethodEntry, OptionValues } from './method.ts';
@@ -23,16 +25,19 @@ import type { DecodeSelector, SelectView } from './press.ts';
 import { PageSummary } from '../kv/summary.ts';
 import type { Runtime } from '../runtime/wasm.ts';
 import { rocketkvSplit, type RocketkvSplit } from './budget.ts';
-import { groupAbsSum, softmaxInPlace, topKSelect } from './util.ts';
+import { groupAbsSum, topKSelect } from './util.ts';
 
 /**
- * Per page, the sum over the group of the softmax (over pages) of the approximate page scores.
+ * Per page, the sum over the group of the softmax over tokens of the approximate scores (each of
+ * the page's tokens has that probability; the partial last page holds `n - (pages-1) * page` tokens).
  * With a runtime the arithmetic runs in the wasm kernel (assembly/select.ts); without one, here.
  * Both use f64 in the same order of operations.
  */
 export function hybridPageScores(
-  q: Float32Array, group: number, d: number, summary: PageSummary, pages: number, channels: Int32Array, rt?: Runtime,
+  q: Float32Array, group: number, d: number, summary: PageSummary, pages: number, channels: Int32Array, n: number, rt?: Runtime,
 ): Float64Array {
+  const P = summary.page;
+  const lastCount = n - (pages - 1) * P;
   const r = channels.length;
   // Gather once, shared by the group: per page, the r chosen channels of the summary side picked
   // by the sign of the group's summed query (max if positive, else min).
@@ -58,22 +63,28 @@ export function hybridPageScores(
     // A zero query has no direction: its scores are all 0, any finite temperature gives uniform.
     temps[g] = absAll > 0 && absCh > 0 ? Math.sqrt((d * absCh) / absAll) : 1;
   }
-  if (rt) return pageSoftmaxSumWasm(rt, sub, qc, temps, pages, r, group);
+  if (rt) return pageSoftmaxSumWasm(rt, sub, qc, temps, pages, r, group, P, lastCount);
   const total = new Float64Array(pages);
   const s = new Float64Array(pages);
   for (let g = 0; g < group; g++) {
+    let max = -Infinity;
     for (let p = 0, so = 0; p < pages; p++, so += r) {
       let dot = 0;
       for (let j = 0; j < r; j++) dot += qc[g * r + j]! * sub[so + j]!;
-      s[p] = dot;
+      s[p] = dot / temps[g]!;
+      if (s[p]! > max) max = s[p]!;
     }
-    softmaxInPlace(s, 0, pages, temps[g]!);
-    for (let p = 0; p < pages; p++) total[p] += s[p]!;
+    let sum = 0;
+    for (let p = 0; p < pages; p++) {
+      s[p] = Math.exp(s[p]! - max);
+      sum += s[p]! * (p === pages - 1 ? lastCount : P);
+    }
+    for (let p = 0; p < pages; p++) total[p] += s[p]! / sum;
   }
   return total;
 }
 
-function pageSoftmaxSumWasm(rt: Runtime, sub: Float64Array, qc: Float64Array, temps: Float64Array, pages: number, r: number, group: number): Float64Array {
+function pageSoftmaxSumWasm(rt: Runtime, sub: Float64Array, qc: Float64Array, temps: Float64Array, pages: number, r: number, group: number, page: number, lastCount: number): Float64Array {
   const bytes = 8 * (sub.length + qc.length + temps.length + 2 * pages);
   const base = rt.alloc(bytes, 64);
   try {
@@ -82,7 +93,7 @@ function pageSoftmaxSumWasm(rt: Runtime, sub: Float64Array, qc: Float64Array, te
     mem.set(qc, sub.length);
     mem.set(temps, sub.length + qc.length);
     const outOff = sub.length + qc.length + temps.length;
-    rt.exports.pageSoftmaxSum(base + outOff * 8, base, base + sub.length * 8, base + (sub.length + qc.length) * 8, base + (outOff + pages) * 8, pages, r, group);
+    rt.exports.pageSoftmaxSum(base + outOff * 8, base, base + sub.length * 8, base + (sub.length + qc.length) * 8, base + (outOff + pages) * 8, pages, r, group, page, lastCount);
     return new Float64Array(rt.memory.buffer, base + outOff * 8, pages).slice();
   } finally {
     rt.free(base);
@@ -125,8 +136,6 @@ export class HybridSelector implements DecodeSelector {
     const k = this.topk;
     if (n <= this.budget || n <= k || n <= this.localWindow) return null;
     const pages = Math.ceil(n / P);
-    const want = Math.ceil(k / P);
-    if (want >= pages) return null;
     let summary = view.summary;
     if (!summary || summary.page !== P || summary.pages < pages) {
       // The session keeps summaries when summaryPage is declared; rebuilding is only a safety net and reads K.
@@ -136,26 +145,27 @@ export class HybridSelector implements DecodeSelector {
     }
     const r = Math.min(d, Math.max(1, this.r));
     const channels = topKSelect(groupAbsSum(view.q, view.group, d), r);
-    const scores = hybridPageScores(view.q, view.group, d, summary, pages, channels, view.runtime);
+    const scores = hybridPageScores(view.q, view.group, d, summary, pages, channels, n, view.runtime);
     view.countRead(0, pages * r * 4);
 
-    const take = new Uint8Array(pages);
-    const lastPage = pages - 1;
-    const lastSize = n - lastPage * P;
-    for (const p of topKSelect(scores, want)) take[p] = 1;
-    if (take[lastPage] && (want - 1) * P + lastSize < k) {
-      // The partial last page fell short of k tokens: one more page (the next best) completes them.
-      let best = -1;
-      for (let p = 0; p < pages; p++) if (!take[p] && (best < 0 || scores[p]! > scores[best]!)) best = p;
-      take[best] = 1;
+    // Exactly k tokens: whole pages by score (ties to the lower page), the last one cut to its lowest slots.
+    const take = new Int32Array(pages); // tokens read from each page, from its first slot
+    const order = Array.from({ length: pages }, (_, p) => p).sort((a, b) => scores[b]! - scores[a]! || a - b);
+    let left = k;
+    for (const p of order) {
+      if (left <= 0) break;
+      const size = Math.min(P, n - p * P);
+      take[p] = Math.min(size, left);
+      left -= take[p]!;
     }
     const localFrom = Math.max(0, n - this.localWindow);
+    const picked = (s: number): boolean => s - ((s / P) | 0) * P < take[(s / P) | 0]! || s >= localFrom;
     let count = 0;
-    for (let s = 0; s < n; s++) if (take[(s / P) | 0] || s >= localFrom) count++;
+    for (let s = 0; s < n; s++) if (picked(s)) count++;
     if (count >= n) return null;
     const out = new Int32Array(count);
     let m = 0;
-    for (let s = 0; s < n; s++) if (take[(s / P) | 0] || s >= localFrom) out[m++] = s;
+    for (let s = 0; s < n; s++) if (picked(s)) out[m++] = s;
     return out;
   }
 }

@@ -28,7 +28,7 @@ export interface KernelExports {
   attnCausal(out: number, q: number, k: number, v: number, T: number, S: number, Hq: number, Hkv: number, d: number, scale: number, start: number, end: number): void;
   attendPaged(jobs: number, pool: number, blockSlots: number, d: number, G: number, rowStride: number, scale: number, start: number, end: number): void;
   /** Calling thread only: RocketKV stage-2 page scores (assembly/select.ts). */
-  pageSoftmaxSum(out: number, sub: number, qc: number, temp: number, tmp: number, pages: number, r: number, G: number): void;
+  pageSoftmaxSum(out: number, sub: number, qc: number, temp: number, tmp: number, pages: number, r: number, G: number, pageSize: number, lastCount: number): void;
 }
 
 /** What the wrappers need from the runtime (implemented by Runtime in wasm.ts). */

@@ -10,10 +10,10 @@ import { denseSelectView, selectorRandom } from './helpers.ts';
 interface Knobs { page: number; r: number; topk: number; localWindow: number; budget: number }
 
 /**
- * RocketKV stage 2: page min/max, top-r channels of sum_g |Qg|, side by the sign of sum_g Qg,
- * per-head SparQ temperature, softmax over pages, sum over the group; every token carries its
- * page's score and the top-k tokens (ties to the lower slot) decide which pages are read whole;
- * the last localWindow slots are added. Null when n <= budget or everything is selected.
+ * RocketKV stage 2 as rocket.py: page min/max, top-r channels of sum_g |Qg|, side by the sign of
+ * sum_g Qg, per-head SparQ temperature; every token carries its page's score, softmax over TOKENS,
+ * sum over the group; exactly the top-k tokens (ties to the lower slot) are read, plus the last
+ * localWindow slots. Null when n <= budget or everything is selected.
  */
 function hybridReference(q: number[][], keys: number[][], o: Knobs): number[] | null {
   const n = keys.length;
@@ -31,22 +31,21 @@ function hybridReference(q: number[][], keys: number[][], o: Knobs): number[] | 
   const absSum = Array.from({ length: d }, (_, i) => q.reduce((s, qg) => s + Math.abs(qg[i]!), 0));
   const ch = absSum.map((_, i) => i).sort((a, b) => absSum[b]! - absSum[a]! || a - b).slice(0, o.r);
   const useMax = ch.map((i) => q.reduce((s, qg) => s + qg[i]!, 0) > 0);
-  const pageScore = new Array<number>(pages).fill(0);
+  const tokenScore = new Array<number>(n).fill(0);
   for (const qg of q) {
     const all = qg.reduce((s, x) => s + Math.abs(x), 0);
     const part = ch.reduce((s, i) => s + Math.abs(qg[i]!), 0);
     const temp = Math.sqrt((d * part) / all);
     const s = mn.map((_, p) => ch.reduce((acc, i, j) => acc + qg[i]! * (useMax[j] ? mx[p]![i]! : mn[p]![i]!), 0) / temp);
-    const m = Math.max(...s);
-    const e = s.map((x) => Math.exp(x - m));
+    const tokens = keys.map((_, t) => s[Math.floor(t / P)]!);
+    const m = Math.max(...tokens);
+    const e = tokens.map((x) => Math.exp(x - m));
     const z = e.reduce((a, b) => a + b, 0);
-    e.forEach((x, p) => { pageScore[p] = pageScore[p]! + x / z; });
+    e.forEach((x, t) => { tokenScore[t] = tokenScore[t]! + x / z; });
   }
-  const tokenScore = keys.map((_, t) => pageScore[Math.floor(t / P)]!);
-  const topTokens = tokenScore.map((_, t) => t).sort((a, b) => tokenScore[b]! - tokenScore[a]! || a - b).slice(0, o.topk);
-  const readPages = new Set(topTokens.map((t) => Math.floor(t / P)));
+  const topTokens = new Set(tokenScore.map((_, t) => t).sort((a, b) => tokenScore[b]! - tokenScore[a]! || a - b).slice(0, o.topk));
   const slots: number[] = [];
-  for (let t = 0; t < n; t++) if (readPages.has(Math.floor(t / P)) || t >= n - o.localWindow) slots.push(t);
+  for (let t = 0; t < n; t++) if (topTokens.has(t) || t >= n - o.localWindow) slots.push(t);
   return slots.length === n ? null : slots;
 }
 
