@@ -12,6 +12,8 @@
  * yields a filtered view; that turn's decode runs stage 2 over the view while new tokens join
  * both the store and the view. No memory is saved, only traffic; later questions can reach tokens
  * an earlier question's view left out. The split is computed once, from the first turn.
+ * Defaults as rocketkv's, except window 128: the observation window of RocketKV's official
+ * multi-turn runs (ALGORITHMS.md: 32, or 128 for multi-turn benchmarks).
  */
 import type { CompressionParts, MethodContext, MethodEntry, OptionValues } from './method.ts';
 import { SnapKVPlusPlus } from './snapkvpp.ts';
@@ -40,6 +42,6 @@ export const rocketkvEntry: MethodEntry = {
 export const rocketkvMtEntry: MethodEntry = {
   name: 'rocketkv-mt',
   summary: 'RocketKV multi-turn: full KV kept, SnapKV++ re-selects a filtered view at every turn, hybrid attention reads it',
-  options: rocketkvEntry.options,
+  options: { ...rocketkvEntry.options, window: { ...rocketkvEntry.options['window']!, default: 128 } },
   create: (ctx, opts) => ({ ...rocketkvParts(ctx, opts), mode: 'view' }),
 };

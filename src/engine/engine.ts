@@ -46,6 +46,11 @@ export interface GenerateOptions extends SamplingOptions {
   /** KV compression for this request: `{ method, budget, ...options }` (default: full). */
   kv?: CompressionRequest;
   /**
+   * New tokens that budget-splitting methods (rocketkv) size themselves for, when it should not be
+   * maxTokens (RocketKV's RULER runs size every task for 128 whatever its answer length).
+   */
+  kvPlanMaxNewTokens?: number;
+  /**
    * Conversations: append this turn's prompt without running the eviction stage on it (e.g. a
    * question after a context that was compressed query-agnostically). Decode-time selection still runs.
    */
@@ -170,7 +175,7 @@ export class Engine {
       text: '',
       tokens: [],
       async *[Symbol.asyncIterator]() {
-        const state = engine.newState(kv, turn.prompt.length, turn.maxTokens);
+        const state = engine.newState(kv, turn.prompt.length, opts.kvPlanMaxNewTokens ?? turn.maxTokens);
         try {
           yield* engine.runTurn(state, turn.prompt, turn.maxTokens, turn.chunk, opts, gen, false);
         } finally {

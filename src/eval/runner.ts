@@ -12,6 +12,19 @@ import { promptIds } from './prompts.ts';
 import { resolveCompression, methodNames, parseMethodSpec } from '../compress/registry.ts';
 import { UsageError } from '../errors.ts';
 
+
+/**
+ * The max_new_tokens that budget-splitting methods (rocketkv) are sized for in every task, as
+ * RocketKV's official RULER config does (the task's own answer length still ends generation).
+ */
+export const PLAN_MAX_NEW_TOKENS = 128;
+
+/**
+ * Bumped whenever a method's rule or the evaluation's sizing changes, so that runs made before are
+ * not reused as if they were made now. 2: RocketKV stage 2 reads exactly top-k tokens by a softmax
+ * over tokens; exact_topk per query head; budget splits sized for PLAN_MAX_NEW_TOKENS.
+ */
+export const RULES_VERSION = 2;
 /**
  * query-aware: context and question in one prompt; query-agnostic: the context is compressed before
  * the question exists; multi-turn: one context, `turns` questions asked in turn on one cache.
@@ -72,6 +85,8 @@ export interface RunMetrics {
   tokensPerSecond: number;
   /** modelFingerprint() of the checkpoint the run used. */
   modelFingerprint?: string;
+  /** RULES_VERSION when the run was made (absent: before versions were recorded, i.e. 1). */
+  rulesVersion?: number;
   /** Extra compression options (--kv-opt) and multi-turn questions per context, when given. */
   kvOptions?: Record<string, string>;
   turns?: number | null;
@@ -114,6 +129,7 @@ function staleReason(m: RunMetrics, plan: EvalPlan, fingerprint: string, turns: 
   if (m.modelFingerprint !== fingerprint) {
     return m.modelFingerprint === undefined ? 'it records no model fingerprint' : `it was made with another checkpoint (fingerprint ${m.modelFingerprint}, this one ${fingerprint})`;
   }
+  if ((m.rulesVersion ?? 1) !== RULES_VERSION) return `it was made under method rules v${m.rulesVersion ?? 1}, these are v${RULES_VERSION} (the method rules changed since)`;
   if (m.samples !== plan.samples) return `it has ${m.samples} samples, ${plan.samples} asked`;
   if (m.seed !== plan.seed) return `it used seed ${m.seed}, ${plan.seed} asked`;
   if (JSON.stringify(m.kvOptions ?? {}) !== JSON.stringify(plan.kvOptions ?? {})) return `its --kv-opt settings differ (${JSON.stringify(m.kvOptions ?? {})})`;
@@ -274,6 +290,7 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
       peakKvDecodeBytes: peakDecode / n,
       tokensPerSecond: decodeMs > 0 ? (tokens / decodeMs) * 1000 : 0,
       modelFingerprint: fingerprint,
+      rulesVersion: RULES_VERSION,
       ...(plan.kvOptions && Object.keys(plan.kvOptions).length ? { kvOptions: plan.kvOptions } : {}),
       turns: turns ?? null,
     };
@@ -314,13 +331,13 @@ async function answer(engine: Engine, sample: Sample, spec: RunSpec, kvOptions: 
   const promptTokens = ids.input.length;
   if (spec.mode === 'multi-turn') return multiTurn(engine, sample, kv, promptTokens);
   if (spec.mode === 'query-aware') {
-    const g = engine.generate({ tokens: ids.input }, { maxTokens: sample.maxNewTokens, temperature: 0, kv });
+    const g = engine.generate({ tokens: ids.input }, { maxTokens: sample.maxNewTokens, temperature: 0, kv, kvPlanMaxNewTokens: PLAN_MAX_NEW_TOKENS });
     for await (const _ of g) { /* drain */ }
     return { prediction: g.text, stats: g.stats!, promptTokens };
   }
   // Query-agnostic: the context is compressed before the question exists, then the question is appended.
   // Size the method for the whole request (context + question + answer), as the query-aware run is.
-  const conv = engine.conversation(kv, { promptTokens: promptTokens, maxNewTokens: sample.maxNewTokens });
+  const conv = engine.conversation(kv, { promptTokens: promptTokens, maxNewTokens: PLAN_MAX_NEW_TOKENS });
   try {
     const ctx = conv.send({ tokens: ids.context }, { maxTokens: 0 });
     for await (const _ of ctx) { /* prefill + eviction only */ }
@@ -342,7 +359,7 @@ async function multiTurn(engine: Engine, sample: Sample, kv: CompressionRequest,
   const turns = sample.turns!;
   const later = turns.slice(1).map((t) => engine.tokenizer.encode(t.question + t.answerPrefix, { addSpecialTokens: false }));
   const promptTokens = firstPromptTokens + later.reduce((n, t) => n + t.length, 0);
-  const conv = engine.conversation(kv, { promptTokens, maxNewTokens: sample.maxNewTokens });
+  const conv = engine.conversation(kv, { promptTokens, maxNewTokens: PLAN_MAX_NEW_TOKENS });
   try {
     const predictions: string[] = [];
     let score = 0;

@@ -7,6 +7,7 @@ import { writeRandomCheckpoint } from '../../src/model/random.ts';
 import { Engine, type GenerateOptions } from '../../src/engine/engine.ts';
 import { methodNames } from '../../src/compress/registry.ts';
 import { UsageError } from '../../src/errors.ts';
+import { rocketkvSplit } from '../../src/compress/budget.ts';
 
 let dir = '';
 let engine: Engine;
@@ -51,4 +52,21 @@ test('bad KV settings are refused before any work, naming the valid choices', ()
     assert.throws(() => engine.generate('x', { kv: { method: m, budget } }), UsageError, `budget ${budget}`);
   }
   assert.throws(() => engine.generate('x', { kv: { method: 'full', colour: 'red' } }), /unknown option 'colour'/);
+});
+
+test('kvPlanMaxNewTokens sizes rocketkv\'s budget split without changing how many tokens are generated', async () => {
+  const prompt = 'Budget splits are sized for the new tokens a request plans. '.repeat(10);
+  const ids = engine.tokenizer.encode(prompt);
+  const c = engine.config;
+  const kept = async (plan?: number) => {
+    const g = engine.generate({ tokens: ids }, { maxTokens: 4, temperature: 0, ignoreEos: true, kv: { method: 'rocketkv', budget: 64 }, ...(plan ? { kvPlanMaxNewTokens: plan } : {}) });
+    for await (const _ of g) { /* drain */ }
+    assert.equal(g.tokens.length, 4);
+    return g.stats!.kv.kvsPerHead.max;
+  };
+  const split = (maxNew: number) => rocketkvSplit({ promptLength: ids.length, maxNewTokens: maxNew, budget: 64, headDim: c.headDim, modelMaxLen: 2048 });
+  // Kept = the prompt budget of the split, plus the 3 tokens appended during decoding.
+  assert.equal(await kept(), split(4).promptBudget + 3);
+  assert.equal(await kept(128), split(128).promptBudget + 3);
+  assert.notEqual(split(4).promptBudget, split(128).promptBudget);
 });

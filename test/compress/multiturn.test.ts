@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeRandomCheckpoint } from '../../src/model/random.ts';
 import { Engine, type GenerateStats } from '../../src/engine/engine.ts';
-import type { CompressionRequest } from '../../src/compress/registry.ts';
+import { resolveCompression, type CompressionRequest } from '../../src/compress/registry.ts';
 
 let dir = '';
 let engine: Engine;
@@ -67,4 +67,10 @@ test('rocketkv-mt keeps the whole cache and reads less at every turn', async () 
   // rocketkv (single view, evicting) frees memory instead.
   const rk = await converse({ method: 'rocketkv', budget: 64, window: 8, kernel: 7 });
   assert.ok(rk.stats[2]!.kv.storedBytes < full.stats[2]!.kv.storedBytes);
+});
+
+test('rocketkv-mt observes 128 prompt queries by default (RocketKV\'s multi-turn runs), rocketkv 32', () => {
+  assert.equal(resolveCompression({ method: 'rocketkv-mt', budget: 64 }).options['window'], 128);
+  assert.equal(resolveCompression({ method: 'rocketkv', budget: 64 }).options['window'], 32);
+  assert.equal(resolveCompression({ method: 'rocketkv-mt', budget: 64, window: 16 }).options['window'], 16);
 });

@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,6 +70,14 @@ test('the same evaluation on the same seed gives the same numbers twice; finishe
   } finally {
     await retrained.close();
   }
+  // A run made under older method rules (here: one whose metrics predate rule versions) is refused too.
+  const oldDir = join(root, 'old');
+  cpSync(join(root, 'a'), oldDir, { recursive: true });
+  const firstRun = readdirSync(oldDir).find((d) => d.includes('__'))!;
+  const mPath = join(oldDir, firstRun, 'metrics.json');
+  const { rulesVersion: _v, ...older } = JSON.parse(readFileSync(mPath, 'utf8')) as Record<string, unknown>;
+  writeFileSync(mPath, JSON.stringify(older));
+  await assert.rejects(runEval(engine, plan(oldDir)), /made under method rules v1, these are v2/);
   assert.equal(count(), n0);
   assert.equal(statSync(join(root, 'a', readdirSync(join(root, 'a'))[0]!, 'predictions.csv')).mtimeMs, before);
   const md = await writeReport(join(root, 'a'), a, 'test');
