@@ -12,7 +12,6 @@ import { promptIds } from './prompts.ts';
 import { resolveCompression, methodNames, parseMethodSpec } from '../compress/registry.ts';
 import { UsageError } from '../errors.ts';
 
-
 /**
  * The max_new_tokens that budget-splitting methods (rocketkv) are sized for in every task, as
  * RocketKV's official RULER config does (the task's own answer length still ends generation).
@@ -25,6 +24,7 @@ export const PLAN_MAX_NEW_TOKENS = 128;
  * over tokens; exact_topk per query head; budget splits sized for PLAN_MAX_NEW_TOKENS.
  */
 export const RULES_VERSION = 2;
+
 /**
  * query-aware: context and question in one prompt; query-agnostic: the context is compressed before
  * the question exists; multi-turn: one context, `turns` questions asked in turn on one cache.

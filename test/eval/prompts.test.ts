@@ -102,7 +102,7 @@ for (const mode of ['query-aware', 'query-agnostic'] as EvalMode[]) {
 test('eval prompts is deterministic per seed, and another seed gives other samples', () => {
   const files = ['a', 'b', 'c'].map((n) => join(root, `det-${n}.jsonl`));
   for (const [i, f] of files.entries()) {
-    const r = cli(['eval', 'prompts', '--model', model, '--tasks', 'niah_multikey_1,cwe', '--lengths', '700', '--samples', '2', '--seed', i === 2 ? '1' : '0', '--out', f]);
+    const r = cli(['eval', 'prompts', '--model', model, '--tasks', 'niah_multikey_1,cwe', '--lengths', '1024', '--samples', '2', '--seed', i === 2 ? '1' : '0', '--out', f]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /wrote 4 samples to/);
   }
@@ -115,7 +115,7 @@ test('the library call gives the same lines as the command', async () => {
   const source = await openModelSource(model);
   const tok = await source.loadTokenizer();
   const info = { path: model, name: 'tiny', fingerprint: await modelFingerprint(model) };
-  const lines = [...promptRecords(tok, info, { tasks: ['niah_multikey_1', 'cwe'], lengths: [700], samples: 2, seed: 0, mode: 'query-aware' })];
+  const lines = [...promptRecords(tok, info, { tasks: ['niah_multikey_1', 'cwe'], lengths: [1024], samples: 2, seed: 0, mode: 'query-aware' })];
   const file = readJsonl(join(root, 'det-a.jsonl'));
   assert.deepEqual(lines.map((l) => ({ ...l, model_path: '' })), file.map((l) => ({ ...l, model_path: '' })));
 });
