@@ -12,17 +12,14 @@
  * (kvpress keeps int(L * (1 - ratio)) per head, the same rule at B = that count).
  */
 import type { MethodEntry } from './method.ts';
-import { topK } from './press.ts';
-import type { EvictionMethod, LayerView, PlanContext } from './press.ts';
+import type { LayerView } from './press.ts';
+import { TopKScorer } from './scorer.ts';
 
-export class KNorm implements EvictionMethod {
+export class KNorm extends TopKScorer {
   readonly name = 'knorm';
-  readonly windowSize = 0;
-  readonly expandGqa = false;
-  readonly minLengthToEvict: number;
 
-  constructor(private readonly budget: number) {
-    this.minLengthToEvict = budget;
+  constructor(budget: number) {
+    super(budget, 0);
   }
 
   score(view: LayerView): Float32Array[] {
@@ -42,9 +39,6 @@ export class KNorm implements EvictionMethod {
     return out;
   }
 
-  plan(scores: Float32Array[][], _ctx: PlanContext): Int32Array[][] {
-    return scores.map((layer) => layer.map((s) => topK(s, this.budget)));
-  }
 }
 
 export const knormEntry: MethodEntry = {

@@ -12,21 +12,16 @@
  * Deviation: with B < sinks only the first B sinks are kept.
  */
 import type { MethodEntry } from './method.ts';
-import { topK } from './press.ts';
-import type { EvictionMethod, LayerView, PlanContext } from './press.ts';
+import type { LayerView } from './press.ts';
+import { TopKScorer } from './scorer.ts';
 
-export class StreamingLLM implements EvictionMethod {
+export class StreamingLLM extends TopKScorer {
   readonly name = 'streaming_llm';
-  readonly windowSize = 0;
-  readonly expandGqa = false;
-  readonly minLengthToEvict: number;
-  private readonly budget: number;
   private readonly sinks: number;
 
   constructor(budget: number, sinks: number) {
-    this.budget = budget;
+    super(budget, 0);
     this.sinks = sinks;
-    this.minLengthToEvict = budget;
   }
 
   score(view: LayerView): Float32Array[] {
@@ -41,9 +36,6 @@ export class StreamingLLM implements EvictionMethod {
     return out;
   }
 
-  plan(scores: Float32Array[][], _ctx: PlanContext): Int32Array[][] {
-    return scores.map((layer) => layer.map((s) => topK(s, this.budget)));
-  }
 }
 
 export const streamingLlmEntry: MethodEntry = {

@@ -13,17 +13,14 @@
  * kvpress's prefill press, followed here, does not).
  */
 import type { MethodEntry } from './method.ts';
-import { topK } from './press.ts';
-import type { EvictionMethod, LayerView, PlanContext } from './press.ts';
+import type { LayerView } from './press.ts';
+import { TopKScorer } from './scorer.ts';
 
-export class Tova implements EvictionMethod {
+export class Tova extends TopKScorer {
   readonly name = 'tova';
-  readonly windowSize = 1;
-  readonly expandGqa = false;
-  readonly minLengthToEvict: number;
 
-  constructor(private readonly budget: number) {
-    this.minLengthToEvict = budget;
+  constructor(budget: number) {
+    super(budget, 1);
   }
 
   score(view: LayerView): Float32Array[] {
@@ -42,9 +39,6 @@ export class Tova implements EvictionMethod {
     return Array.from({ length: view.heads }, () => s);
   }
 
-  plan(scores: Float32Array[][], _ctx: PlanContext): Int32Array[][] {
-    return scores.map((layer) => layer.map((s) => topK(s, this.budget)));
-  }
 }
 
 export const tovaEntry: MethodEntry = {

@@ -1,0 +1,24 @@
+/**
+ * The plumbing of eviction methods whose rule is a score per slot and a top-B per stored head:
+ * a method is its `score` (the rule); keeping the B best of every head, once at the end of prefill,
+ * lives here. Ties go to the lower slot (press.ts topK).
+ */
+import { topK } from './press.ts';
+import type { EvictionMethod, LayerView, PlanContext } from './press.ts';
+
+export abstract class TopKScorer implements EvictionMethod {
+  abstract readonly name: string;
+  readonly expandGqa = false;
+  readonly minLengthToEvict: number;
+
+  constructor(protected readonly budget: number, readonly windowSize: number) {
+    this.minLengthToEvict = budget;
+  }
+
+  /** Per stored head of the layer: one score per slot (higher = keep). */
+  abstract score(view: LayerView): Float32Array[];
+
+  plan(scores: Float32Array[][], _ctx: PlanContext): Int32Array[][] {
+    return scores.map((layer) => layer.map((s) => topK(s, this.budget)));
+  }
+}
