@@ -1,3 +1,4 @@
+import { listArg, intListArg } from './common.ts';
 import { mkdir, open, rename } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { UsageError } from '../errors.ts';
@@ -18,19 +19,6 @@ export interface EvalPromptsCliOptions {
   out?: string;
 }
 
-function list(name: string, v: string): string[] {
-  const items = v.split(',').map((s) => s.trim());
-  if (items.some((s) => s === '')) throw new UsageError(`--${name} must be a comma-separated list without empty items, got '${v}'`);
-  return items;
-}
-
-function intList(name: string, v: string): number[] {
-  return list(name, v).map((s) => {
-    const n = Number(s);
-    if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${name} takes positive integers, got '${s}'`);
-    return n;
-  });
-}
 
 /**
  * Writes the samples `eval ruler` would run with the same options, one JSON object per line, with
@@ -41,8 +29,8 @@ export async function evalPromptsCommand(o: EvalPromptsCliOptions): Promise<void
   const dir = await resolveModelOption(o.model);
   const source = await openModelSource(dir);
   const plan: PromptPlan = {
-    tasks: list('tasks', o.tasks) as TaskName[],
-    lengths: intList('lengths', o.lengths),
+    tasks: listArg('tasks', o.tasks) as TaskName[],
+    lengths: intListArg('lengths', o.lengths),
     samples: o.samples,
     seed: o.seed,
     mode: o.queryAgnostic ? 'query-agnostic' : 'query-aware',

@@ -10,7 +10,7 @@ import { generateSample } from '../eval/ruler/index.ts';
 import { openModelSource } from '../model/source.ts';
 import { resolveModelOption } from './default-model.ts';
 import { progressBar } from './progress.ts';
-import { parseWeightFormat } from './common.ts';
+import { parseWeightFormat, listArg, intListArg } from './common.ts';
 import { writeFile } from 'node:fs/promises';
 
 export interface EvalCliOptions {
@@ -31,30 +31,17 @@ export interface EvalCliOptions {
   depths?: string;
 }
 
-function list(name: string, v: string): string[] {
-  const items = v.split(',').map((s) => s.trim());
-  if (items.length === 0 || items.some((s) => s === '')) throw new UsageError(`--${name} must be a comma-separated list without empty items, got '${v}'`);
-  return items;
-}
-
-function intList(name: string, v: string): number[] {
-  return list(name, v).map((s) => {
-    const n = Number(s);
-    if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${name} takes positive integers, got '${s}'`);
-    return n;
-  });
-}
 
 async function prepare(o: EvalCliOptions, tasks: TaskName[], depth?: number) {
   const dir = await resolveModelOption(o.model);
   if (o.multiTurn && o.queryAgnostic) throw new UsageError('choose one of --multi-turn and --query-agnostic');
   const cfg = await readModelConfig(dir);
-  const methods = list('methods', o.methods);
+  const methods = listArg('methods', o.methods);
   const plan: EvalPlan = {
     tasks,
-    lengths: intList('lengths', o.lengths),
+    lengths: intListArg('lengths', o.lengths),
     methods,
-    budgets: o.budgets.trim() === '' ? [] : intList('budgets', o.budgets),
+    budgets: o.budgets.trim() === '' ? [] : intListArg('budgets', o.budgets),
     samples: o.samples,
     seed: o.seed,
     mode: o.multiTurn ? 'multi-turn' : o.queryAgnostic ? 'query-agnostic' : 'query-aware',
@@ -79,7 +66,7 @@ async function withEngine<T>(dir: string, o: EvalCliOptions, fn: (e: Engine) => 
 }
 
 export async function evalRulerCommand(o: EvalCliOptions): Promise<void> {
-  const { dir, plan } = await prepare(o, list('tasks', o.tasks) as TaskName[]);
+  const { dir, plan } = await prepare(o, listArg('tasks', o.tasks) as TaskName[]);
   await withEngine(dir, o, async (engine) => {
     const bar = progressBar('eval');
     const results = await runEval(engine, plan, (done, total) => bar.update(done, total)).finally(() => bar.stop());
@@ -95,7 +82,7 @@ export async function evalNiahCommand(o: EvalCliOptions): Promise<void> {
     if (!Number.isFinite(n) || n < 0 || n > 100) throw new UsageError(`--depths takes percentages 0..100, got '${s}'`);
     return n / 100;
   });
-  const tasks = list('tasks', o.tasks) as TaskName[];
+  const tasks = listArg('tasks', o.tasks) as TaskName[];
   if (tasks.length !== 1) throw new UsageError('eval niah draws one task at a time: give one --tasks value');
   const first = await prepare(o, tasks, depths[0]);
   await withEngine(first.dir, o, async (engine) => {
