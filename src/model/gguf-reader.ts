@@ -348,21 +348,3 @@ export class GgufTensorSource implements TensorSource {
     return new Uint8Array(buf.buffer, buf.byteOffset, bytes);
   }
 }
-
-/** Whether a path names a GGUF file (by its magic, so any file name works). */
-export function isGgufFile(filePath: string): boolean {
-  try {
-    const st = fs.statSync(filePath);
-    if (!st.isFile()) return false;
-    const fd = fs.openSync(filePath, 'r');
-    try {
-      const b = Buffer.alloc(4);
-      const got = fs.readSync(fd, b, 0, 4, 0);
-      return got === 4 && b.readUInt32LE(0) === GGUF_MAGIC;
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    return false;
-  }
-}
