@@ -16,9 +16,8 @@ export class CompressionSession implements ForwardHooks {
   private shape: ModelShape;
   private budget: number;
   private window: number;
-  /** Last `window` prompt query rows per layer, [rows, numHeads * headDim]. */
-  private windowQ: Float32Array[] = [];
-  private windowRows: number[] = [];
+  /** Last `window` prompt query rows per layer. */
+  private win: QueryWindow;
   /** This decode step's query row per layer (continual methods observe the step's attention). */
   private stepQ: Float32Array[] = [];
   private decoding = false;
@@ -33,6 +32,7 @@ export class CompressionSession implements ForwardHooks {
     this.shape = shape;
     this.budget = budget;
     this.window = parts.eviction?.windowSize ?? 0;
+    this.win = new QueryWindow(this.window, shape.numHeads * shape.headDim);
     if (parts.selector && parts.selector.summaryPage > 0) seq.enableSummaries(parts.selector.summaryPage);
   }
 
@@ -46,19 +46,18 @@ export class CompressionSession implements ForwardHooks {
       if (this.parts.eviction?.observeDecode) this.stepQ[layer] = q.slice(0, qDim);
       return;
     }
-    if (this.window === 0) return;
-    const W = this.window;
-    const buf = (this.windowQ[layer] ??= new Float32Array(W * qDim));
-    const have = this.windowRows[layer] ?? 0;
-    if (T >= W) {
-      buf.set(q.subarray((T - W) * qDim, T * qDim));
-      this.windowRows[layer] = W;
-    } else {
-      const keep = Math.min(have, W - T);
-      buf.copyWithin(0, (have - keep) * qDim, have * qDim);
-      buf.set(q.subarray(0, T * qDim), keep * qDim);
-      this.windowRows[layer] = keep + T;
+    this.win.onQueries(layer, q, T);
+  }
+
+  /**
+   * Start from a prompt prefilled elsewhere (engine.prefill): take the last rows of its window as
+   * if this session had watched that prefill. The recorded window must be at least this method's.
+   */
+  adoptWindow(recorded: QueryWindow): void {
+    if (this.window > recorded.size) {
+      throw new RangeError(`the prefilled prompt kept ${recorded.size} query rows, this method needs ${this.window}; prefill with a larger window`);
     }
+    this.win.copyFrom(recorded);
   }
 
   select(layer: number, h: number, q: Float32Array, group: number): Selection {
@@ -143,7 +142,7 @@ export class CompressionSession implements ForwardHooks {
   /** A new turn's prompt follows: capture its observation window again. */
   beginTurn(): void {
     this.decoding = false;
-    this.windowRows = [];
+    this.win.clear();
   }
 
   private planContext(): PlanContext {
@@ -165,8 +164,8 @@ export class CompressionSession implements ForwardHooks {
     const qDim = this.qDim;
     const heads = seq.headsIn(layer);
     const group = seq.isExpanded(layer) ? 1 : shape.numHeads / shape.numKvHeads;
-    const rows = this.windowRows[layer] ?? 0;
-    const windowQueries = (this.windowQ[layer] ?? new Float32Array(0)).subarray(0, rows * qDim);
+    const rows = this.win.rowsIn(layer);
+    const windowQueries = this.win.queries(layer);
     const keysCache = new Map<number, Float32Array>();
     const keys = (h: number): Float32Array => {
       let k = keysCache.get(h);
@@ -206,10 +205,10 @@ export class CompressionSession implements ForwardHooks {
     const ev = this.parts.eviction;
     const seq = this.seq;
     promptLength = seq.nextPosition;
-    if (skipEviction) { this.windowQ = []; return; }
+    if (skipEviction) { this.win.clear(); return; }
     this.views = [];
     this.viewSummaries = [];
-    if (!ev || promptLength <= ev.minLengthToEvict) { this.windowQ = []; return; }
+    if (!ev || promptLength <= ev.minLengthToEvict) { this.win.clear(); return; }
     const group = this.shape.numHeads / this.shape.numKvHeads;
     if (ev.expandGqa) for (let l = 0; l < seq.layers; l++) seq.expandLayer(l, group);
     const scores: Float32Array[][] = [];
@@ -217,7 +216,7 @@ export class CompressionSession implements ForwardHooks {
     const plan = ev.plan(scores, this.planContext());
     if (this.parts.mode === 'view') this.makeViews(plan);
     else this.apply(plan);
-    this.windowQ = [];
+    this.win.clear();
   }
 
   private makeViews(plan: Int32Array[][]): void {
@@ -283,4 +282,63 @@ function gatherRows(rows: Float32Array, slots: Int32Array, d: number): Float32Ar
   const out = new Float32Array(slots.length * d);
   for (let i = 0; i < slots.length; i++) out.set(rows.subarray(slots[i]! * d, slots[i]! * d + d), i * d);
   return out;
+}
+
+/**
+ * The last `size` query rows of every layer's prompt (after RoPE), [rows, numHeads * headDim]: the
+ * observation window that eviction methods score from.
+ */
+export class QueryWindow {
+  readonly size: number;
+  private qDim: number;
+  private buf: Float32Array[] = [];
+  private rows: number[] = [];
+
+  constructor(size: number, qDim: number) {
+    this.size = size;
+    this.qDim = qDim;
+  }
+
+  onQueries(layer: number, q: Float32Array, T: number): void {
+    const W = this.size;
+    if (W === 0) return;
+    const qDim = this.qDim;
+    const buf = (this.buf[layer] ??= new Float32Array(W * qDim));
+    const have = this.rows[layer] ?? 0;
+    if (T >= W) {
+      buf.set(q.subarray((T - W) * qDim, T * qDim));
+      this.rows[layer] = W;
+    } else {
+      const keep = Math.min(have, W - T);
+      buf.copyWithin(0, (have - keep) * qDim, have * qDim);
+      buf.set(q.subarray(0, T * qDim), keep * qDim);
+      this.rows[layer] = keep + T;
+    }
+  }
+
+  rowsIn(layer: number): number {
+    return this.rows[layer] ?? 0;
+  }
+
+  /** The kept rows of a layer, oldest first (a view). */
+  queries(layer: number): Float32Array {
+    return (this.buf[layer] ?? new Float32Array(0)).subarray(0, this.rowsIn(layer) * this.qDim);
+  }
+
+  /** Keep the last rows of another window, as many as this one holds. */
+  copyFrom(other: QueryWindow): void {
+    if (other.qDim !== this.qDim) throw new RangeError(`query rows of ${other.qDim} floats, this window holds ${this.qDim}`);
+    this.clear();
+    for (let l = 0; l < other.buf.length; l++) {
+      const n = other.rowsIn(l);
+      if (n === 0) continue;
+      const q = other.queries(l);
+      this.onQueries(l, q, n);
+    }
+  }
+
+  clear(): void {
+    this.buf = [];
+    this.rows = [];
+  }
 }

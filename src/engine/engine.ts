@@ -13,7 +13,7 @@ import { StopMatcher } from './stop.ts';
 import { checkFitsWasm } from './memory.ts';
 import { ContextLengthError, ModelLoadError, UsageError } from '../errors.ts';
 import { createCompression, resolveCompression, type CompressionRequest, type ResolvedCompression } from '../compress/registry.ts';
-import { CompressionSession } from '../compress/session.ts';
+import { CompressionSession, QueryWindow } from '../compress/session.ts';
 import { kvReport, type KvReport } from './report.ts';
 
 export interface LoadProgress { stage: 'weights'; done: number; total: number }
@@ -55,7 +55,31 @@ export interface GenerateOptions extends SamplingOptions {
    * question after a context that was compressed query-agnostically). Decode-time selection still runs.
    */
   skipEviction?: boolean;
+  /**
+   * Start from this prompt prefilled once with `engine.prefill` instead of running the prompt
+   * (the input must be the same tokens). The result is the same as a run of its own: the prefill
+   * does not depend on the method, which evicts only after it. Evaluation grids run every method
+   * of a sample from one prefill this way.
+   */
+  from?: PrefilledPrompt;
 }
+
+/**
+ * A prompt run once through the model with the full cache: its KV sequence, its last query rows
+ * of every layer (the observation window, `window` rows) and the logits of its last token.
+ * Release it when done; requests started from it hold copies of their own.
+ */
+export interface PrefilledPrompt {
+  readonly tokens: readonly number[];
+  readonly seq: SequenceKV;
+  readonly window: QueryWindow;
+  readonly logits: Float32Array;
+  readonly prefillMs: number;
+  release(): void;
+}
+
+/** Query rows `engine.prefill` keeps by default: the largest observation window of the methods (rocketkv-mt's 128). */
+export const PREFILL_WINDOW = 128;
 
 export interface GenerateEvent { token: number; text: string }
 
@@ -86,6 +110,8 @@ export interface Conversation {
 
 interface TurnState {
   seq: SequenceKV;
+  /** The prefilled prompt the sequence was forked from, if any. */
+  from?: PrefilledPrompt;
   session: CompressionSession;
   kv: ResolvedCompression;
 }
@@ -165,6 +191,34 @@ export class Engine {
     return this.tokenizer.encode(text, { addSpecialTokens: false });
   }
 
+  /**
+   * Run a prompt once with the full cache, for many requests to start from (`GenerateOptions.from`).
+   * `window`: query rows kept per layer, at least the observation window of every method that will use it.
+   */
+  async prefill(input: PromptInput, opts: { window?: number; prefillChunkTokens?: number; onPrefillProgress?: (done: number, total: number) => void } = {}): Promise<PrefilledPrompt> {
+    const { prompt, chunk } = this.prepareTurn(input, { prefillChunkTokens: opts.prefillChunkTokens }, 0);
+    const window = opts.window ?? PREFILL_WINDOW;
+    if (!Number.isInteger(window) || window < 0) throw new UsageError(`window must be an integer >= 0, got ${window}`);
+    const c = this.config;
+    const rec = new QueryWindow(window, c.numHeads * c.headDim);
+    const seq = this.newSequence();
+    const t0 = performance.now();
+    let logits: Float32Array = new Float32Array(0);
+    try {
+      for (let i = 0; i < prompt.length; i += chunk) {
+        const part = prompt.slice(i, Math.min(prompt.length, i + chunk));
+        logits = this.model.forward([{ seq, tokens: part, hooks: rec }])[0]!.slice();
+        opts.onPrefillProgress?.(Math.min(prompt.length, i + chunk), prompt.length);
+        if (prompt.length > chunk) await yieldToEventLoop();
+      }
+    } catch (e) {
+      seq.release();
+      throw e;
+    }
+    const prefillMs = performance.now() - t0;
+    return { tokens: prompt, seq, window: rec, logits, prefillMs, release: () => seq.release() };
+  }
+
   /** Stream one request's tokens. Validates everything before any work starts. */
   generate(input: PromptInput, opts: GenerateOptions = {}): Generation {
     const kv = resolveCompression(opts.kv ?? { method: 'full' });
@@ -175,7 +229,7 @@ export class Engine {
       text: '',
       tokens: [],
       async *[Symbol.asyncIterator]() {
-        const state = engine.newState(kv, turn.prompt.length, opts.kvPlanMaxNewTokens ?? turn.maxTokens);
+        const state = engine.newState(kv, turn.prompt.length, opts.kvPlanMaxNewTokens ?? turn.maxTokens, opts.from);
         try {
           yield* engine.runTurn(state, turn.prompt, turn.maxTokens, turn.chunk, opts, gen, false);
         } finally {
@@ -205,6 +259,7 @@ export class Engine {
       send(input: PromptInput, opts: GenerateOptions = {}): Generation {
         if (closed) throw new UsageError('this conversation is closed; start a new one');
         if (failed) throw new UsageError(`this conversation failed earlier (${failed.message}); start a new one`);
+        if (opts.from && state) throw new UsageError('only the first turn of a conversation can start from a prefilled prompt');
         const turn = engine.prepareTurn(input, opts, state?.seq.nextPosition ?? 0);
         const gen: Generation = {
           stats: null,
@@ -212,7 +267,7 @@ export class Engine {
           tokens: [],
           async *[Symbol.asyncIterator]() {
             if (closed || failed) throw new UsageError('this conversation is closed or failed; start a new one');
-            state ??= engine.newState(kv, plan?.promptTokens ?? turn.prompt.length, plan?.maxNewTokens ?? turn.maxTokens);
+            state ??= engine.newState(kv, plan?.promptTokens ?? turn.prompt.length, plan?.maxNewTokens ?? turn.maxTokens, opts.from);
             state.session.beginTurn();
             try {
               yield* engine.runTurn(state, turn.prompt, turn.maxTokens, turn.chunk, opts, gen, true);
@@ -252,18 +307,36 @@ export class Engine {
     return { prompt, maxTokens: Math.min(maxTokens, this.maxContextTokens - tokensBefore - prompt.length - 1), chunk };
   }
 
-  private newState(kv: ResolvedCompression, promptLength: number, maxTokens: number): TurnState {
-    const seq = this.newSequence();
+  private shape() {
     const c = this.config;
-    const shape = { numLayers: c.numLayers, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim };
-    const parts = createCompression(kv, {
+    return { numLayers: c.numLayers, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim };
+  }
+
+  private compressionFor(kv: ResolvedCompression, promptLength: number, maxTokens: number) {
+    return createCompression(kv, {
       promptLength,
       maxNewTokens: maxTokens,
-      shape,
+      shape: this.shape(),
       maxPositionEmbeddings: this.maxContextTokens,
       blockSlots: this.pool.blockSlots,
     });
-    return { seq, session: new CompressionSession(seq, parts, shape, kv.budget), kv };
+  }
+
+  /** The prompt query rows a request's method scores from (0 for methods without eviction): what `prefill` must keep for it. */
+  observationWindow(kv: CompressionRequest, promptLength: number, maxNewTokens: number): number {
+    return this.compressionFor(resolveCompression(kv), promptLength, maxNewTokens).eviction?.windowSize ?? 0;
+  }
+
+  private newState(kv: ResolvedCompression, promptLength: number, maxTokens: number, from?: PrefilledPrompt): TurnState {
+    const shape = this.shape();
+    const parts = this.compressionFor(kv, promptLength, maxTokens);
+    const seq = from ? from.seq.fork() : this.newSequence();
+    try {
+      return { seq, session: new CompressionSession(seq, parts, shape, kv.budget), kv, ...(from ? { from } : {}) };
+    } catch (e) {
+      seq.release();
+      throw e;
+    }
   }
 
   private async *runTurn(
@@ -274,21 +347,34 @@ export class Engine {
     const decoder = new StreamDecoder(this.tokenizer);
     const stop = new StopMatcher(opts.stop);
     const eos = new Set(opts.ignoreEos ? [] : this.tokenizer.eosTokenIds);
+    const from = opts.from;
+    if (from && (from.tokens.length !== prompt.length || from.tokens.some((t, i) => t !== prompt[i]))) {
+      throw new UsageError('the prompt differs from the prefilled one given in `from`; give the same tokens');
+    }
+    // A prefilled prompt this sequence was forked from holds its blocks in the pool while it lives
+    // (0 once released): they are not this request's. The fork itself is counted from here on.
+    const heldElsewhere = state.from?.seq.blockBytes() ?? 0;
     this.pool.resetPeak();
     const readsBefore = { ...seq.reads };
     let finish: FinishReason = 'length';
     const t0 = performance.now();
     let logits: Float32Array = new Float32Array(0);
-    for (let i = 0; i < prompt.length; i += chunk) {
-      const part = prompt.slice(i, Math.min(prompt.length, i + chunk));
-      logits = this.model.forward([{ seq, tokens: part, hooks: session }])[0]!;
-      opts.onPrefillProgress?.(Math.min(prompt.length, i + chunk), prompt.length);
-      if (prompt.length > chunk) await yieldToEventLoop();
+    if (from) {
+      // As if the session had watched the prefill: its observation window from the recorded rows.
+      session.adoptWindow(from.window);
+      logits = from.logits.slice();
+    } else {
+      for (let i = 0; i < prompt.length; i += chunk) {
+        const part = prompt.slice(i, Math.min(prompt.length, i + chunk));
+        logits = this.model.forward([{ seq, tokens: part, hooks: session }])[0]!;
+        opts.onPrefillProgress?.(Math.min(prompt.length, i + chunk), prompt.length);
+        if (prompt.length > chunk) await yieldToEventLoop();
+      }
     }
     session.afterPrefill(seq.nextPosition, opts.skipEviction ?? false);
-    const prefillMs = performance.now() - t0;
+    const prefillMs = from ? from.prefillMs : performance.now() - t0;
     // The decode phase's peak is measured on its own (RocketKV's paper resets the peak before decoding).
-    const prefillPeakBytes = this.pool.peakBytes;
+    const prefillPeakBytes = this.pool.peakBytes - heldElsewhere;
     this.pool.resetPeak();
     const t1 = performance.now();
     // The sampled token not yet run through the model. In a conversation it joins the cache when
@@ -339,10 +425,10 @@ export class Engine {
       prefillMs,
       decodeMs,
       kvBytes: seq.blockBytes(),
-      kvPeakBytes: Math.max(prefillPeakBytes, this.pool.peakBytes),
-      kvPeakDecodeBytes: this.pool.peakBytes,
+      kvPeakBytes: Math.max(prefillPeakBytes, this.pool.peakBytes - heldElsewhere),
+      kvPeakDecodeBytes: this.pool.peakBytes - heldElsewhere,
       finishReason: finish,
-      kv: kvReport(seq, kv.entry.name, kv.budget, { request: Math.max(prefillPeakBytes, this.pool.peakBytes), decode: this.pool.peakBytes }, session.evictions, turnReads),
+      kv: kvReport(seq, kv.entry.name, kv.budget, { request: Math.max(prefillPeakBytes, this.pool.peakBytes - heldElsewhere), decode: this.pool.peakBytes - heldElsewhere }, session.evictions, turnReads),
     };
   }
 

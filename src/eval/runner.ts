@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
-import { access, mkdir, open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { access, appendFile, mkdir, open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { stringify as toCsv } from 'csv-stringify/sync';
-import type { Engine, Generation } from '../engine/engine.ts';
+import type { Engine, Generation, PrefilledPrompt } from '../engine/engine.ts';
 import type { CompressionRequest } from '../compress/registry.ts';
 import { generateSample, TASKS } from './ruler/index.ts';
 import type { Sample, TaskName } from './ruler/types.ts';
 import { stringMatchAll } from './metrics.ts';
-import { promptIds } from './prompts.ts';
+import { promptIds, type PromptIds } from './prompts.ts';
 import { resolveCompression, methodNames, parseMethodSpec } from '../compress/registry.ts';
 import { UsageError } from '../errors.ts';
 
@@ -22,8 +22,10 @@ export const PLAN_MAX_NEW_TOKENS = 128;
  * Bumped whenever a method's rule or the evaluation's sizing changes, so that runs made before are
  * not reused as if they were made now. 2: RocketKV stage 2 reads exactly top-k tokens by a softmax
  * over tokens; exact_topk per query head; budget splits sized for PLAN_MAX_NEW_TOKENS.
+ * 3: kvcompress defaults follow the fork's fixed-size recipe (window 8, max-pooled, protected 8
+ * counted as the fork does, compressed once, budget rounded up to whole blocks per head).
  */
-export const RULES_VERSION = 2;
+export const RULES_VERSION = 3;
 
 /**
  * query-aware: context and question in one prompt; query-agnostic: the context is compressed before
@@ -207,107 +209,204 @@ export interface EvalProgress {
   (doneSamples: number, totalSamples: number, run: string): void;
 }
 
-/** Run every cell of the grid, skipping cells whose metrics.json exists (resumable). */
+/** One sample's outcome in one cell: a line of the cell's samples.jsonl. */
+interface SampleRow {
+  i: number;
+  prompt_tokens: number;
+  prediction: string;
+  references: string;
+  /** string_match_all in [0, 1] (multi-turn: the mean over turns). */
+  score: number;
+  stored: number;
+  full: number;
+  read: number;
+  peak: number;
+  peak_decode: number;
+  tokens: number;
+  decode_ms: number;
+}
+
+/** The first line of samples.jsonl: what the rows were made under. */
+interface SamplesHeader {
+  model_fingerprint: string;
+  rules_version: number;
+  samples: number;
+  seed: number;
+  kv_options: Record<string, string>;
+  turns: number | null;
+}
+
+const SAMPLES_FILE = 'samples.jsonl';
+
+function samplesHeader(plan: EvalPlan, fingerprint: string, turns: number | undefined): SamplesHeader {
+  return { model_fingerprint: fingerprint, rules_version: RULES_VERSION, samples: plan.samples, seed: plan.seed, kv_options: plan.kvOptions ?? {}, turns: turns ?? null };
+}
+
+/** Rows of an unfinished cell kept from an earlier, interrupted evaluation (by sample index). */
+async function readPartial(path: string, want: SamplesHeader): Promise<{ rows: Map<number, SampleRow>; stale: string | null }> {
+  const rows = new Map<number, SampleRow>();
+  if (!(await exists(path))) return { rows, stale: null };
+  const lines = (await readFile(path, 'utf8')).split('\n').filter((l) => l.trim() !== '');
+  if (lines.length === 0) return { rows, stale: null };
+  let header: SamplesHeader;
+  try { header = JSON.parse(lines[0]!) as SamplesHeader; } catch { return { rows, stale: `${path} does not start with a header line` }; }
+  if (JSON.stringify(header) !== JSON.stringify(want)) return { rows, stale: `its unfinished samples were made under other settings (${JSON.stringify(header)})` };
+  for (const line of lines.slice(1)) {
+    // A line cut short by an interruption is the last one: it is redone.
+    try { const r = JSON.parse(line) as SampleRow; rows.set(r.i, r); } catch { break; }
+  }
+  return { rows, stale: null };
+}
+
+/** A group of cells that share their samples: same task, length, mode and depth. */
+function groupKey(spec: RunSpec): string {
+  return `${spec.task}|${spec.length}|${spec.mode}|${spec.depth ?? ''}`;
+}
+
+/**
+ * Run every cell of the grid, skipping cells whose metrics.json exists (resumable). Cells that share
+ * a task, length and mode run sample by sample: each sample's prompt is prefilled once and every
+ * method starts from a copy of it (the same result as a run of its own, tested). Each finished
+ * sample of a cell is appended to its samples.jsonl, so an interrupted evaluation resumes there.
+ */
 export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalProgress): Promise<RunMetrics[]> {
   const model = basename(resolve(engine.dir));
   const runs = planRuns(plan);
   const total = runs.length * plan.samples;
   let done = 0;
-  const results: RunMetrics[] = [];
   const tokenizer = { encode: (t: string) => engine.tokenizer.encode(t, { addSpecialTokens: false }) };
   const fingerprint = await modelFingerprint(engine.dir);
+  const turnsOf = (spec: RunSpec): number | undefined => (spec.mode === 'multi-turn' ? plan.turns ?? DEFAULT_TURNS : undefined);
   // Finished runs are reused only when they answer the same question; anything else is refused
   // before any work, so that results of another checkpoint or sample count never mix in silently.
   const finished = new Map<string, RunMetrics>();
+  const partial = new Map<string, Map<number, SampleRow>>();
   const stale: string[] = [];
   for (const spec of runs) {
-    const metricsPath = join(plan.outDir, runId(spec, model), 'metrics.json');
-    if (!(await exists(metricsPath))) continue;
-    const m = JSON.parse(await readFile(metricsPath, 'utf8')) as RunMetrics;
-    const why = staleReason(m, plan, fingerprint, spec.mode === 'multi-turn' ? plan.turns ?? DEFAULT_TURNS : undefined);
-    if (why) stale.push(`${runId(spec, model)}: ${why}`);
-    else finished.set(metricsPath, m);
+    const dir = join(plan.outDir, runId(spec, model));
+    const metricsPath = join(dir, 'metrics.json');
+    if (await exists(metricsPath)) {
+      const m = JSON.parse(await readFile(metricsPath, 'utf8')) as RunMetrics;
+      const why = staleReason(m, plan, fingerprint, turnsOf(spec));
+      if (why) stale.push(`${runId(spec, model)}: ${why}`);
+      else finished.set(runId(spec, model), m);
+      continue;
+    }
+    const p = await readPartial(join(dir, SAMPLES_FILE), samplesHeader(plan, fingerprint, turnsOf(spec)));
+    if (p.stale) stale.push(`${runId(spec, model)}: ${p.stale}`);
+    else partial.set(runId(spec, model), p.rows);
   }
   if (stale.length) {
     throw new UsageError(`${plan.outDir} holds ${stale.length} finished run(s) that do not match this evaluation (first: ${stale[0]}); give another --out, or delete those runs to redo them`);
   }
+  const byId = new Map<string, RunMetrics>();
+  const groups = new Map<string, RunSpec[]>();
   for (const spec of runs) {
-    const dir = join(plan.outDir, runId(spec, model));
-    const metricsPath = join(dir, 'metrics.json');
-    const reuse = finished.get(metricsPath);
+    const id = runId(spec, model);
+    const reuse = finished.get(id);
     if (reuse) {
-      results.push(reuse);
+      byId.set(id, reuse);
       done += plan.samples;
-      progress?.(done, total, runId(spec, model));
+      progress?.(done, total, id);
       continue;
     }
-    const rows: (string | number)[][] = [['id', 'prompt_tokens', 'prediction', 'references', 'score']];
-    let scoreSum = 0;
-    let stored = 0;
-    let full = 0;
-    let read = 0;
-    let peak = 0;
-    let peakDecode = 0;
-    let tokens = 0;
-    let decodeMs = 0;
-    const turns = spec.mode === 'multi-turn' ? plan.turns ?? DEFAULT_TURNS : undefined;
-    for (let i = 0; i < plan.samples; i++) {
-      const sample = generateSample(spec.task, {
-        length: spec.length, seed: plan.seed, index: i, tokenizer,
-        ...(spec.depth !== undefined ? { depth: spec.depth } : {}), ...(turns !== undefined ? { turns } : {}),
-      });
-      const r = await answer(engine, sample, spec, plan.kvOptions ?? {});
-      const score = r.score ?? stringMatchAll(r.prediction, sample.references);
-      scoreSum += score;
-      stored += r.stats.kv.storedBytes;
-      full += r.stats.kv.fullBytes;
-      read += r.stats.kv.readPerStep.total;
-      peak += r.stats.kv.poolPeakBytes;
-      peakDecode += r.stats.kv.poolPeakDecodeBytes;
-      tokens += r.stats.generatedTokens;
-      decodeMs += r.stats.decodeMs;
-      const refs = sample.turns ? sample.turns.map((t) => t.references.join(' | ')).join(' || ') : sample.references.join(' | ');
-      rows.push([i, r.promptTokens, r.prediction, refs, score * 100]);
-      done++;
-      progress?.(done, total, runId(spec, model));
-    }
-    const n = plan.samples;
-    const metrics: RunMetrics = {
-      task: spec.task,
-      length: spec.length,
-      model,
-      method: spec.method,
-      budget: spec.budget,
-      mode: spec.mode,
-      depth: spec.depth ?? null,
-      samples: n,
-      seed: plan.seed,
-      score: (scoreSum / n) * 100,
-      storedKvBytes: stored / n,
-      fullKvBytes: full / n,
-      readBytesPerStep: read / n,
-      peakKvBytes: peak / n,
-      peakKvDecodeBytes: peakDecode / n,
-      tokensPerSecond: decodeMs > 0 ? (tokens / decodeMs) * 1000 : 0,
-      modelFingerprint: fingerprint,
-      rulesVersion: RULES_VERSION,
-      ...(plan.kvOptions && Object.keys(plan.kvOptions).length ? { kvOptions: plan.kvOptions } : {}),
-      turns: turns ?? null,
-    };
-    await mkdir(dir, { recursive: true });
-    await writeFile(join(dir, 'predictions.csv'), toCsv(rows));
-    await writeFile(join(dir, 'config.yaml'), toYaml({
-      model: resolve(engine.dir), model_fingerprint: fingerprint, task: spec.task, length: spec.length, method: spec.method, budget: spec.budget,
-      kv_options: plan.kvOptions ?? {}, mode: spec.mode, depth: spec.depth ?? null, samples: n, seed: plan.seed,
-      ...(turns !== undefined ? { turns } : {}),
-      weights: engine.weightFormat, sampling: 'greedy',
-    }));
-    // metrics.json last, written atomically: its presence marks the run finished.
-    await writeFile(`${metricsPath}.part`, JSON.stringify(metrics, null, 2) + '\n');
-    await rename(`${metricsPath}.part`, metricsPath);
-    results.push(metrics);
+    const rows = partial.get(id)!;
+    done += rows.size;
+    if (rows.size) progress?.(done, total, id);
+    const g = groups.get(groupKey(spec)) ?? [];
+    g.push(spec);
+    groups.set(groupKey(spec), g);
   }
-  return results;
+  for (const specs of groups.values()) {
+    const first = specs[0]!;
+    const turns = turnsOf(first);
+    await mkdir(plan.outDir, { recursive: true });
+    for (const spec of specs) {
+      const dir = join(plan.outDir, runId(spec, model));
+      await mkdir(dir, { recursive: true });
+      if (partial.get(runId(spec, model))!.size === 0) await writeFile(join(dir, SAMPLES_FILE), JSON.stringify(samplesHeader(plan, fingerprint, turns)) + '\n');
+    }
+    for (let i = 0; i < plan.samples; i++) {
+      const needing = specs.filter((spec) => !partial.get(runId(spec, model))!.has(i));
+      if (needing.length === 0) continue;
+      const sample = generateSample(first.task, {
+        length: first.length, seed: plan.seed, index: i, tokenizer,
+        ...(first.depth !== undefined ? { depth: first.depth } : {}), ...(turns !== undefined ? { turns } : {}),
+      });
+      const ids = promptIds(engine.tokenizer, sample);
+      const window = Math.max(0, ...needing.map((spec) => engine.observationWindow(specRequest(spec, plan.kvOptions ?? {}), ids.input.length, PLAN_MAX_NEW_TOKENS)));
+      const prefix = await engine.prefill({ tokens: first.mode === 'query-agnostic' ? ids.context : ids.input }, { window });
+      try {
+        for (const spec of needing) {
+          const id = runId(spec, model);
+          const r = await answer(engine, sample, ids, spec, plan.kvOptions ?? {}, prefix);
+          const refs = sample.turns ? sample.turns.map((t) => t.references.join(' | ')).join(' || ') : sample.references.join(' | ');
+          const row: SampleRow = {
+            i, prompt_tokens: r.promptTokens, prediction: r.prediction, references: refs,
+            score: r.score ?? stringMatchAll(r.prediction, sample.references),
+            stored: r.stats.kv.storedBytes, full: r.stats.kv.fullBytes, read: r.stats.kv.readPerStep.total,
+            peak: r.stats.kv.poolPeakBytes, peak_decode: r.stats.kv.poolPeakDecodeBytes,
+            tokens: r.stats.generatedTokens, decode_ms: r.stats.decodeMs,
+          };
+          partial.get(id)!.set(i, row);
+          await appendFile(join(plan.outDir, id, SAMPLES_FILE), JSON.stringify(row) + '\n');
+          done++;
+          progress?.(done, total, id);
+        }
+      } finally {
+        prefix.release();
+      }
+    }
+    for (const spec of specs) byId.set(runId(spec, model), await finishCell(engine, plan, spec, model, fingerprint, turns, partial.get(runId(spec, model))!));
+  }
+  return runs.map((spec) => byId.get(runId(spec, model))!);
+}
+
+/** Write a cell's predictions.csv, config.yaml and (last, atomically) metrics.json from its rows. */
+async function finishCell(
+  engine: Engine, plan: EvalPlan, spec: RunSpec, model: string, fingerprint: string, turns: number | undefined, rowsByIndex: Map<number, SampleRow>,
+): Promise<RunMetrics> {
+  const dir = join(plan.outDir, runId(spec, model));
+  const metricsPath = join(dir, 'metrics.json');
+  const rows = Array.from({ length: plan.samples }, (_, i) => rowsByIndex.get(i)!);
+  const n = plan.samples;
+  const sum = (f: (r: SampleRow) => number): number => rows.reduce((a, r) => a + f(r), 0);
+  const tokens = sum((r) => r.tokens);
+  const decodeMs = sum((r) => r.decode_ms);
+  const metrics: RunMetrics = {
+    task: spec.task,
+    length: spec.length,
+    model,
+    method: spec.method,
+    budget: spec.budget,
+    mode: spec.mode,
+    depth: spec.depth ?? null,
+    samples: n,
+    seed: plan.seed,
+    score: (sum((r) => r.score) / n) * 100,
+    storedKvBytes: sum((r) => r.stored) / n,
+    fullKvBytes: sum((r) => r.full) / n,
+    readBytesPerStep: sum((r) => r.read) / n,
+    peakKvBytes: sum((r) => r.peak) / n,
+    peakKvDecodeBytes: sum((r) => r.peak_decode) / n,
+    tokensPerSecond: decodeMs > 0 ? (tokens / decodeMs) * 1000 : 0,
+    modelFingerprint: fingerprint,
+    rulesVersion: RULES_VERSION,
+    ...(plan.kvOptions && Object.keys(plan.kvOptions).length ? { kvOptions: plan.kvOptions } : {}),
+    turns: turns ?? null,
+  };
+  const table: (string | number)[][] = [['id', 'prompt_tokens', 'prediction', 'references', 'score']];
+  for (const r of rows) table.push([r.i, r.prompt_tokens, r.prediction, r.references, r.score * 100]);
+  await writeFile(join(dir, 'predictions.csv'), toCsv(table));
+  await writeFile(join(dir, 'config.yaml'), toYaml({
+    model: resolve(engine.dir), model_fingerprint: fingerprint, task: spec.task, length: spec.length, method: spec.method, budget: spec.budget,
+    kv_options: plan.kvOptions ?? {}, mode: spec.mode, depth: spec.depth ?? null, samples: n, seed: plan.seed,
+    ...(turns !== undefined ? { turns } : {}),
+    weights: engine.weightFormat, sampling: 'greedy',
+  }));
+  await writeFile(`${metricsPath}.part`, JSON.stringify(metrics, null, 2) + '\n');
+  await rename(`${metricsPath}.part`, metricsPath);
+  return metrics;
 }
 
 interface Answer {
@@ -324,14 +423,21 @@ function kvRequest(methodSpec: string, budget: number, kvOptions: Record<string,
   return { ...kvOptions, ...options, method, budget };
 }
 
-async function answer(engine: Engine, sample: Sample, spec: RunSpec, kvOptions: Record<string, string>): Promise<Answer> {
-  const kv = spec.budget === null ? { method: 'full' } : kvRequest(spec.method, spec.budget, kvOptions);
+function specRequest(spec: RunSpec, kvOptions: Record<string, string>): CompressionRequest {
+  return spec.budget === null ? { method: 'full' } : kvRequest(spec.method, spec.budget, kvOptions);
+}
+
+/**
+ * One sample of one cell, started from `prefix`: the sample's prompt (query-aware, multi-turn) or
+ * its context (query-agnostic) prefilled once for every cell of the group.
+ */
+async function answer(engine: Engine, sample: Sample, ids: PromptIds, spec: RunSpec, kvOptions: Record<string, string>, prefix: PrefilledPrompt): Promise<Answer> {
+  const kv = specRequest(spec, kvOptions);
   // The ids come from promptIds, which `eval prompts` writes out for other libraries to run.
-  const ids = promptIds(engine.tokenizer, sample);
   const promptTokens = ids.input.length;
-  if (spec.mode === 'multi-turn') return multiTurn(engine, sample, kv, promptTokens);
+  if (spec.mode === 'multi-turn') return multiTurn(engine, sample, ids, kv, prefix);
   if (spec.mode === 'query-aware') {
-    const g = engine.generate({ tokens: ids.input }, { maxTokens: sample.maxNewTokens, temperature: 0, kv, kvPlanMaxNewTokens: PLAN_MAX_NEW_TOKENS });
+    const g = engine.generate({ tokens: ids.input }, { maxTokens: sample.maxNewTokens, temperature: 0, kv, kvPlanMaxNewTokens: PLAN_MAX_NEW_TOKENS, from: prefix });
     for await (const _ of g) { /* drain */ }
     return { prediction: g.text, stats: g.stats!, promptTokens };
   }
@@ -339,7 +445,7 @@ async function answer(engine: Engine, sample: Sample, spec: RunSpec, kvOptions: 
   // Size the method for the whole request (context + question + answer), as the query-aware run is.
   const conv = engine.conversation(kv, { promptTokens: promptTokens, maxNewTokens: PLAN_MAX_NEW_TOKENS });
   try {
-    const ctx = conv.send({ tokens: ids.context }, { maxTokens: 0 });
+    const ctx = conv.send({ tokens: ids.context }, { maxTokens: 0, from: prefix });
     for await (const _ of ctx) { /* prefill + eviction only */ }
     const q = conv.send({ tokens: ids.question }, { maxTokens: sample.maxNewTokens, temperature: 0, skipEviction: true });
     for await (const _ of q) { /* drain */ }
@@ -355,8 +461,9 @@ async function answer(engine: Engine, sample: Sample, spec: RunSpec, kvOptions: 
  * previous reply (whose </s> stays in the cache). Eviction methods compress after each turn's
  * prompt, as in any conversation; rocketkv-mt keeps everything and re-selects per turn.
  */
-async function multiTurn(engine: Engine, sample: Sample, kv: CompressionRequest, firstPromptTokens: number): Promise<Answer> {
+async function multiTurn(engine: Engine, sample: Sample, ids: PromptIds, kv: CompressionRequest, prefix: PrefilledPrompt): Promise<Answer> {
   const turns = sample.turns!;
+  const firstPromptTokens = ids.input.length;
   const later = turns.slice(1).map((t) => engine.tokenizer.encode(t.question + t.answerPrefix, { addSpecialTokens: false }));
   const promptTokens = firstPromptTokens + later.reduce((n, t) => n + t.length, 0);
   const conv = engine.conversation(kv, { promptTokens, maxNewTokens: PLAN_MAX_NEW_TOKENS });
@@ -366,7 +473,7 @@ async function multiTurn(engine: Engine, sample: Sample, kv: CompressionRequest,
     let stats: NonNullable<Generation['stats']> | null = null;
     let readTotal = 0;
     for (let k = 0; k < turns.length; k++) {
-      const g = conv.send(k === 0 ? sample.input : { tokens: later[k - 1]! }, { maxTokens: sample.maxNewTokens, temperature: 0 });
+      const g = conv.send({ tokens: k === 0 ? ids.input : later[k - 1]! }, { maxTokens: sample.maxNewTokens, temperature: 0, ...(k === 0 ? { from: prefix } : {}) });
       for await (const _ of g) { /* drain */ }
       predictions.push(g.text);
       score += stringMatchAll(g.text, turns[k]!.references);

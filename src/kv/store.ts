@@ -258,6 +258,45 @@ export class SequenceKV {
     this.groups[layer] = 1;
   }
 
+  /**
+   * A copy of this sequence in the same pool: every head's blocks copied into blocks of its own,
+   * with positions, GQA expansion, page summaries and the next position. Reads start at zero.
+   * Evaluation grids prefill a prompt once and fork it for every method (the copy is exact).
+   */
+  fork(): SequenceKV {
+    const copy = new SequenceKV(this.rt, this.pool, { layers: this.layers, kvHeads: this.kvHeads, maxTokens: this.maxTokens });
+    const bytes = this.pool.blockBytes;
+    try {
+      for (let l = 0; l < this.layers; l++) {
+        const src = this.layerHeads[l]!;
+        if (src.length !== copy.layerHeads[l]!.length) {
+          copy.releaseHeads(copy.layerHeads[l]!);
+          copy.layerHeads[l] = src.map(() => copy.newHead());
+        }
+        copy.groups[l] = this.groups[l]!;
+        for (let h = 0; h < src.length; h++) {
+          const from = src[h]!;
+          const to = copy.layerHeads[l]![h]!;
+          for (let b = 0; b < from.blocks; b++) {
+            const id = this.pool.allocate();
+            copy.table(to)[to.blocks++] = id;
+            // Allocation may move the pool: addresses are taken after it.
+            const srcId = this.table(from)[b]!;
+            this.rt.u8(this.pool.blockPtr(id), bytes).set(this.rt.u8(this.pool.blockPtr(srcId), bytes));
+          }
+          to.length = from.length;
+          to.positions = from.positions.slice(0, Math.max(from.length, 1));
+        }
+      }
+    } catch (e) {
+      copy.release();
+      throw e;
+    }
+    copy.nextPosition = this.nextPosition;
+    if (this.summaryPage) copy.enableSummaries(this.summaryPage);
+    return copy;
+  }
+
   /** Keep per-page key min/max for every head from now on (idempotent for the same page). */
   enableSummaries(page: number): void {
     if (this.summaryPage === page) return;

@@ -77,7 +77,7 @@ test('the same evaluation on the same seed gives the same numbers twice; finishe
   const mPath = join(oldDir, firstRun, 'metrics.json');
   const { rulesVersion: _v, ...older } = JSON.parse(readFileSync(mPath, 'utf8')) as Record<string, unknown>;
   writeFileSync(mPath, JSON.stringify(older));
-  await assert.rejects(runEval(engine, plan(oldDir)), /made under method rules v1, these are v2/);
+  await assert.rejects(runEval(engine, plan(oldDir)), /made under method rules v1, these are v3/);
   assert.equal(count(), n0);
   assert.equal(statSync(join(root, 'a', readdirSync(join(root, 'a'))[0]!, 'predictions.csv')).mtimeMs, before);
   const md = await writeReport(join(root, 'a'), a, 'test');
@@ -150,4 +150,23 @@ test('bad input to eval is refused before any work, one line', () => {
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /cannot write to the output directory/);
   assert.throws(() => statSync(out), 'nothing was written for refused runs');
+});
+
+test('an interrupted evaluation resumes at the sample where it stopped and gives the numbers of an uninterrupted one', async () => {
+  const p = (out: string) => plan(join(root, out), { tasks: ['niah_single_1'], samples: 3 });
+  const clean = await runEval(engine, p('clean'));
+  // Stop after three answers (sample 0 of both cells, sample 1 of full), as a kill would.
+  await assert.rejects(runEval(engine, p('cut'), (done) => { if (done === 3) throw new Error('interrupted'); }), /interrupted/);
+  const lines = (f: string) => readFileSync(f, 'utf8').trim().split('\n').length;
+  const cells = readdirSync(join(root, 'cut'));
+  assert.deepEqual(cells.map((d) => lines(join(root, 'cut', d, 'samples.jsonl'))).sort(), [2, 3], 'header + rows kept per cell');
+  let calls = 0;
+  const resumed = await runEval(engine, p('cut'), () => { calls++; });
+  // One report per cell with kept rows, then one per remaining answer (3 of 6).
+  assert.equal(calls, 2 + 3);
+  const untimed = (ms: typeof clean) => ms.map(({ tokensPerSecond: _t, ...m }) => m);
+  assert.deepEqual(untimed(resumed), untimed(clean));
+  for (const d of cells) assert.equal(readFileSync(join(root, 'cut', d, 'predictions.csv'), 'utf8'), readFileSync(join(root, 'clean', d, 'predictions.csv'), 'utf8'));
+  // Rows made under other settings are not mixed in.
+  await assert.rejects(runEval(engine, plan(join(root, 'cut'), { tasks: ['niah_single_1'], samples: 4 })), /do not match this evaluation/);
 });
