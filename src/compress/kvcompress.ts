@@ -3,25 +3,29 @@
  * every layer and KV head of a sequence at once, freeing whole blocks.
  *
  * Metric of slot j of KV head h (GQA group of G query heads, last w prompt queries):
- *   M[j] = sum_g pool( sum_i A[g, i, j]^2 )          pool = identity, or maxpool(kernel 7) per query head
+ *   M[j] = sum_g pool( sum_i A[g, i, j]^2 )          pool = maxpool(kernel 7) per query head, or identity
  *   decode (continual): M[j] += sum_g A[g, t, j]^2 at every step t; a new slot starts at 0.
- * Protected: slots whose position >= tokensSeen - protected_window have metric +inf.
+ * Protected: the last protected_window - 1 cached positions (position >= tokensSeen - (P - 1)) have
+ *   metric +inf. The fork applies its protected window of P positions before the newest token is
+ *   cached, so it protects P - 1 cached tokens; counted the same way here.
  * Ranking: per head, slots by metric ascending; a = length mod block (block if full); freeing e
  *   blocks costs its lowest (e-1)*block + a slots, gate(e) = largest metric among them. All
  *   (head, e) candidates of the sequence sorted by gate; the first E with a finite gate are taken
  *   (per head they form a prefix e = 1..k).
- * Budget (an AVERAGE per head over N = layers * H_kv stored heads, block = ctx.blockSlots):
- *   E = allocated blocks - ceil(budget * N / block), and nothing is evicted while the total slots
- *   <= budget * N (so budget >= length keeps everything).
- * Continual trigger: after a decode step, evict when total slots >= budget * N + block (the
- *   sequence has grown one block of KVs past its budget, as the fork's scheduler counts it);
- *   afterwards total slots <= ceil(budget * N / block) * block < budget * N + block.
+ * Budget (an AVERAGE per head over N = layers * H_kv stored heads, block = ctx.blockSlots), rounded
+ *   up to whole blocks per head as the fork's scheduler does: C = ceil(budget / block) * block;
+ *   E = allocated blocks - N * C / block, and nothing is evicted while the total slots <= C * N
+ *   (so budget >= length keeps everything).
+ * Continual trigger: after a decode step, evict when total slots >= C * N + block (the sequence has
+ *   grown one block of KVs past its budget, as the fork's scheduler counts it); afterwards total
+ *   slots <= C * N.
  *
- * Defaults: metric_window 32 (the fork's default; the paper's best runs used 8), pooling none,
- * protected_window 32 (serving runs; 8 in the LongBench runs), continual true.
+ * Defaults: the recipe of the paper's fixed-size runs in the fork: metric window 8, max-pooled
+ * metric (its `maxpool` default), protected window 8, compressed once after prefill (continual
+ * eviction, the serving runs' mode, is `continual=true`; those runs used protected_window 32).
  * Deliberate deviations: ties rank by (metric, slot index) within a head and by (gate, layer*H_kv+h,
  * e) across candidates; a head never frees its last block (it keeps >= min(length, block) slots,
- * so attention always has keys; no effect when protected_window >= block); the prefill eviction
+ * so attention always has keys; no effect when protected_window > block); the prefill eviction
  * happens at prefill end on the uncompressed cache, as in the original.
  */
 import type { MethodContext, MethodEntry, OptionValues } from './method.ts';
@@ -77,11 +81,12 @@ export function kvcompressKeep(inp: KvcRankInput): Int32Array[][] | null {
   for (const layer of lengths) {
     for (const n of layer) { heads++; slots += n; allocatedBlocks += Math.ceil(n / block); }
   }
-  if (slots <= inp.budget * heads) return null;
-  const evictBlocks = allocatedBlocks - Math.ceil((inp.budget * heads) / block);
+  const perHeadBlocks = Math.ceil(inp.budget / block);
+  if (slots <= perHeadBlocks * block * heads) return null;
+  const evictBlocks = allocatedBlocks - perHeadBlocks * heads;
   if (evictBlocks <= 0) return null;
 
-  const protectFrom = inp.tokensSeen - inp.protectedWindow;
+  const protectFrom = inp.tokensSeen - Math.max(0, inp.protectedWindow - 1);
   // Per flat head: slots by metric ascending (protected last as +inf), and its candidate gates.
   const orders: Int32Array[] = [];
   const gates: number[] = [];
@@ -208,7 +213,7 @@ export class KvCompress implements EvictionMethod {
     let heads = 0;
     let slots = 0;
     for (const layer of ctx.lengths) for (const n of layer) { heads++; slots += n; }
-    if (slots < ctx.budget * heads + ctx.blockSlots) return null;
+    if (slots < Math.ceil(ctx.budget / ctx.blockSlots) * ctx.blockSlots * heads + ctx.blockSlots) return null;
     const metrics = ctx.lengths.map((layer, l) => layer.map((n, h) => this.metricOf(l, h, n)));
     return kvcompressKeep(this.rankInput(metrics, ctx));
   }
@@ -230,10 +235,10 @@ export const kvcompressEntry: MethodEntry = {
   name: 'kvcompress',
   summary: 'KV-Compress: squared-attention metric, blocks evicted across all layers and heads (average budget per head)',
   options: {
-    metric_window: { type: 'int', default: 32, min: 1, help: 'last prompt queries whose squared attention form the metric' },
-    pooling: { type: 'string', default: 'none', choices: ['none', 'max'], help: 'max-pool the metric (kernel 7) per query head before the GQA sum' },
-    protected_window: { type: 'int', default: 32, min: 0, help: 'most recent positions never evicted' },
-    continual: { type: 'boolean', default: true, help: 'accumulate decode attention and evict again each time the sequence grows a block past its budget' },
+    metric_window: { type: 'int', default: 8, min: 1, help: 'last prompt queries whose squared attention form the metric' },
+    pooling: { type: 'string', default: 'max', choices: ['none', 'max'], help: 'max-pool the metric (kernel 7) per query head before the GQA sum' },
+    protected_window: { type: 'int', default: 8, min: 0, help: 'recent positions never evicted, the newest counted as the fork does (protected_window - 1 cached tokens)' },
+    continual: { type: 'boolean', default: false, help: 'accumulate decode attention and evict again each time the sequence grows a block past its budget (the serving runs)' },
   },
   create(_ctx: MethodContext, opts: OptionValues) {
     return {

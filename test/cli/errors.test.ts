@@ -121,5 +121,5 @@ test('methods lists every method with its defaults', () => {
   for (const m of ['full', 'rocketkv', 'rocketkv-mt', 'kvcompress', 'streaming_llm', 'snapkv', 'snapkv++', 'pyramidkv', 'adakv', 'quest', 'sparq', 'hybrid', 'exact_topk']) {
     assert.match(r.stdout, new RegExp(`^${m.replace(/\+/g, '\\+')}\\s`, 'm'), m);
   }
-  assert.match(r.stdout, /kvcompress .*protected_window=32/);
+  assert.match(r.stdout, /kvcompress .*metric_window=8 pooling=max protected_window=8 continual=false/);
 });

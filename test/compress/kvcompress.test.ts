@@ -101,12 +101,15 @@ function bruteKeep(s: Seq, P: number, budget: number, B: number): number[][][] |
   type Head = { l: number; h: number; n: number; m: number[] };
   const heads: Head[] = [];
   s.lengths.forEach((row, l) => row.forEach((n, h) => heads.push({
-    l, h, n, m: s.metrics[l]![h]!.slice(0, n).map((v, j) => (s.positions[l]![h]![j]! >= s.tokensSeen - P ? Infinity : v)),
+    // The fork protects P positions counting the newest token, which is not cached yet: P - 1 cached ones.
+    l, h, n, m: s.metrics[l]![h]!.slice(0, n).map((v, j) => (s.positions[l]![h]![j]! > s.tokensSeen - P ? Infinity : v)),
   })));
   const N = heads.length;
   const slots = heads.reduce((a, x) => a + x.n, 0);
-  if (slots <= budget * N) return null;
-  const E = heads.reduce((a, x) => a + Math.ceil(x.n / B), 0) - Math.ceil((budget * N) / B);
+  // The scheduler rounds the per-head budget up to whole blocks.
+  const C = Math.ceil(budget / B) * B;
+  if (slots <= C * N) return null;
+  const E = heads.reduce((a, x) => a + Math.ceil(x.n / B), 0) - (C * N) / B;
   if (E <= 0) return null;
   const walk: { v: number; g: number; j: number }[] = [];
   heads.forEach((x, g) => x.m.forEach((v, j) => { if (v !== Infinity) walk.push({ v, g, j }); }));
@@ -191,14 +194,16 @@ test('score + plan pick the same slots as the brute-force walk; budget is an ave
           const lens = kept.flat().map((k) => k.length);
           for (const k of kept.flat()) {
             for (let i = 1; i < k.length; i++) assert.ok(k[i - 1]! < k[i]!, `${tag}: ascending unique`);
-            for (let j = Math.max(0, L - P); j < L; j++) assert.ok(k.includes(j), `${tag}: protected slot ${j} evicted`);
+            for (let j = Math.max(0, L - Math.max(0, P - 1)); j < L; j++) assert.ok(k.includes(j), `${tag}: protected slot ${j} evicted`);
           }
           const total = lens.reduce((a, b) => a + b, 0);
           if (budget >= L) assert.equal(total, N * L, `${tag}: budget covers the prompt, keep all`);
           // Reachable budget: every head can shrink to < P + B slots, i.e. ceil((P+B-1)/B) blocks.
-          if (budget >= B * Math.ceil((P + B - 1) / B) && budget < L) {
+          // The per-head budget is rounded up to whole blocks (C), as the fork's scheduler does.
+          const C = Math.ceil(budget / B) * B;
+          if (budget >= B * Math.ceil((P + B - 1) / B) && C < L) {
             const blocks = lens.reduce((a, n) => a + Math.ceil(n / B), 0);
-            assert.equal(blocks, Math.ceil((budget * N) / B), `${tag}: exactly the budget's blocks remain`);
+            assert.equal(blocks, (C * N) / B, `${tag}: exactly the budget's blocks remain`);
             assert.ok(total / N <= budget + B, `${tag}: average ${total / N} within one block of ${budget}`);
             evicting++;
           }
@@ -247,7 +252,7 @@ test('continual: decode metrics accumulate, evictions match the brute force, slo
           const k = kept[l]![h]!;
           const keepSet = new Set(k);
           s.positions[l]![h]!.forEach((p, j) => {
-            if (!keepSet.has(j)) assert.ok(p < s.tokensSeen - P, `protected position ${p} evicted at ${s.tokensSeen}`);
+            if (!keepSet.has(j)) assert.ok(p <= s.tokensSeen - P, `protected position ${p} evicted at ${s.tokensSeen}`);
           });
           if (k.length === s.lengths[l]![h]!) continue;
           s.metrics[l]![h] = Array.from(k, (j) => s.metrics[l]![h]![j]!);
@@ -279,13 +284,14 @@ test('continual: decode metrics accumulate, evictions match the brute force, slo
       s.tokensSeen++;
       const slots = s.lengths.flat().reduce((a, b) => a + b, 0);
       const got: Int32Array[][] | null = m.evictAfterStep!(ctxOf(s, shape, budget, B));
-      const want = slots >= budget * N + B ? bruteKeep(s, P, budget, B) : null;
+      const C = Math.ceil(budget / B) * B;
+      const want = slots >= C * N + B ? bruteKeep(s, P, budget, B) : null;
       const tag = `B=${B} P=${P} budget=${budget} step=${step}`;
       assert.deepEqual(got && asLists(got), want, tag);
       if (got) { apply(got); evictions++; }
       const after = s.lengths.flat().reduce((a, b) => a + b, 0);
-      assert.ok(after < budget * N + B, `${tag}: ${after} slots, budget ${budget * N} + one block`);
-      assert.ok(after <= (budget + B) * N, `${tag}: within budget + one block per head`);
+      assert.ok(after < C * N + B, `${tag}: ${after} slots, budget ${C * N} + one block`);
+      assert.ok(after <= (C + B) * N, `${tag}: within budget + one block per head`);
       if (new Set(s.lengths.flat()).size > 1) unequalSteps++;
     }
     assert.ok(evictions >= 5, `B=${B}: continual evictions happened (${evictions})`);
@@ -301,13 +307,16 @@ test('registry entry: defaults, window size and continual hooks', () => {
   const defaults = Object.fromEntries(Object.entries(kvcompressEntry.options).map(([k, v]) => [k, v.default]));
   const shape: ModelShape = { numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 8 };
   const ctx = { budget: 64, promptLength: 100, maxNewTokens: 10, shape, maxPositionEmbeddings: 4096, blockSlots: 16 };
+  // The fork's fixed-size recipe: window 8, max-pooled metric, protected window 8, compressed once.
+  assert.deepEqual(defaults, { metric_window: 8, pooling: 'max', protected_window: 8, continual: false });
   const ev = kvcompressEntry.create(ctx, defaults).eviction!;
-  assert.equal(ev.windowSize, 32);
+  assert.equal(ev.windowSize, 8);
   assert.equal(ev.expandGqa, false);
   assert.equal(ev.minLengthToEvict, 0);
-  assert.equal(typeof ev.observeDecode, 'function');
-  const off = kvcompressEntry.create(ctx, { ...defaults, continual: false, metric_window: 8 }).eviction!;
-  assert.equal(off.windowSize, 8);
-  assert.equal(off.observeDecode, undefined);
-  assert.equal(off.evictAfterStep, undefined);
+  assert.equal(ev.observeDecode, undefined);
+  assert.equal(ev.evictAfterStep, undefined);
+  const on = kvcompressEntry.create(ctx, { ...defaults, continual: true, metric_window: 32 }).eviction!;
+  assert.equal(on.windowSize, 32);
+  assert.equal(typeof on.observeDecode, 'function');
+  assert.equal(typeof on.evictAfterStep, 'function');
 });
