@@ -23,6 +23,8 @@ export interface MethodContext {
   shape: ModelShape;
   maxPositionEmbeddings: number;
   blockSlots: number;
+  /** The model's RoPE inverse frequencies (after scaling), for methods that rotate queries. */
+  ropeInvFreq?: Float32Array;
 }
 
 export interface CompressionParts {

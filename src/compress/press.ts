@@ -36,6 +36,13 @@ export interface LayerView {
    * heads over head h's slots, causal by position: [group, w, length], row-major.
    */
   windowProbs(h: number, w: number): Float32Array;
+  /** V rows of head h, [length, headDim]. */
+  values(h: number): Float32Array;
+  /**
+   * Moments of the prompt's pre-RoPE queries (methods that declare `queryStats`): mean
+   * [numHeads * headDim] and covariance [numHeads, headDim, headDim]; null if none were counted.
+   */
+  queryMoments?(): { mean: Float64Array; cov: Float64Array } | null;
 }
 
 /** What `plan` needs besides the scores. */
@@ -60,6 +67,8 @@ export interface EvictionMethod {
   readonly expandGqa: boolean;
   /** Evict only when the prompt is longer than this (e.g. SnapKV++'s prompt budget); 0 = always. */
   readonly minLengthToEvict: number;
+  /** Present when the method scores from the prompt's pre-RoPE query moments (rows from `skip` on). */
+  readonly queryStats?: { skip: number };
   /** Per stored head of the layer: one score per slot (higher = keep). */
   score(view: LayerView): Float32Array[];
   /** From every layer's scores, the slots to keep per [layer][head], ascending. */

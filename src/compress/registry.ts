@@ -14,6 +14,7 @@ import { exactTopkEntry } from './exact_topk.ts';
 import { rocketkvEntry, rocketkvMtEntry } from './rocketkv.ts';
 import { knormEntry } from './knorm.ts';
 import { tovaEntry } from './tova.ts';
+import { expectedAttentionEntry } from './expected_attention.ts';
 
 /** Every method by name. Each entry holds its defaults; every knob is settable. */
 const ENTRIES: MethodEntry[] = [
@@ -28,6 +29,7 @@ const ENTRIES: MethodEntry[] = [
   adakvEntry,
   knormEntry,
   tovaEntry,
+  expectedAttentionEntry,
   questEntry,
   sparqEntry,
   hybridEntry,
@@ -124,6 +126,7 @@ export function resolveCompression(req: CompressionRequest): ResolvedCompression
       shape: { numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 64 },
       maxPositionEmbeddings: 8192,
       blockSlots: 16,
+      ropeInvFreq: Float32Array.from({ length: 32 }, (_, i) => Math.pow(10000, -(2 * i) / 64)),
     },
     options,
   );

@@ -4,6 +4,7 @@ import type { CompressionParts } from './method.ts';
 import type { LayerView, ModelShape, PlanContext, Selection, SelectView } from './press.ts';
 import { attentionProbs } from './probs.ts';
 import { PageSummary } from '../kv/summary.ts';
+import { QueryStats } from './query-stats.ts';
 
 /**
  * Applies one request's compression method to its sequence: keeps the observation window of
@@ -18,6 +19,8 @@ export class CompressionSession implements ForwardHooks {
   private window: number;
   /** Last `window` prompt query rows per layer. */
   private win: QueryWindow;
+  /** Pre-RoPE query moments of the prompt, for methods that declare `queryStats`. */
+  private stats: QueryStats | null;
   /** This decode step's query row per layer (continual methods observe the step's attention). */
   private stepQ: Float32Array[] = [];
   private decoding = false;
@@ -33,12 +36,18 @@ export class CompressionSession implements ForwardHooks {
     this.budget = budget;
     this.window = parts.eviction?.windowSize ?? 0;
     this.win = new QueryWindow(this.window, shape.numHeads * shape.headDim);
+    const qs = parts.eviction?.queryStats;
+    this.stats = qs ? new QueryStats(qs.skip, shape.numHeads, shape.headDim) : null;
+    if (this.stats) this.onPreRopeQueries = (layer, q, T) => { if (!this.decoding) this.stats!.onPreRopeQueries(layer, q, T); };
     if (parts.selector && parts.selector.summaryPage > 0) seq.enableSummaries(parts.selector.summaryPage);
   }
 
   private get qDim(): number {
     return this.shape.numHeads * this.shape.headDim;
   }
+
+  /** Set only when the method needs pre-RoPE query statistics (the forward pass skips the hook otherwise). */
+  onPreRopeQueries?: (layer: number, q: Float32Array, T: number) => void;
 
   onQueries(layer: number, q: Float32Array, T: number): void {
     const qDim = this.qDim;
@@ -53,11 +62,15 @@ export class CompressionSession implements ForwardHooks {
    * Start from a prompt prefilled elsewhere (engine.prefill): take the last rows of its window as
    * if this session had watched that prefill. The recorded window must be at least this method's.
    */
-  adoptWindow(recorded: QueryWindow): void {
+  adoptWindow(recorded: QueryWindow, stats: QueryStats | null = null): void {
     if (this.window > recorded.size) {
       throw new RangeError(`the prefilled prompt kept ${recorded.size} query rows, this method needs ${this.window}; prefill with a larger window`);
     }
     this.win.copyFrom(recorded);
+    if (this.stats) {
+      if (!stats) throw new RangeError('the prefilled prompt kept no query statistics, this method needs them; prefill with queryStats');
+      this.stats.copyFrom(stats);
+    }
   }
 
   select(layer: number, h: number, q: Float32Array, group: number): Selection {
@@ -143,6 +156,7 @@ export class CompressionSession implements ForwardHooks {
   beginTurn(): void {
     this.decoding = false;
     this.win.clear();
+    this.stats?.clear();
   }
 
   private planContext(): PlanContext {
@@ -183,6 +197,8 @@ export class CompressionSession implements ForwardHooks {
       keys,
       windowQueries,
       windowRows: rows,
+      values: (h) => seq.readValues(layer, h),
+      queryMoments: () => this.stats?.moments(layer) ?? null,
       windowProbs: (h, w) => {
         if (w > rows) throw new RangeError(`window of ${w} queries asked, ${rows} kept`);
         const offsets: number[] = [];
@@ -205,10 +221,10 @@ export class CompressionSession implements ForwardHooks {
     const ev = this.parts.eviction;
     const seq = this.seq;
     promptLength = seq.nextPosition;
-    if (skipEviction) { this.win.clear(); return; }
+    if (skipEviction) { this.dropObservations(); return; }
     this.views = [];
     this.viewSummaries = [];
-    if (!ev || promptLength <= ev.minLengthToEvict) { this.win.clear(); return; }
+    if (!ev || promptLength <= ev.minLengthToEvict) { this.dropObservations(); return; }
     const group = this.shape.numHeads / this.shape.numKvHeads;
     if (ev.expandGqa) for (let l = 0; l < seq.layers; l++) seq.expandLayer(l, group);
     const scores: Float32Array[][] = [];
@@ -216,7 +232,13 @@ export class CompressionSession implements ForwardHooks {
     const plan = ev.plan(scores, this.planContext());
     if (this.parts.mode === 'view') this.makeViews(plan);
     else this.apply(plan);
+    this.dropObservations();
+  }
+
+  /** The prompt's observations are spent once it is compressed (a later turn gathers its own). */
+  private dropObservations(): void {
     this.win.clear();
+    this.stats?.clear();
   }
 
   private makeViews(plan: Int32Array[][]): void {

@@ -14,6 +14,8 @@ import { checkFitsWasm } from './memory.ts';
 import { ContextLengthError, ModelLoadError, UsageError } from '../errors.ts';
 import { createCompression, resolveCompression, type CompressionRequest, type ResolvedCompression } from '../compress/registry.ts';
 import { CompressionSession, QueryWindow } from '../compress/session.ts';
+import { QueryStats } from '../compress/query-stats.ts';
+import { ropeInvFreq } from '../model/config.ts';
 import { kvReport, type KvReport } from './report.ts';
 
 export interface LoadProgress { stage: 'weights'; done: number; total: number }
@@ -73,9 +75,20 @@ export interface PrefilledPrompt {
   readonly tokens: readonly number[];
   readonly seq: SequenceKV;
   readonly window: QueryWindow;
+  /** Pre-RoPE query moments, when `prefill` was asked to keep them (expected_attention needs them). */
+  readonly stats: QueryStats | null;
   readonly logits: Float32Array;
   readonly prefillMs: number;
   release(): void;
+}
+
+export interface PrefillOptions {
+  /** Query rows kept per layer (default PREFILL_WINDOW): at least every method's observation window. */
+  window?: number;
+  /** Keep pre-RoPE query moments from this row on (expected_attention: its n_sink); default none. */
+  queryStatsSkip?: number | null;
+  prefillChunkTokens?: number;
+  onPrefillProgress?: (done: number, total: number) => void;
 }
 
 /** Query rows `engine.prefill` keeps by default: the largest observation window of the methods (rocketkv-mt's 128). */
@@ -195,19 +208,26 @@ export class Engine {
    * Run a prompt once with the full cache, for many requests to start from (`GenerateOptions.from`).
    * `window`: query rows kept per layer, at least the observation window of every method that will use it.
    */
-  async prefill(input: PromptInput, opts: { window?: number; prefillChunkTokens?: number; onPrefillProgress?: (done: number, total: number) => void } = {}): Promise<PrefilledPrompt> {
+  async prefill(input: PromptInput, opts: PrefillOptions = {}): Promise<PrefilledPrompt> {
     const { prompt, chunk } = this.prepareTurn(input, { prefillChunkTokens: opts.prefillChunkTokens }, 0);
     const window = opts.window ?? PREFILL_WINDOW;
     if (!Number.isInteger(window) || window < 0) throw new UsageError(`window must be an integer >= 0, got ${window}`);
     const c = this.config;
     const rec = new QueryWindow(window, c.numHeads * c.headDim);
+    const skip = opts.queryStatsSkip;
+    if (skip !== undefined && skip !== null && (!Number.isInteger(skip) || skip < 0)) throw new UsageError(`queryStatsSkip must be an integer >= 0, got ${skip}`);
+    const stats = skip === undefined || skip === null ? null : new QueryStats(skip, c.numHeads, c.headDim);
+    const hooks = {
+      onQueries: (l: number, q: Float32Array, T: number) => rec.onQueries(l, q, T),
+      ...(stats ? { onPreRopeQueries: (l: number, q: Float32Array, T: number) => stats.onPreRopeQueries(l, q, T) } : {}),
+    };
     const seq = this.newSequence();
     const t0 = performance.now();
     let logits: Float32Array = new Float32Array(0);
     try {
       for (let i = 0; i < prompt.length; i += chunk) {
         const part = prompt.slice(i, Math.min(prompt.length, i + chunk));
-        logits = this.model.forward([{ seq, tokens: part, hooks: rec }])[0]!.slice();
+        logits = this.model.forward([{ seq, tokens: part, hooks }])[0]!.slice();
         opts.onPrefillProgress?.(Math.min(prompt.length, i + chunk), prompt.length);
         if (prompt.length > chunk) await yieldToEventLoop();
       }
@@ -216,7 +236,7 @@ export class Engine {
       throw e;
     }
     const prefillMs = performance.now() - t0;
-    return { tokens: prompt, seq, window: rec, logits, prefillMs, release: () => seq.release() };
+    return { tokens: prompt, seq, window: rec, stats, logits, prefillMs, release: () => seq.release() };
   }
 
   /** Stream one request's tokens. Validates everything before any work starts. */
@@ -319,12 +339,24 @@ export class Engine {
       shape: this.shape(),
       maxPositionEmbeddings: this.maxContextTokens,
       blockSlots: this.pool.blockSlots,
+      ropeInvFreq: this.ropeInvFreq,
     });
   }
 
-  /** The prompt query rows a request's method scores from (0 for methods without eviction): what `prefill` must keep for it. */
-  observationWindow(kv: CompressionRequest, promptLength: number, maxNewTokens: number): number {
-    return this.compressionFor(resolveCompression(kv), promptLength, maxNewTokens).eviction?.windowSize ?? 0;
+  private get ropeInvFreq(): Float32Array {
+    return (this.invFreqCache ??= ropeInvFreq(this.config));
+  }
+
+  private invFreqCache: Float32Array | null = null;
+
+  /**
+   * What `prefill` must keep of a prompt for a request's method to start from it: its observation
+   * window (query rows; 0 without eviction) and, for methods that model queries, the first rows
+   * its query statistics leave out (null: none needed).
+   */
+  prefillNeeds(kv: CompressionRequest, promptLength: number, maxNewTokens: number): { window: number; queryStatsSkip: number | null } {
+    const ev = this.compressionFor(resolveCompression(kv), promptLength, maxNewTokens).eviction;
+    return { window: ev?.windowSize ?? 0, queryStatsSkip: ev?.queryStats?.skip ?? null };
   }
 
   private newState(kv: ResolvedCompression, promptLength: number, maxTokens: number, from?: PrefilledPrompt): TurnState {
@@ -361,7 +393,7 @@ export class Engine {
     let logits: Float32Array = new Float32Array(0);
     if (from) {
       // As if the session had watched the prefill: its observation window from the recorded rows.
-      session.adoptWindow(from.window);
+      session.adoptWindow(from.window, from.stats);
       logits = from.logits.slice();
     } else {
       for (let i = 0; i < prompt.length; i += chunk) {

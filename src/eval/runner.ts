@@ -334,8 +334,13 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
         ...(first.depth !== undefined ? { depth: first.depth } : {}), ...(turns !== undefined ? { turns } : {}),
       });
       const ids = promptIds(engine.tokenizer, sample);
-      const window = Math.max(0, ...needing.map((spec) => engine.observationWindow(specRequest(spec, plan.kvOptions ?? {}), ids.input.length, PLAN_MAX_NEW_TOKENS)));
-      const prefix = await engine.prefill({ tokens: first.mode === 'query-agnostic' ? ids.context : ids.input }, { window });
+      const needs = needing.map((spec) => engine.prefillNeeds(specRequest(spec, plan.kvOptions ?? {}), ids.input.length, PLAN_MAX_NEW_TOKENS));
+      const skips = [...new Set(needs.map((n) => n.queryStatsSkip).filter((s) => s !== null))];
+      if (skips.length > 1) throw new UsageError(`methods of one evaluation keep query statistics from different rows (${skips.join(', ')}); run them in separate evaluations`);
+      const prefix = await engine.prefill({ tokens: first.mode === 'query-agnostic' ? ids.context : ids.input }, {
+        window: Math.max(0, ...needs.map((n) => n.window)),
+        queryStatsSkip: skips[0] ?? null,
+      });
       try {
         for (const spec of needing) {
           const id = runId(spec, model);

@@ -26,6 +26,8 @@ export interface ForwardItem {
 export interface ForwardHooks {
   /** After RoPE, for every layer: the item's query rows [T, numHeads * headDim]. */
   onQueries?(layer: number, q: Float32Array, T: number): void;
+  /** Before RoPE, for every layer: the item's query rows [T, numHeads * headDim]. */
+  onPreRopeQueries?(layer: number, q: Float32Array, T: number): void;
   /**
    * Decode steps (items marked `decode`): the slots of stored head h this step's attention reads (ascending),
    * or null for all. `q` is the group's queries, [group, headDim].
@@ -157,6 +159,10 @@ export class LlamaModel {
       // Attention block: x += Wo · attn(RoPE(Wq·n(x)), RoPE(Wk·n(x)), Wv·n(x))
       k.rmsnorm(a.xb, a.x, w.attnNorm, M, D, c.rmsNormEps);
       this.linears(a.xb, M, [[a.q, w.q], [a.k, w.k], [a.v, w.v]]);
+      if (items.some((it) => it.hooks?.onPreRopeQueries)) {
+        const qAll = rt.f32(a.q, M * qDim);
+        items.forEach((it, i) => it.hooks?.onPreRopeQueries?.(l, qAll.subarray(rowStart[i]! * qDim, (rowStart[i]! + it.tokens.length) * qDim), it.tokens.length));
+      }
       k.rope(a.q, M, Hq, d, a.pos, this.invFreq);
       k.rope(a.k, M, Hkv, d, a.pos, this.invFreq);
       for (let i = 0; i < items.length; i++) {
