@@ -7,6 +7,7 @@ import { evalPromptsCommand } from './eval-prompts.ts';
 import { inspectCommand } from './inspect.ts';
 import { exportGgufCommand } from './export-gguf.ts';
 import { benchKernelsCommand, benchDecodeCommand, benchModelCommand } from './bench.ts';
+import { duoHeadsCommand } from './duo-heads.ts';
 import { pullCommand } from './pull.ts';
 
 export function intArg(name: string, min = 0): (v: string) => number {
@@ -76,6 +77,16 @@ export function buildProgram(): Command {
     .requiredOption('-o, --out <file>', 'output .gguf path')
     .option('--dtype <t>', 'tensor type: f32 or f16 (f32 keeps a quantized GGUF\'s dequantized values exactly)', 'f32')
     .action(exportGgufCommand);
+
+  program
+    .command('duo-heads')
+    .description("score every KV head for the duo method (retrieval vs streaming) and store the pattern beside the model")
+    .option('-m, --model <dir>', 'GGUF file, Hugging Face model directory, or a pulled repo id ORG/NAME[:FILE] (default: the bundled model)')
+    .option('-o, --out <file>', 'where to write the pattern (default: beside the model: FILE.gguf.duo-heads.json or DIR/duo-heads.json)')
+    .option('--texts <n>', 'texts of the scoring pass (1024 tokens each)', '16')
+    .option('--threads <n>', 'kernel threads (default: all cores)', intArg('threads', 1))
+    .option('--weights <fmt>', 'in-memory weights: f32 or q8')
+    .action(duoHeadsCommand);
 
   program
     .command('pull')

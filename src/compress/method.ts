@@ -25,6 +25,10 @@ export interface MethodContext {
   blockSlots: number;
   /** The model's RoPE inverse frequencies (after scaling), for methods that rotate queries. */
   ropeInvFreq?: Float32Array;
+  /** The model's path (a GGUF file or a directory), for methods that keep files beside it (duo). */
+  modelPath?: { path: string; isFile: boolean };
+  /** True when the registry checks options without a model: factories must read no files. */
+  validateOnly?: boolean;
 }
 
 export interface CompressionParts {

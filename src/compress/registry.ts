@@ -15,6 +15,7 @@ import { rocketkvEntry, rocketkvMtEntry } from './rocketkv.ts';
 import { knormEntry } from './knorm.ts';
 import { tovaEntry } from './tova.ts';
 import { expectedAttentionEntry } from './expected_attention.ts';
+import { duoEntry } from './duo.ts';
 
 /** Every method by name. Each entry holds its defaults; every knob is settable. */
 const ENTRIES: MethodEntry[] = [
@@ -30,6 +31,7 @@ const ENTRIES: MethodEntry[] = [
   knormEntry,
   tovaEntry,
   expectedAttentionEntry,
+  duoEntry,
   questEntry,
   sparqEntry,
   hybridEntry,
@@ -127,6 +129,7 @@ export function resolveCompression(req: CompressionRequest): ResolvedCompression
       maxPositionEmbeddings: 8192,
       blockSlots: 16,
       ropeInvFreq: Float32Array.from({ length: 32 }, (_, i) => Math.pow(10000, -(2 * i) / 64)),
+      validateOnly: true,
     },
     options,
   );

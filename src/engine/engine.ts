@@ -1,4 +1,5 @@
 import { readFile, stat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Runtime } from '../runtime/wasm.ts';
 import { parseConfig, type ModelConfig } from '../model/config.ts';
@@ -340,8 +341,15 @@ export class Engine {
       maxPositionEmbeddings: this.maxContextTokens,
       blockSlots: this.pool.blockSlots,
       ropeInvFreq: this.ropeInvFreq,
+      modelPath: { path: this.dir, isFile: this.dirIsFile },
     });
   }
+
+  private get dirIsFile(): boolean {
+    return (this.isFileCache ??= statSync(this.dir).isFile());
+  }
+
+  private isFileCache: boolean | null = null;
 
   private get ropeInvFreq(): Float32Array {
     return (this.invFreqCache ??= ropeInvFreq(this.config));

@@ -28,6 +28,8 @@ export interface ForwardHooks {
   onQueries?(layer: number, q: Float32Array, T: number): void;
   /** Before RoPE, for every layer: the item's query rows [T, numHeads * headDim]. */
   onPreRopeQueries?(layer: number, q: Float32Array, T: number): void;
+  /** Before RoPE, for every layer: the item's key rows [T, numKvHeads * headDim]. */
+  onPreRopeKeys?(layer: number, k: Float32Array, T: number): void;
   /**
    * Decode steps (items marked `decode`): the slots of stored head h this step's attention reads (ascending),
    * or null for all. `q` is the group's queries, [group, headDim].
@@ -162,6 +164,10 @@ export class LlamaModel {
       if (items.some((it) => it.hooks?.onPreRopeQueries)) {
         const qAll = rt.f32(a.q, M * qDim);
         items.forEach((it, i) => it.hooks?.onPreRopeQueries?.(l, qAll.subarray(rowStart[i]! * qDim, (rowStart[i]! + it.tokens.length) * qDim), it.tokens.length));
+      }
+      if (items.some((it) => it.hooks?.onPreRopeKeys)) {
+        const kAll = rt.f32(a.k, M * kvDim);
+        items.forEach((it, i) => it.hooks?.onPreRopeKeys?.(l, kAll.subarray(rowStart[i]! * kvDim, (rowStart[i]! + it.tokens.length) * kvDim), it.tokens.length));
       }
       k.rope(a.q, M, Hq, d, a.pos, this.invFreq);
       k.rope(a.k, M, Hkv, d, a.pos, this.invFreq);

@@ -38,7 +38,7 @@ PRESSES = {
     "adakv": ("AdaKVPress", {"alpha_safeguard": 0.2, "window_size": 64, "kernel_size": 5}, "adakv"),
     "knorm": ("KnormPress", {}, "knorm"),
     "tova": ("TOVAPress", {}, "tova"),
-    "expected_attention": ("ExpectedAttentionPress", {"n_future_positions": 512, "n_sink": 4, "use_covariance": True, "use_vnorm": True, "epsilon": 0.0}, None),
+    "expected_attention": ("ExpectedAttentionPress", {"n_future_positions": 512, "n_sink": 4, "use_covariance": True, "use_vnorm": True, "epsilon": 0.0}, "expected_attention"),
     # No press: the full cache through the same transformers model (budget "full").
     "none": (None, {}, "full"),
 }
