@@ -154,7 +154,9 @@ export async function collectResults(dirs: string[]): Promise<RunMetrics[]> {
   for (const dir of dirs) {
     for (const name of (await readdir(dir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort()) {
       try {
-        out.push(JSON.parse(await readFile(join(dir, name, 'metrics.json'), 'utf8')) as RunMetrics);
+        const m = JSON.parse(await readFile(join(dir, name, 'metrics.json'), 'utf8')) as RunMetrics;
+        Object.defineProperty(m, 'runDir', { value: join(dir, name), enumerable: false });
+        out.push(m);
       } catch {
         // an unfinished run (no metrics.json yet) or another folder: not a result
       }
@@ -240,6 +242,61 @@ export async function writeResultsPage(file: string, results: RunMetrics[], titl
     parts.push(`| *KV stored (mean)* | ${kvRow.join(' | ')} |`);
     parts.push(`| *KV read per decode step (mean)* | ${readRow.join(' | ')} |`);
     parts.push(`\nSamples per cell: ${[...new Set(shown.map((r) => r.samples))].join('/')}; seed ${[...new Set(shown.map((r) => r.seed))].join('/')}.\n`);
+  }
+
+  // One task at many budgets: a method x budget table per (task, length, mode) reads better.
+  const grids = new Map<string, RunMetrics[]>();
+  for (const r of results) {
+    const k = `${r.task}|${r.length}|${r.mode}`;
+    if (!grids.has(k)) grids.set(k, []);
+    grids.get(k)!.push(r);
+  }
+  for (const [k, rs] of [...grids.entries()].sort()) {
+    const budgets = [...new Set(rs.filter((r) => r.budget !== null).map((r) => r.budget!))].sort((a, b) => a - b);
+    if (budgets.length < 2) continue;
+    const [task, length, mode] = k.split('|');
+    const methods = [...new Set(rs.filter((r) => r.budget !== null).map((r) => r.method))].sort();
+    const full = most(rs.filter((r) => r.method === 'full'));
+    const at = (m: string, b: number) => rs.find((r) => r.method === m && r.budget === b);
+    parts.push(`## ${task} at ${length} tokens, ${mode}: every method by KV budget\n`);
+    parts.push(`Full cache: ${full ? `${full.score.toFixed(1)} (${full.samples} samples)` : 'not run'}. Cells: score; samples per cell: ${[...new Set(rs.map((r) => r.samples))].join('/')}.\n`);
+    parts.push(`| method | ${budgets.join(' | ')} |`);
+    parts.push(`|---|${budgets.map(() => '---').join('|')}|`);
+    for (const m of methods) parts.push(`| ${m} | ${budgets.map((b) => cell(at(m, b))).join(' | ')} |`);
+    const peak = (m: string, b: number) => at(m, b)?.peakKvDecodeBytes;
+    parts.push(`\nKV bytes stored at the end (mean, KiB; full: ${full ? (full.storedKvBytes / 1024).toFixed(0) : '-'}) and peak during decode:\n`);
+    parts.push(`| method | ${budgets.join(' | ')} |`);
+    parts.push(`|---|${budgets.map(() => '---').join('|')}|`);
+    for (const m of methods) {
+      parts.push(`| ${m} | ${budgets.map((b) => {
+        const r = at(m, b);
+        if (!r) return '';
+        const p = peak(m, b);
+        return `${(r.storedKvBytes / 1024).toFixed(0)}${p !== undefined ? ` / ${(p / 1024).toFixed(0)}` : ''}`;
+      }).join(' | ')} |`);
+    }
+    parts.push('');
+  }
+
+  // Why a full-cache cell scores below 100: the first wrong answers, from the run's samples.
+  const failing = fullAware.filter((r) => r.score < 100 && (r as RunMetrics & { runDir?: string }).runDir);
+  if (failing.length) {
+    const { readFile } = await import('node:fs/promises');
+    parts.push('## Full KV cache: what the wrong answers say\n');
+    parts.push('The first wrong answer of each full-cache cell below 100 (reference, then the model\'s answer), from the run\'s samples.jsonl.\n');
+    parts.push('| task | length | score | reference | answer |');
+    parts.push('|---|---|---|---|---|');
+    for (const r of failing.sort((a, b) => a.length - b.length || a.task.localeCompare(b.task))) {
+      let rows: { score: number; references: string; prediction: string }[] = [];
+      try {
+        rows = (await readFile(join((r as RunMetrics & { runDir: string }).runDir, 'samples.jsonl'), 'utf8')).trim().split('\n').slice(1).map((l) => JSON.parse(l));
+      } catch { continue; }
+      const bad = rows.find((x) => x.score < 1);
+      if (!bad) continue;
+      const esc = (t: string) => t.replace(/\s+/g, ' ').replace(/\|/g, '\\|').trim().slice(0, 160);
+      parts.push(`| ${r.task} | ${r.length} | ${r.score.toFixed(1)} | ${esc(bad.references)} | ${esc(bad.prediction)} |`);
+    }
+    parts.push('');
   }
 
   const plots = await writePlots(dirname(file), plotDir, results);

@@ -30,3 +30,29 @@ test('results page: the full column of a method table is the full run on the sam
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('results page: a method x budget table per task, and the first wrong answers of full-cache cells below 100', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rkv-page-'));
+  try {
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    const { collectResults } = await import('../../src/eval/report.ts');
+    const runs = [run('full', null, 2, 50, 4096), run('snapkv', 64, 2, 0, 512), run('snapkv', 256, 2, 50, 1024), run('knorm', 64, 2, 50, 512)];
+    for (const [i, r] of runs.entries()) {
+      const d = join(dir, 'runs', `r${i}`);
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, 'metrics.json'), JSON.stringify({ ...r, peakKvDecodeBytes: r.storedKvBytes * 2 }));
+      writeFileSync(join(d, 'samples.jsonl'), ['{}', JSON.stringify({ i: 0, score: 1, references: '123', prediction: 'it is 123' }), JSON.stringify({ i: 1, score: 0, references: '456', prediction: 'it is | 789' })].join('\n') + '\n');
+    }
+    const file = join(dir, 'page.md');
+    await writeResultsPage(file, await collectResults([join(dir, 'runs')]), 't', 'i');
+    const page = readFileSync(file, 'utf8');
+    const grid = page.slice(page.indexOf('## niah_single_1 at 4096 tokens, query-aware: every method by KV budget'));
+    assert.match(grid, /Full cache: 50\.0 \(2 samples\)/);
+    assert.match(grid, /\| method \| 64 \| 256 \|\n\|---\|---\|---\|\n\| knorm \| 50\.0 \|  \|\n\| snapkv \| 0\.0 \| 50\.0 \|/);
+    assert.match(grid, /\| snapkv \| 1 \/ 1 \| 1 \/ 2 \|/);
+    const why = page.slice(page.indexOf('## Full KV cache: what the wrong answers say'));
+    assert.match(why, /\| niah_single_1 \| 4096 \| 50\.0 \| 456 \| it is \\\| 789 \|/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
