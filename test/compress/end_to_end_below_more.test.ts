@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { writeRandomCheckpoint } from '../../src/model/random.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { CompressionSession } from '../../src/compress/session.ts';
-import { createCompression, resolveCompression, type CompressionRequest } from '../../src/compress/registry.ts';
 import type { SequenceKV } from '../../src/kv/store.ts';
 import { makeRng } from '../../src/engine/sampling.ts';
+import { forwardRef, pool } from './forward-ref.ts';
 
 /**
  * More methods on the real forward pass at budgets well below the prompt (the companion of
@@ -51,75 +51,8 @@ const tokens = (() => {
   return Array.from({ length: L }, () => Math.floor(rng() * 256));
 })();
 
-function shape() {
-  const c = engine.config;
-  return { numLayers: c.numLayers, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim };
-}
-
-/** The full cache after prefill: per layer, the query rows [L, Hq*d] and per KV head the keys [L, d]. */
-function captureFull(): { q: Float32Array[]; keys: Float32Array[][] } {
-  const seq = engine.newSequence();
-  const q: Float32Array[] = [];
-  const hooks = { onQueries: (layer: number, rows: Float32Array) => { q[layer] = rows.slice(); } };
-  engine.model.forward([{ seq, tokens, hooks }]);
-  const keys = Array.from({ length: engine.config.numLayers }, (_, l) => Array.from({ length: engine.config.numKvHeads }, (_, h) => seq.readKeys(l, h)));
-  seq.release();
-  return { q, keys };
-}
-
 const MAX_NEW = 8;
-
-function prefillWith(req: CompressionRequest): { seq: SequenceKV; session: CompressionSession } {
-  const kv = resolveCompression(req);
-  const seq = engine.newSequence();
-  const session = new CompressionSession(
-    seq,
-    createCompression(kv, { promptLength: L, maxNewTokens: MAX_NEW, shape: shape(), maxPositionEmbeddings: 2048, blockSlots: BLOCK }),
-    shape(),
-    kv.budget,
-  );
-  engine.model.forward([{ seq, tokens, hooks: session }]);
-  session.afterPrefill(L);
-  return { seq, session };
-}
-
-/** Causal softmax of the last W queries of query head qh over all L keys: [W][L]. */
-function windowProbs(q: Float32Array, keys: Float32Array, qh: number, W: number): Float64Array[] {
-  const d = engine.config.headDim;
-  const Hq = engine.config.numHeads;
-  const out: Float64Array[] = [];
-  for (let r = L - W; r < L; r++) {
-    const row = new Float64Array(L);
-    let max = -Infinity;
-    for (let j = 0; j <= r; j++) {
-      let dot = 0;
-      for (let i = 0; i < d; i++) dot += q[r * Hq * d + qh * d + i]! * keys[j * d + i]!;
-      row[j] = dot / Math.sqrt(d);
-      max = Math.max(max, row[j]!);
-    }
-    let sum = 0;
-    for (let j = 0; j <= r; j++) sum += row[j] = Math.exp(row[j]! - max);
-    for (let j = 0; j <= r; j++) row[j]! /= sum;
-    for (let j = r + 1; j < L; j++) row[j] = 0;
-    out.push(row);
-  }
-  return out;
-}
-
-/** Same-padded 1-D pooling, stride 1: max ignores the padding, avg counts it as zeros (divides by the kernel). */
-function pool(s: number[], kernel: number, kind: 'max' | 'avg'): number[] {
-  const pad = (kernel - 1) / 2;
-  return s.map((_, i) => {
-    let m = -Infinity;
-    let sum = 0;
-    for (let j = i - pad; j <= i + pad; j++) {
-      const v = j >= 0 && j < s.length ? s[j]! : 0;
-      if (j >= 0 && j < s.length) m = Math.max(m, v);
-      sum += v;
-    }
-    return kind === 'max' ? m : sum / kernel;
-  });
-}
+const { captureFull, prefillWith, windowProbs, keptPositions } = forwardRef(() => engine, tokens, BLOCK);
 
 /** The largest finite |score| (the tolerance's scale; +inf marks always-kept slots). */
 function finiteScale(scores: number[]): number {
@@ -147,11 +80,6 @@ function assertTopK(kept: number[], scores: number[], k: number, windowFrom: num
   }
 }
 
-/** Positions held by stored head h of a layer (one per query head once the layer is expanded), ascending. */
-function keptPositions(seq: SequenceKV, layer: number, h: number): number[] {
-  const head = seq.headsIn(layer)[h]!;
-  return Array.from(head.positions.subarray(0, head.length)).sort((a, b) => a - b);
-}
 
 /** Rows of `keys` ([L, d]) at `positions`. */
 function rowsAt(keys: Float32Array, positions: number[], d: number): number[] {
