@@ -2,7 +2,7 @@
  * Which needle tokens an eviction method keeps, per layer and KV head, with the score it gave each.
  *
  *   node --import tsx tools/needle_survival.ts --method kvcompress --budget 512 [--opt pooling=max]
- *        [--model DIR] [--task niah_single_1] [--length 1024] [--samples 3] [--seed 0]
+ *        [--model DIR|FILE|ORG/NAME] [--task niah_single_1] [--length 1024] [--samples 3] [--seed 0] [--threads 2]
  *
  * For each sample: the reference, the answer, then one line per (layer, head) of the first
  * eviction after prefill: slots kept of slots held, a 1/0 per needle value token (kept or
@@ -13,7 +13,7 @@ import { Engine } from '../src/engine/engine.ts';
 import { methodEntries, parseOptionPairs, registerMethod } from '../src/compress/registry.ts';
 import { generateSample } from '../src/eval/ruler/index.ts';
 import type { TaskName } from '../src/eval/ruler/types.ts';
-import { defaultModelDir } from '../src/cli/default-model.ts';
+import { resolveModelOption } from '../src/cli/default-model.ts';
 
 function fail(message: string): never {
   process.stderr.write(`needle_survival: ${message}\n`);
@@ -32,6 +32,7 @@ const { values: a } = parseArgs({
     length: { type: 'string', default: '1024' },
     samples: { type: 'string', default: '3' },
     seed: { type: 'string', default: '0' },
+    threads: { type: 'string', default: '2' },
   },
 });
 
@@ -70,7 +71,7 @@ registerMethod({
   },
 });
 
-const engine = await Engine.load(a.model ?? (await defaultModelDir(() => {})), { threads: 2, weights: 'f32' });
+const engine = await Engine.load(await resolveModelOption(a.model), { threads: Number(a.threads), weights: 'f32' });
 try {
   const tok = { encode: (t: string) => engine.tokenizer.encode(t, { addSpecialTokens: false }) };
   console.log(`${a.method} budget ${a.budget} ${(a.opt ?? []).join(' ')} on ${a.task} at ${a.length} tokens`);

