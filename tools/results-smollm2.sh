@@ -4,7 +4,8 @@
 #   sh tools/results-smollm2.sh [RESULTS_DIR] [stage...]    (default results-smollm2/; finished runs are reused)
 # Stages: grid (every method at 4K, query-aware), agnostic (eviction methods at 4K, query-agnostic,
 # beside kvpress), kvpress (its defaults, both modes), kvpress-variants (at our settings, and the
-# other presses), multiturn, full (full KV over every task at 1K, 2K, 8K), report. Without a
+# other presses), multiturn, full (full KV over every task at 1K, 2K, 8K), why (needle tokens kept
+# per head, written to docs/results-smollm2-why/), determinism (grid cells rerun and compared), report. Without a
 # stage: all of them, then the report. Samples per cell: GRID_SAMPLES (10), AGN_SAMPLES (10),
 # MT_SAMPLES (10), FULL_SAMPLES (3, every task at 1K and 2K; FULL_4K=1 adds 4K), LONG_SAMPLES (2, 8K). One kernel thread per stream (THREADS=1): the machines are
 # shared; run two stages at once in two shells to use two cores.
@@ -64,6 +65,34 @@ for stage in $STAGES; do
       ruler --tasks $ALL_TASKS --lengths 1024,2048 --methods full --samples "$FULL_SAMPLES" --out "$R/full"
       ruler --tasks $TASK --lengths 8192 --methods full --samples "$LONG_SAMPLES" --out "$R/full-8k"
       if [ -n "$FULL_4K" ]; then ruler --tasks $ALL_TASKS --lengths 4096 --methods full --samples "$FULL_SAMPLES" --out "$R/full"; fi ;;
+    why)
+      # Which needle tokens each head keeps, on the first samples of the grid: kvcompress at 8x and
+      # 64x, snapkv and rocketkv (its SnapKV++ stage) beside it (tools/needle_survival.ts; one line per layer and head).
+      mkdir -p docs/results-smollm2-why
+      for spec in kvcompress:512 kvcompress:64 snapkv:512 rocketkv:256; do
+        m=${spec%%:*}; b=${spec##*:}
+        node --import tsx tools/needle_survival.ts --model "$MODEL" --method "$m" --budget "$b" --task $TASK --length 4096 \
+          --samples 2 --threads "$THREADS" > "docs/results-smollm2-why/$m-$b.txt"
+      done ;;
+    determinism)
+      # The first two samples of four grid cells again, in a new directory: the same answers?
+      ruler --tasks $TASK --lengths 4096 --methods full,snapkv,kvcompress,rocketkv --budgets 256 --samples 2 --out "$R/determinism"
+      python3 - "$R" <<'PY'
+import json, os, sys
+r = sys.argv[1]
+bad = 0
+for d in sorted(os.listdir(f"{r}/determinism")):
+    rows = lambda p: [json.loads(l) for l in open(p).read().strip().split("\n")[1:]]
+    a = rows(f"{r}/determinism/{d}/samples.jsonl")
+    b = {x["i"]: x for x in rows(f"{r}/grid/{d}/samples.jsonl")}
+    for x in a:
+        same = x["prediction"] == b[x["i"]]["prediction"] and x["score"] == b[x["i"]]["score"] and x["stored"] == b[x["i"]]["stored"]
+        bad += not same
+        print(("same" if same else "DIFFERENT"), d.split("__")[3], d.split("__")[4], "sample", x["i"])
+print("determinism:", "every answer, score and stored size equal" if bad == 0 else f"{bad} differ")
+sys.exit(1 if bad else 0)
+PY
+      ;;
     report)
       for d in grid agnostic kvpress multiturn full full-8k; do mkdir -p "$R/$d"; done
       $CLI eval report "$R/full" "$R/full-8k" "$R/grid" "$R/agnostic" "$R/kvpress" "$R/multiturn" -o docs/results-smollm2.md \
