@@ -28,7 +28,7 @@ BUDGETS=64,128,256,512,1024
 # Every method with its defaults; snapkv with the expanded GQA cache (its default) and with group
 # scores; snapkv++'s pooling kernel 7 and 31 beside its 63 (the RocketKV paper's ablation).
 METHODS=full,streaming_llm,snapkv,snapkv:gqa=group,snapkv++,snapkv++:kernel=7,snapkv++:kernel=31,pyramidkv,adakv,kvcompress,knorm,tova,expected_attention,duo,quest,sparq,hybrid,rocketkv,exact_topk
-EVICT=full,streaming_llm,snapkv,snapkv:gqa=group,pyramidkv,adakv,kvcompress,knorm,tova,expected_attention,duo,rocketkv
+EVICT=full,streaming_llm,snapkv,snapkv:gqa=group,pyramidkv,adakv,kvcompress,rocketkv
 KV_BUDGETS=128,512
 ALL_TASKS=niah_single_1,niah_single_2,niah_single_3,niah_multikey_1,niah_multikey_2,niah_multikey_3,niah_multivalue,niah_multiquery,vt,cwe,fwe
 
