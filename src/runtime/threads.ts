@@ -11,13 +11,36 @@ export const CTL = {
   ERROR: 4, // non-zero when a worker threw; message in the text area
   RANGES: 16, // [start, end] pairs, indexed by thread number
 } as const;
-export const CTL_ARGS_BYTE = 1024; // f64 arguments
-export const CTL_RESULTS_BYTE = 1280; // f64 per-thread return values
-export const CTL_TEXT_BYTE = 2048; // UTF-8 error message of a failed worker
-export const CTL_TEXT_BYTES = 2048;
-export const CTL_BYTES = CTL_TEXT_BYTE + CTL_TEXT_BYTES;
+export const CTL_TEXT_BYTES = 2048; // UTF-8 error message of a failed worker
 export const MAX_ARGS = 28;
-export const MAX_THREADS = 64;
+/** Threads one runtime may run (the calling one included); more is refused with a clear error. */
+export const MAX_THREADS = 1024;
+
+/**
+ * Where each part of the control block lives for a given thread count: the Int32 slots of CTL with
+ * one [start, end] range per thread, the f64 arguments, one f64 result per thread, the error text.
+ * Sized from the thread count, so every thread has its own range and result slot.
+ */
+export interface ControlLayout {
+  threads: number;
+  /** Int32 slots before the arguments (CTL's fields and the ranges). */
+  ints: number;
+  argsByte: number;
+  resultsByte: number;
+  textByte: number;
+  bytes: number;
+}
+
+export function controlLayout(threads: number): ControlLayout {
+  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
+    throw new RangeError(`threads must be an integer from 1 to ${MAX_THREADS}, got ${threads}`);
+  }
+  const ints = CTL.RANGES + 2 * threads;
+  const argsByte = Math.ceil((ints * 4) / 8) * 8;
+  const resultsByte = argsByte + MAX_ARGS * 8;
+  const textByte = resultsByte + threads * 8;
+  return { threads, ints, argsByte, resultsByte, textByte, bytes: textByte + CTL_TEXT_BYTES };
+}
 /** Polls before a waiting thread sleeps; a few tens of microseconds of spinning. */
 export const SPIN_POLLS = 20000;
 
@@ -25,6 +48,7 @@ export interface WorkerInit {
   module: WebAssembly.Module;
   memory: WebAssembly.Memory;
   control: SharedArrayBuffer;
+  layout: ControlLayout;
   thread: number;
   kernelNames: readonly string[];
   scratchPtr: number;
@@ -53,12 +77,12 @@ export class ThreadPool {
   private readonly workers: Worker[] = [];
   private closed = false;
 
-  private constructor(threads: number, control: SharedArrayBuffer) {
-    this.threads = threads;
-    this.ctl = new Int32Array(control, 0, CTL_ARGS_BYTE / 4);
-    this.args = new Float64Array(control, CTL_ARGS_BYTE, MAX_ARGS);
-    this.results = new Float64Array(control, CTL_RESULTS_BYTE, MAX_THREADS);
-    this.text = new Uint8Array(control, CTL_TEXT_BYTE, CTL_TEXT_BYTES);
+  private constructor(layout: ControlLayout, control: SharedArrayBuffer) {
+    this.threads = layout.threads;
+    this.ctl = new Int32Array(control, 0, layout.ints);
+    this.args = new Float64Array(control, layout.argsByte, MAX_ARGS);
+    this.results = new Float64Array(control, layout.resultsByte, layout.threads);
+    this.text = new Uint8Array(control, layout.textByte, CTL_TEXT_BYTES);
   }
 
   /** Starts threads - 1 workers on the same module and memory and waits until each is ready. */
@@ -69,15 +93,16 @@ export class ThreadPool {
     kernelNames: readonly string[],
     scratch: (thread: number) => { ptr: number; bytes: number },
   ): Promise<ThreadPool> {
-    const control = new SharedArrayBuffer(CTL_BYTES);
-    const pool = new ThreadPool(threads, control);
+    const layout = controlLayout(threads);
+    const control = new SharedArrayBuffer(layout.bytes);
+    const pool = new ThreadPool(layout, control);
     // Same extension as this module: .ts under tsx, .js once compiled to dist/.
     const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
     const url = new URL(`./worker${ext}`, import.meta.url);
     const ready: Promise<void>[] = [];
     for (let t = 1; t < threads; t++) {
       const s = scratch(t);
-      const init: WorkerInit = { module, memory, control, thread: t, kernelNames, scratchPtr: s.ptr, scratchBytes: s.bytes };
+      const init: WorkerInit = { module, memory, control, layout, thread: t, kernelNames, scratchPtr: s.ptr, scratchBytes: s.bytes };
       const w = spawnWorker(url, ext, init);
       pool.workers.push(w);
       ready.push(new Promise<void>((resolve, reject) => {

@@ -1,10 +1,10 @@
 // The runtime: one shared WebAssembly.Memory, an allocator over it, and the kernel thread pool.
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
-import { WasmMemoryError } from '../errors.ts';
+import { UsageError, WasmMemoryError } from '../errors.ts';
 import { wasmImports } from './imports.ts';
 import { KERNEL_NAMES, Kernels, type KernelExports } from './kernels.ts';
-import { ThreadPool } from './threads.ts';
+import { MAX_THREADS, ThreadPool } from './threads.ts';
 
 export interface RuntimeOptions { threads?: number }
 export type { Q8Weight } from './kernels.ts';
@@ -56,7 +56,10 @@ export class Runtime {
   }
 
   static async create(opts: RuntimeOptions = {}): Promise<Runtime> {
-    const threads = Math.max(1, Math.floor(opts.threads ?? os.availableParallelism()));
+    const threads = opts.threads ?? Math.min(os.availableParallelism(), MAX_THREADS);
+    if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
+      throw new UsageError(`threads must be an integer from 1 to ${MAX_THREADS}, got ${threads}`);
+    }
     const module = await loadModule();
     const memory = new WebAssembly.Memory({ initial: 64, maximum: MAX_PAGES, shared: true });
     const instance = await WebAssembly.instantiate(module, wasmImports(memory));

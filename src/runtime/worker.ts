@@ -1,6 +1,6 @@
 // Kernel worker: instantiates the shared module on the shared memory and serves dispatches.
 import { parentPort, workerData } from 'node:worker_threads';
-import { CTL, CTL_ARGS_BYTE, CTL_RESULTS_BYTE, CTL_TEXT_BYTE, CTL_TEXT_BYTES, MAX_ARGS, MAX_THREADS, SPIN_POLLS, type WorkerInit } from './threads.ts';
+import { CTL, CTL_TEXT_BYTES, MAX_ARGS, SPIN_POLLS, type WorkerInit } from './threads.ts';
 import { wasmImports } from './imports.ts';
 
 const init = workerData as WorkerInit;
@@ -9,10 +9,11 @@ const exports = instance.exports as Record<string, unknown>;
 (exports.setThreadScratch as (p: number, b: number) => void)(init.scratchPtr, init.scratchBytes);
 const fns = init.kernelNames.map((name) => exports[name] as (...a: number[]) => number | undefined);
 
-const ctl = new Int32Array(init.control, 0, CTL_ARGS_BYTE / 4);
-const argsF64 = new Float64Array(init.control, CTL_ARGS_BYTE, MAX_ARGS);
-const results = new Float64Array(init.control, CTL_RESULTS_BYTE, MAX_THREADS);
-const text = new Uint8Array(init.control, CTL_TEXT_BYTE, CTL_TEXT_BYTES);
+const L = init.layout;
+const ctl = new Int32Array(init.control, 0, L.ints);
+const argsF64 = new Float64Array(init.control, L.argsByte, MAX_ARGS);
+const results = new Float64Array(init.control, L.resultsByte, L.threads);
+const text = new Uint8Array(init.control, L.textByte, CTL_TEXT_BYTES);
 // One reusable argument array per arity, so a dispatch allocates nothing.
 const argArrays: number[][] = [];
 for (let i = 0; i <= MAX_ARGS + 2; i++) argArrays.push(new Array<number>(i).fill(0));
