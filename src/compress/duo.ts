@@ -46,7 +46,7 @@ export function duoPatternPath(modelPath: string, isFile: boolean): string {
   return isFile ? `${modelPath}.duo-heads.json` : `${modelPath.replace(/\/+$/, '')}/duo-heads.json`;
 }
 
-export function readDuoPattern(path: string, shape: { numLayers: number; numKvHeads: number }): DuoPattern {
+export function readDuoPattern(path: string, shape: { numLayers: number; numKvHeads: number }, fingerprint?: string): DuoPattern {
   let raw: string;
   try {
     raw = readFileSync(path, 'utf8');
@@ -58,6 +58,9 @@ export function readDuoPattern(path: string, shape: { numLayers: number; numKvHe
   if (p.format !== DUO_FORMAT || !Array.isArray(p.scores)) throw new UsageError(`${path} is not a ${DUO_FORMAT} head pattern; remake it with \`rocketkv duo-heads\``);
   if (p.scores.length !== shape.numLayers || p.scores.some((row) => !Array.isArray(row) || row.length !== shape.numKvHeads || row.some((v) => typeof v !== 'number' || !Number.isFinite(v)))) {
     throw new UsageError(`${path} holds scores for another shape than ${shape.numLayers} layers x ${shape.numKvHeads} KV heads; remake it with \`rocketkv duo-heads\``);
+  }
+  if (fingerprint !== undefined && p.model_fingerprint !== fingerprint) {
+    throw new UsageError(`${path} was scored on another checkpoint (fingerprint ${p.model_fingerprint}, this model ${fingerprint}); remake it with \`rocketkv duo-heads\``);
   }
   return p;
 }
@@ -138,7 +141,7 @@ export const duoEntry: MethodEntry = {
     if (ctx.validateOnly) return {};
     const path = (opts.pattern as string) || (ctx.modelPath ? duoPatternPath(ctx.modelPath.path, ctx.modelPath.isFile) : '');
     if (!path) throw new UsageError('duo needs a head pattern: give pattern=<file> or run it through an engine that knows its model path');
-    const pattern = readDuoPattern(path, ctx.shape);
+    const pattern = readDuoPattern(path, ctx.shape, ctx.modelPath?.fingerprint);
     return { eviction: new Duo(ctx.budget, pattern, { sinkSize, recentSize }) };
   },
 };

@@ -20,7 +20,7 @@
  * is kvpress's q_len; in a later turn kvpress would count from the turn's own length).
  */
 import type { MethodContext, MethodEntry, OptionValues } from './method.ts';
-import type { LayerView } from './press.ts';
+import type { LayerView, PlanContext } from './press.ts';
 import { TopKScorer } from './scorer.ts';
 import { averageRotation, rotate, rotateCov } from './query-stats.ts';
 import { UsageError } from '../errors.ts';
@@ -39,6 +39,8 @@ export class ExpectedAttention extends TopKScorer {
   readonly queryStats: { skip: number };
   private opts: ExpectedAttentionOptions;
   private invFreq: Float32Array;
+  /** Layers scored without query statistics: kept whole. */
+  private keepAll = new Set<number>();
 
   constructor(budget: number, invFreq: Float32Array, opts: ExpectedAttentionOptions) {
     super(budget, 0);
@@ -52,7 +54,12 @@ export class ExpectedAttention extends TopKScorer {
     const d = shape.headDim;
     const o = this.opts;
     const moments = view.queryMoments?.();
-    if (!moments) throw new Error(`expected_attention: layer ${view.layer} has no query statistics (the prompt is not longer than n_sink = ${o.nSink}?)`);
+    if (!moments) {
+      // No rows past the sinks to model queries from (e.g. a later turn of at most n_sink tokens): keep everything.
+      this.keepAll.add(view.layer);
+      return Array.from({ length: view.heads }, (_, h) => new Float32Array(view.length(h)));
+    }
+    this.keepAll.delete(view.layer);
     if (group * view.heads !== shape.numHeads) throw new Error('expected_attention: the layer is expanded; it scores per KV head');
     const rot = averageRotation(this.invFreq, view.promptLength, o.nFuturePositions);
     const out: Float32Array[] = [];
@@ -117,6 +124,12 @@ export class ExpectedAttention extends TopKScorer {
     const sinkScore = (Number.isFinite(layerMax) ? layerMax : 0) + 1;
     for (let h = 0; h < out.length; h++) for (const j of sinkSlots[h]!) out[h]![j] = sinkScore;
     return out;
+  }
+
+  override plan(scores: Float32Array[][], ctx: PlanContext): Int32Array[][] {
+    const kept = super.plan(scores, ctx);
+    for (const l of this.keepAll) kept[l] = ctx.lengths[l]!.map((n) => Int32Array.from({ length: n }, (_, j) => j));
+    return kept;
   }
 }
 

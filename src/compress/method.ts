@@ -26,7 +26,7 @@ export interface MethodContext {
   /** The model's RoPE inverse frequencies (after scaling), for methods that rotate queries. */
   ropeInvFreq?: Float32Array;
   /** The model's path (a GGUF file or a directory), for methods that keep files beside it (duo). */
-  modelPath?: { path: string; isFile: boolean };
+  modelPath?: { path: string; isFile: boolean; fingerprint: string };
   /** True when the registry checks options without a model: factories must read no files. */
   validateOnly?: boolean;
 }

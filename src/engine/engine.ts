@@ -17,6 +17,7 @@ import { createCompression, resolveCompression, type CompressionRequest, type Re
 import { CompressionSession, QueryWindow } from '../compress/session.ts';
 import { QueryStats } from '../compress/query-stats.ts';
 import { ropeInvFreq } from '../model/config.ts';
+import { modelFingerprint } from '../model/fingerprint.ts';
 import { kvReport, type KvReport } from './report.ts';
 
 export interface LoadProgress { stage: 'weights'; done: number; total: number }
@@ -147,8 +148,11 @@ export class Engine {
   readonly model: LlamaModel;
   readonly weightFormat: WeightFormat;
   readonly maxContextTokens: number;
+  /** modelFingerprint() of the checkpoint (files kept beside a model name it). */
+  readonly fingerprint: string;
 
-  private constructor(dir: string, cfg: ModelConfig, tok: Tokenizer, rt: Runtime, pool: BlockPool, model: LlamaModel, fmt: WeightFormat, maxCtx: number) {
+  private constructor(dir: string, cfg: ModelConfig, tok: Tokenizer, rt: Runtime, pool: BlockPool, model: LlamaModel, fmt: WeightFormat, maxCtx: number, fingerprint: string) {
+    this.fingerprint = fingerprint;
     this.dir = dir;
     this.config = cfg;
     this.tokenizer = tok;
@@ -171,6 +175,7 @@ export class Engine {
     const maxCtx = opts.maxContextTokens ?? modelCtx;
     if (!Number.isInteger(maxCtx) || maxCtx <= 0) throw new UsageError(`max context must be a positive integer, got ${maxCtx}`);
     checkFitsWasm(cfg, fmt, dir);
+    const fingerprint = await modelFingerprint(dir);
     const tokenizer = await source.loadTokenizer();
     const src = await source.openTensors();
     let rt: Runtime | null = null;
@@ -182,7 +187,7 @@ export class Engine {
       });
       const pool = new BlockPool(rt, { headDim: cfg.headDim, blockSlots: 16, maxBytes: opts.kvMemoryBytes });
       const model = new LlamaModel(rt, cfg, weights, pool);
-      return new Engine(dir, cfg, tokenizer, rt, pool, model, fmt, maxCtx);
+      return new Engine(dir, cfg, tokenizer, rt, pool, model, fmt, maxCtx, fingerprint);
     } catch (e) {
       await rt?.close();
       throw e;
@@ -341,7 +346,7 @@ export class Engine {
       maxPositionEmbeddings: this.maxContextTokens,
       blockSlots: this.pool.blockSlots,
       ropeInvFreq: this.ropeInvFreq,
-      modelPath: { path: this.dir, isFile: this.dirIsFile },
+      modelPath: { path: this.dir, isFile: this.dirIsFile, fingerprint: this.fingerprint },
     });
   }
 
@@ -412,7 +417,8 @@ export class Engine {
       }
     }
     session.afterPrefill(seq.nextPosition, opts.skipEviction ?? false);
-    const prefillMs = from ? from.prefillMs : performance.now() - t0;
+    // From a shared prefill: its time plus this request's own part (the fork's eviction).
+    const prefillMs = (from ? from.prefillMs : 0) + performance.now() - t0;
     // The decode phase's peak is measured on its own (RocketKV's paper resets the peak before decoding).
     const prefillPeakBytes = this.pool.peakBytes - heldElsewhere;
     this.pool.resetPeak();

@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
-import { access, appendFile, mkdir, open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { access, appendFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { stringify as toCsv } from 'csv-stringify/sync';
 import type { Engine, Generation, PrefilledPrompt } from '../engine/engine.ts';
@@ -10,6 +9,7 @@ import type { Sample, TaskName } from './ruler/types.ts';
 import { stringMatchAll } from './metrics.ts';
 import { promptIds, type PromptIds } from './prompts.ts';
 import { resolveCompression, methodNames, parseMethodSpec } from '../compress/registry.ts';
+import { modelFingerprint } from '../model/fingerprint.ts';
 import { UsageError } from '../errors.ts';
 
 /**
@@ -87,6 +87,8 @@ export interface RunMetrics {
   tokensPerSecond: number;
   /** modelFingerprint() of the checkpoint the run used. */
   modelFingerprint?: string;
+  /** In-memory weights format (f32 or q8; absent in older runs). */
+  weights?: string;
   /** RULES_VERSION when the run was made (absent: before versions were recorded, i.e. 1). */
   rulesVersion?: number;
   /** Extra compression options (--kv-opt) and multi-turn questions per context, when given. */
@@ -94,44 +96,15 @@ export interface RunMetrics {
   turns?: number | null;
 }
 
-/**
- * A short hash that tells checkpoints apart without reading all of them: for config.json,
- * tokenizer.json and every weights file (*.safetensors, *.gguf) in the directory, its name, its size
- * and its first and last MiB. A retrained model of the same shape differs in the first MiB already.
- */
-export async function modelFingerprint(modelPath: string): Promise<string> {
-  const h = createHash('sha256');
-  // A GGUF model is one file: it is fingerprinted alone.
-  const isFile = (await stat(modelPath)).isFile();
-  const dir = isFile ? dirname(modelPath) : modelPath;
-  const names = isFile ? [basename(modelPath)]
-    : (await readdir(dir)).filter((n) => n === 'config.json' || n === 'tokenizer.json' || n.endsWith('.safetensors') || n.endsWith('.gguf')).sort();
-  const MIB = 1 << 20;
-  for (const name of names) {
-    const path = join(dir, name);
-    const { size } = await stat(path);
-    h.update(`${name}\0${size}\0`);
-    const f = await open(path, 'r');
-    try {
-      const ranges: [number, number][] = size > 2 * MIB ? [[0, MIB], [size - MIB, MIB]] : [[0, size]];
-      for (const [start, length] of ranges) {
-        const buf = Buffer.alloc(length);
-        await f.read(buf, 0, length, start);
-        h.update(buf);
-      }
-    } finally {
-      await f.close();
-    }
-  }
-  return h.digest('hex').slice(0, 16);
-}
+export { modelFingerprint } from '../model/fingerprint.ts';
 
 /** Why a finished run in the output directory cannot stand for the one asked, or null if it can. */
-function staleReason(m: RunMetrics, plan: EvalPlan, fingerprint: string, turns: number | undefined): string | null {
+function staleReason(m: RunMetrics, plan: EvalPlan, fingerprint: string, turns: number | undefined, weights: string): string | null {
   if (m.modelFingerprint !== fingerprint) {
     return m.modelFingerprint === undefined ? 'it records no model fingerprint' : `it was made with another checkpoint (fingerprint ${m.modelFingerprint}, this one ${fingerprint})`;
   }
   if ((m.rulesVersion ?? 1) !== RULES_VERSION) return `it was made under method rules v${m.rulesVersion ?? 1}, these are v${RULES_VERSION} (the method rules changed since)`;
+  if (m.weights !== undefined && m.weights !== weights) return `it ran on ${m.weights} weights, these are ${weights}`;
   if (m.samples !== plan.samples) return `it has ${m.samples} samples, ${plan.samples} asked`;
   if (m.seed !== plan.seed) return `it used seed ${m.seed}, ${plan.seed} asked`;
   if (JSON.stringify(m.kvOptions ?? {}) !== JSON.stringify(plan.kvOptions ?? {})) return `its --kv-opt settings differ (${JSON.stringify(m.kvOptions ?? {})})`;
@@ -234,12 +207,13 @@ interface SamplesHeader {
   seed: number;
   kv_options: Record<string, string>;
   turns: number | null;
+  weights: string;
 }
 
 const SAMPLES_FILE = 'samples.jsonl';
 
-function samplesHeader(plan: EvalPlan, fingerprint: string, turns: number | undefined): SamplesHeader {
-  return { model_fingerprint: fingerprint, rules_version: RULES_VERSION, samples: plan.samples, seed: plan.seed, kv_options: plan.kvOptions ?? {}, turns: turns ?? null };
+function samplesHeader(plan: EvalPlan, fingerprint: string, turns: number | undefined, weights: string): SamplesHeader {
+  return { model_fingerprint: fingerprint, rules_version: RULES_VERSION, samples: plan.samples, seed: plan.seed, kv_options: plan.kvOptions ?? {}, turns: turns ?? null, weights };
 }
 
 /** Rows of an unfinished cell kept from an earlier, interrupted evaluation (by sample index). */
@@ -252,8 +226,9 @@ async function readPartial(path: string, want: SamplesHeader): Promise<{ rows: M
   try { header = JSON.parse(lines[0]!) as SamplesHeader; } catch { return { rows, stale: `${path} does not start with a header line` }; }
   if (JSON.stringify(header) !== JSON.stringify(want)) return { rows, stale: `its unfinished samples were made under other settings (${JSON.stringify(header)})` };
   for (const line of lines.slice(1)) {
-    // A line cut short by an interruption is the last one: it is redone.
-    try { const r = JSON.parse(line) as SampleRow; rows.set(r.i, r); } catch { break; }
+    // A line cut short by an interruption is skipped (its sample is redone); the file is rewritten
+    // from the rows that parsed before any new row is appended.
+    try { const r = JSON.parse(line) as SampleRow; rows.set(r.i, r); } catch { continue; }
   }
   return { rows, stale: null };
 }
@@ -287,17 +262,17 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
     const metricsPath = join(dir, 'metrics.json');
     if (await exists(metricsPath)) {
       const m = JSON.parse(await readFile(metricsPath, 'utf8')) as RunMetrics;
-      const why = staleReason(m, plan, fingerprint, turnsOf(spec));
+      const why = staleReason(m, plan, fingerprint, turnsOf(spec), engine.weightFormat);
       if (why) stale.push(`${runId(spec, model)}: ${why}`);
       else finished.set(runId(spec, model), m);
       continue;
     }
-    const p = await readPartial(join(dir, SAMPLES_FILE), samplesHeader(plan, fingerprint, turnsOf(spec)));
+    const p = await readPartial(join(dir, SAMPLES_FILE), samplesHeader(plan, fingerprint, turnsOf(spec), engine.weightFormat));
     if (p.stale) stale.push(`${runId(spec, model)}: ${p.stale}`);
     else partial.set(runId(spec, model), p.rows);
   }
   if (stale.length) {
-    throw new UsageError(`${plan.outDir} holds ${stale.length} finished run(s) that do not match this evaluation (first: ${stale[0]}); give another --out, or delete those runs to redo them`);
+    throw new UsageError(`${plan.outDir} holds ${stale.length} run(s), finished or not, that do not match this evaluation (first: ${stale[0]}); give another --out, or delete those runs to redo them`);
   }
   const byId = new Map<string, RunMetrics>();
   const groups = new Map<string, RunSpec[]>();
@@ -317,6 +292,11 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
     g.push(spec);
     groups.set(groupKey(spec), g);
   }
+  // Cells of one group start from one prefill, which keeps query statistics from one row on.
+  for (const specs of groups.values()) {
+    const skips = new Set(specs.map((spec) => engine.prefillNeeds(specRequest(spec, plan.kvOptions ?? {}), spec.length, PLAN_MAX_NEW_TOKENS).queryStatsSkip).filter((x) => x !== null));
+    if (skips.size > 1) throw new UsageError(`methods of one evaluation keep query statistics from different rows (${[...skips].join(', ')}: n_sink of expected_attention); run them in separate evaluations`);
+  }
   for (const specs of groups.values()) {
     const first = specs[0]!;
     const turns = turnsOf(first);
@@ -324,7 +304,11 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
     for (const spec of specs) {
       const dir = join(plan.outDir, runId(spec, model));
       await mkdir(dir, { recursive: true });
-      if (partial.get(runId(spec, model))!.size === 0) await writeFile(join(dir, SAMPLES_FILE), JSON.stringify(samplesHeader(plan, fingerprint, turns)) + '\n');
+      // Header and the rows kept so far, rewritten whole: a line an interruption cut short goes.
+      const kept = [...partial.get(runId(spec, model))!.values()].sort((a, b) => a.i - b.i);
+      const text = [samplesHeader(plan, fingerprint, turns, engine.weightFormat), ...kept].map((x) => JSON.stringify(x)).join('\n') + '\n';
+      await writeFile(join(dir, `${SAMPLES_FILE}.part`), text);
+      await rename(join(dir, `${SAMPLES_FILE}.part`), join(dir, SAMPLES_FILE));
     }
     for (let i = 0; i < plan.samples; i++) {
       const needing = specs.filter((spec) => !partial.get(runId(spec, model))!.has(i));
@@ -336,7 +320,6 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
       const ids = promptIds(engine.tokenizer, sample);
       const needs = needing.map((spec) => engine.prefillNeeds(specRequest(spec, plan.kvOptions ?? {}), ids.input.length, PLAN_MAX_NEW_TOKENS));
       const skips = [...new Set(needs.map((n) => n.queryStatsSkip).filter((s) => s !== null))];
-      if (skips.length > 1) throw new UsageError(`methods of one evaluation keep query statistics from different rows (${skips.join(', ')}); run them in separate evaluations`);
       const prefix = await engine.prefill({ tokens: first.mode === 'query-agnostic' ? ids.context : ids.input }, {
         window: Math.max(0, ...needs.map((n) => n.window)),
         queryStatsSkip: skips[0] ?? null,
@@ -396,6 +379,7 @@ async function finishCell(
     peakKvDecodeBytes: sum((r) => r.peak_decode) / n,
     tokensPerSecond: decodeMs > 0 ? (tokens / decodeMs) * 1000 : 0,
     modelFingerprint: fingerprint,
+    weights: engine.weightFormat,
     rulesVersion: RULES_VERSION,
     ...(plan.kvOptions && Object.keys(plan.kvOptions).length ? { kvOptions: plan.kvOptions } : {}),
     turns: turns ?? null,

@@ -264,6 +264,7 @@ export class SequenceKV {
    * Evaluation grids prefill a prompt once and fork it for every method (the copy is exact).
    */
   fork(): SequenceKV {
+    if (this.released) throw new Error('cannot fork a released sequence (the prefilled prompt was released before a request started from it)');
     const copy = new SequenceKV(this.rt, this.pool, { layers: this.layers, kvHeads: this.kvHeads, maxTokens: this.maxTokens });
     const bytes = this.pool.blockBytes;
     try {

@@ -39,8 +39,8 @@ const prompt = (() => {
   return Array.from({ length: L }, () => Math.floor(rng() * 256));
 })();
 
-function pattern(scores: number[][]): DuoPattern {
-  return { format: DUO_FORMAT, model_fingerprint: 'test', q_len: 500, texts: 1, text_tokens: 1, source: 'test', scores };
+function pattern(scores: number[][], fingerprint = engine.fingerprint): DuoPattern {
+  return { format: DUO_FORMAT, model_fingerprint: fingerprint, q_len: 500, texts: 1, text_tokens: 1, source: 'test', scores };
 }
 
 test('cumulated attention area: brute force with dense RoPE matrices, and the uniform case', () => {
@@ -131,4 +131,7 @@ test('rocketkv duo-heads writes a pattern beside the model that duo then reads; 
   writeFileSync(bad, JSON.stringify(pattern([[1, 2]])));
   assertOneLineError(runCli(['run', '--model', model, '--kv-method', 'duo', '--kv-budget', '64', '--kv-opt', `pattern=${bad}`, '-n', '1', 'hello']), /another shape than 3 layers x 2 KV heads/);
   assertOneLineError(runCli(['run', '--model', model, '--kv-method', 'duo', '--kv-budget', '64', '--kv-opt', `pattern=${join(dir, 'none.json')}`, '-n', '1', 'hello']), /rocketkv duo-heads --model/);
+  const foreign = join(dir, 'foreign.json');
+  writeFileSync(foreign, JSON.stringify(pattern([[1, 2], [3, 4], [5, 6]], '0123456789abcdef')));
+  assertOneLineError(runCli(['run', '--model', model, '--kv-method', 'duo', '--kv-budget', '64', '--kv-opt', `pattern=${foreign}`, '-n', '1', 'hello']), /scored on another checkpoint \(fingerprint 0123456789abcdef/);
 });

@@ -177,6 +177,22 @@ for (const variant of [
   });
 }
 
+test('expected_attention: a later turn no longer than n_sink has no statistics to score with and keeps everything', async () => {
+  const conv = engine.conversation({ method: 'expected_attention', budget: 48 });
+  try {
+    const a = conv.send({ tokens }, { maxTokens: 2, ignoreEos: true });
+    for await (const _ of a) { /* drain */ }
+    const b = conv.send({ tokens: tokens.slice(0, 3) }, { maxTokens: 2, ignoreEos: true });
+    for await (const _ of b) { /* drain */ }
+    // Turn 1 kept 48 and its 2 answer tokens join (the last one when the turn ends); turn 2 evicts
+    // nothing and appends its 3 prompt and 2 answer tokens.
+    assert.equal(a.stats!.kv.kvsPerHead.max, 48 + 2);
+    assert.equal(b.stats!.kv.kvsPerHead.min, 48 + 2 + 3 + 2);
+  } finally {
+    conv.close();
+  }
+});
+
 test('expected_attention needs query statistics from the prefill it starts from', async () => {
   const pre = await engine.prefill({ tokens });
   try {

@@ -139,5 +139,6 @@ test('a prefilled prompt is refused for another prompt, for a later turn, and fo
   } finally {
     pre.release();
   }
+  await assert.rejects(drain(engine.generate({ tokens: prompt }, { ...opts, from: pre })), /cannot fork a released sequence/);
   assert.equal(engine.pool.bytesInUse, 0);
 });

@@ -160,8 +160,13 @@ test('an interrupted evaluation resumes at the sample where it stopped and gives
   const lines = (f: string) => readFileSync(f, 'utf8').trim().split('\n').length;
   const cells = readdirSync(join(root, 'cut'));
   assert.deepEqual(cells.map((d) => lines(join(root, 'cut', d, 'samples.jsonl'))).sort(), [2, 3], 'header + rows kept per cell');
+  // A row an interruption cut short (no newline) is dropped on resume and its sample redone.
+  const { appendFileSync } = await import('node:fs');
+  const fullCell = cells.find((d) => d.includes('__full__'))!;
+  appendFileSync(join(root, 'cut', fullCell, 'samples.jsonl'), '{"i":2,"prompt_tok');
   let calls = 0;
   const resumed = await runEval(engine, p('cut'), () => { calls++; });
+  for (const d of cells) for (const line of readFileSync(join(root, 'cut', d, 'samples.jsonl'), 'utf8').trim().split('\n')) JSON.parse(line);
   // One report per cell with kept rows, then one per remaining answer (3 of 6).
   assert.equal(calls, 2 + 3);
   const untimed = (ms: typeof clean) => ms.map(({ tokensPerSecond: _t, ...m }) => m);
