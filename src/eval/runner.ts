@@ -224,7 +224,10 @@ async function readPartial(path: string, want: SamplesHeader): Promise<{ rows: M
   if (lines.length === 0) return { rows, stale: null };
   let header: SamplesHeader;
   try { header = JSON.parse(lines[0]!) as SamplesHeader; } catch { return { rows, stale: `${path} does not start with a header line` }; }
-  if (JSON.stringify(header) !== JSON.stringify(want)) return { rows, stale: `its unfinished samples were made under other settings (${JSON.stringify(header)})` };
+  // Sample i depends on the task, length, seed and i alone, so rows stand whatever the sample count
+  // (a grid grows or shrinks reusing them); a header without weights predates their recording.
+  const same = (h: SamplesHeader): string => JSON.stringify({ ...h, samples: undefined, weights: header.weights === undefined ? undefined : h.weights });
+  if (same(header) !== same(want)) return { rows, stale: `its samples were made under other settings (${JSON.stringify(header)})` };
   for (const line of lines.slice(1)) {
     // A line cut short by an interruption is skipped (its sample is redone); the file is rewritten
     // from the rows that parsed before any new row is appended.
@@ -263,9 +266,12 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
     if (await exists(metricsPath)) {
       const m = JSON.parse(await readFile(metricsPath, 'utf8')) as RunMetrics;
       const why = staleReason(m, plan, fingerprint, turnsOf(spec), engine.weightFormat);
-      if (why) stale.push(`${runId(spec, model)}: ${why}`);
-      else finished.set(runId(spec, model), m);
-      continue;
+      // Another sample count with the rows at hand: the cell is redone from its rows (more samples
+      // run only the new ones), not refused.
+      const resizable = why !== null && m.samples !== plan.samples && staleReason({ ...m, samples: plan.samples }, plan, fingerprint, turnsOf(spec), engine.weightFormat) === null
+        && (await exists(join(dir, SAMPLES_FILE)));
+      if (!why) { finished.set(runId(spec, model), m); continue; }
+      if (!resizable) { stale.push(`${runId(spec, model)}: ${why}`); continue; }
     }
     const p = await readPartial(join(dir, SAMPLES_FILE), samplesHeader(plan, fingerprint, turnsOf(spec), engine.weightFormat));
     if (p.stale) stale.push(`${runId(spec, model)}: ${p.stale}`);
@@ -285,9 +291,9 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
       progress?.(done, total, id);
       continue;
     }
-    const rows = partial.get(id)!;
-    done += rows.size;
-    if (rows.size) progress?.(done, total, id);
+    const have = [...partial.get(id)!.keys()].filter((i) => i < plan.samples).length;
+    done += have;
+    if (have) progress?.(done, total, id);
     const g = groups.get(groupKey(spec)) ?? [];
     g.push(spec);
     groups.set(groupKey(spec), g);

@@ -56,7 +56,11 @@ test('the same evaluation on the same seed gives the same numbers twice; finishe
   // refused before any work, and nothing in the directory changes.
   const count = () => readdirSync(join(root, 'a')).length;
   const n0 = count();
-  await assert.rejects(runEval(engine, plan(join(root, 'a'), { samples: 3 })), /do not match this evaluation \(first: .*it has 2 samples, 3 asked\)/);
+  // Another sample count is refused when the run kept no per-sample rows to grow from.
+  const rowless = join(root, 'rowless');
+  cpSync(join(root, 'a'), rowless, { recursive: true });
+  for (const d of readdirSync(rowless)) rmSync(join(rowless, d, 'samples.jsonl'), { force: true });
+  await assert.rejects(runEval(engine, plan(rowless, { samples: 3 })), /do not match this evaluation \(first: .*it has 2 samples, 3 asked\)/);
   await assert.rejects(runEval(engine, plan(join(root, 'a'), { seed: 6 })), /it used seed 5, 6 asked/);
   const other = join(root, 'other', 'tiny');
   writeRandomCheckpoint(other, {
@@ -173,5 +177,20 @@ test('an interrupted evaluation resumes at the sample where it stopped and gives
   assert.deepEqual(untimed(resumed), untimed(clean));
   for (const d of cells) assert.equal(readFileSync(join(root, 'cut', d, 'predictions.csv'), 'utf8'), readFileSync(join(root, 'clean', d, 'predictions.csv'), 'utf8'));
   // Rows made under other settings are not mixed in.
-  await assert.rejects(runEval(engine, plan(join(root, 'cut'), { tasks: ['niah_single_1'], samples: 4 })), /do not match this evaluation/);
+  await assert.rejects(runEval(engine, plan(join(root, 'cut'), { tasks: ['niah_single_1'], samples: 3, seed: 6 })), /do not match this evaluation/);
+});
+
+test('a grid grows and shrinks reusing its rows: more samples run only the new ones, fewer take the first', async () => {
+  const p = (out: string, samples: number) => plan(join(root, out), { tasks: ['niah_single_1'], samples });
+  const two = await runEval(engine, p('grow', 2));
+  let calls = 0;
+  const three = await runEval(engine, p('grow', 3), () => { calls++; });
+  assert.equal(calls, 2 + 2, 'one report per cell with rows kept, then one answer per cell for sample 2');
+  const clean = await runEval(engine, p('grow-clean', 3));
+  const untimed = (ms: typeof clean) => ms.map(({ tokensPerSecond: _t, ...m }) => m);
+  assert.deepEqual(untimed(three), untimed(clean));
+  calls = 0;
+  const back = await runEval(engine, p('grow', 2), () => { calls++; });
+  assert.equal(calls, 2, 'no sample answered again');
+  assert.deepEqual(untimed(back), untimed(two));
 });
