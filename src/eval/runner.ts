@@ -20,12 +20,24 @@ export const PLAN_MAX_NEW_TOKENS = 128;
 
 /**
  * Bumped whenever a method's rule or the evaluation's sizing changes, so that runs made before are
- * not reused as if they were made now. 2: RocketKV stage 2 reads exactly top-k tokens by a softmax
- * over tokens; exact_topk per query head; budget splits sized for PLAN_MAX_NEW_TOKENS.
- * 3: kvcompress defaults follow the fork's fixed-size recipe (window 8, max-pooled, protected 8
- * counted as the fork does, compressed once, budget rounded up to whole blocks per head).
+ * not reused as if they were made now; METHOD_RULES_CHANGED says, per method, the version in which
+ * its own rule last changed, so cells of unchanged methods stay valid. 2: RocketKV stage 2 reads
+ * exactly top-k tokens by a softmax over tokens; exact_topk per query head; budget splits sized for
+ * PLAN_MAX_NEW_TOKENS. 3: kvcompress defaults follow the fork's fixed-size recipe (window 8,
+ * max-pooled, protected 8 counted as the fork does, compressed once, budget rounded up to whole
+ * blocks per head). 4: quest reads pages per query head, at least 3, the first two layers dense.
  */
-export const RULES_VERSION = 3;
+export const RULES_VERSION = 4;
+
+/** The rules version in which each method's rule last changed (methods not listed: 1). */
+export const METHOD_RULES_CHANGED: Readonly<Record<string, number>> = {
+  rocketkv: 2, 'rocketkv-mt': 2, hybrid: 2, exact_topk: 2, kvcompress: 3, quest: 4,
+};
+
+/** The oldest rules version whose cells of `methodSpec` (a name or `name:key=value` variant) still stand. */
+export function rulesNeeded(methodSpec: string): number {
+  return METHOD_RULES_CHANGED[parseMethodSpec(methodSpec).method] ?? 1;
+}
 
 /**
  * query-aware: context and question in one prompt; query-agnostic: the context is compressed before
@@ -103,7 +115,9 @@ function staleReason(m: RunMetrics, plan: EvalPlan, fingerprint: string, turns: 
   if (m.modelFingerprint !== fingerprint) {
     return m.modelFingerprint === undefined ? 'it records no model fingerprint' : `it was made with another checkpoint (fingerprint ${m.modelFingerprint}, this one ${fingerprint})`;
   }
-  if ((m.rulesVersion ?? 1) !== RULES_VERSION) return `it was made under method rules v${m.rulesVersion ?? 1}, these are v${RULES_VERSION} (the method rules changed since)`;
+  const made = m.rulesVersion ?? 1;
+  const need = rulesNeeded(m.method);
+  if (made < need) return `it was made under method rules v${made}, and ${parseMethodSpec(m.method).method}'s rule changed in v${need} (these are v${RULES_VERSION})`;
   if (m.weights !== undefined && m.weights !== weights) return `it ran on ${m.weights} weights, these are ${weights}`;
   if (m.samples !== plan.samples) return `it has ${m.samples} samples, ${plan.samples} asked`;
   if (m.seed !== plan.seed) return `it used seed ${m.seed}, ${plan.seed} asked`;
@@ -217,7 +231,7 @@ function samplesHeader(plan: EvalPlan, fingerprint: string, turns: number | unde
 }
 
 /** Rows of an unfinished cell kept from an earlier, interrupted evaluation (by sample index). */
-async function readPartial(path: string, want: SamplesHeader): Promise<{ rows: Map<number, SampleRow>; stale: string | null }> {
+async function readPartial(path: string, want: SamplesHeader, rulesNeededFor: number): Promise<{ rows: Map<number, SampleRow>; stale: string | null }> {
   const rows = new Map<number, SampleRow>();
   if (!(await exists(path))) return { rows, stale: null };
   const lines = (await readFile(path, 'utf8')).split('\n').filter((l) => l.trim() !== '');
@@ -226,7 +240,8 @@ async function readPartial(path: string, want: SamplesHeader): Promise<{ rows: M
   try { header = JSON.parse(lines[0]!) as SamplesHeader; } catch { return { rows, stale: `${path} does not start with a header line` }; }
   // Sample i depends on the task, length, seed and i alone, so rows stand whatever the sample count
   // (a grid grows or shrinks reusing them); a header without weights predates their recording.
-  const same = (h: SamplesHeader): string => JSON.stringify({ ...h, samples: undefined, weights: header.weights === undefined ? undefined : h.weights });
+  const same = (h: SamplesHeader): string => JSON.stringify({ ...h, samples: undefined, rules_version: undefined, weights: header.weights === undefined ? undefined : h.weights });
+  if ((header.rules_version ?? 1) < rulesNeededFor) return { rows, stale: `its samples were made under method rules v${header.rules_version}, and the method's rule changed in v${rulesNeededFor}` };
   if (same(header) !== same(want)) return { rows, stale: `its samples were made under other settings (${JSON.stringify(header)})` };
   for (const line of lines.slice(1)) {
     // A line cut short by an interruption is skipped (its sample is redone); the file is rewritten
@@ -273,7 +288,7 @@ export async function runEval(engine: Engine, plan: EvalPlan, progress?: EvalPro
       if (!why) { finished.set(runId(spec, model), m); continue; }
       if (!resizable) { stale.push(`${runId(spec, model)}: ${why}`); continue; }
     }
-    const p = await readPartial(join(dir, SAMPLES_FILE), samplesHeader(plan, fingerprint, turnsOf(spec), engine.weightFormat));
+    const p = await readPartial(join(dir, SAMPLES_FILE), samplesHeader(plan, fingerprint, turnsOf(spec), engine.weightFormat), rulesNeeded(spec.method));
     if (p.stale) stale.push(`${runId(spec, model)}: ${p.stale}`);
     else partial.set(runId(spec, model), p.rows);
   }

@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeRandomCheckpoint } from '../../src/model/random.ts';
@@ -8,6 +8,8 @@ import { Engine, type GenerateOptions } from '../../src/engine/engine.ts';
 import { methodNames } from '../../src/compress/registry.ts';
 import { UsageError } from '../../src/errors.ts';
 import { rocketkvSplit } from '../../src/compress/budget.ts';
+import { scoreDuoPattern } from '../../src/compress/duo-scoring.ts';
+import { duoPatternPath } from '../../src/compress/duo.ts';
 
 let dir = '';
 let engine: Engine;
@@ -20,6 +22,8 @@ before(async () => {
     vocab: 'bytes', maxPositionEmbeddings: 2048, tieWordEmbeddings: false, dtype: 'F32', seed: 31,
   });
   engine = await Engine.load(dir, { threads: 2, weights: 'f32' });
+  // duo reads its head pattern beside the model: score one (two short texts) for this checkpoint.
+  writeFileSync(duoPatternPath(dir, false), JSON.stringify(await scoreDuoPattern(engine, { texts: 2, textTokens: 128 })));
 });
 
 after(async () => {

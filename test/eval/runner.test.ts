@@ -74,14 +74,17 @@ test('the same evaluation on the same seed gives the same numbers twice; finishe
   } finally {
     await retrained.close();
   }
-  // A run made under older method rules (here: one whose metrics predate rule versions) is refused too.
+  // A run made before its method's rule last changed is refused; runs of unchanged methods stand.
   const oldDir = join(root, 'old');
-  cpSync(join(root, 'a'), oldDir, { recursive: true });
-  const firstRun = readdirSync(oldDir).find((d) => d.includes('__'))!;
-  const mPath = join(oldDir, firstRun, 'metrics.json');
-  const { rulesVersion: _v, ...older } = JSON.parse(readFileSync(mPath, 'utf8')) as Record<string, unknown>;
-  writeFileSync(mPath, JSON.stringify(older));
-  await assert.rejects(runEval(engine, plan(oldDir)), /made under method rules v1, these are v3/);
+  const old = (await runEval(engine, plan(oldDir, { tasks: ['niah_single_1'], methods: ['full', 'quest'] })));
+  for (const d of readdirSync(oldDir).filter((x) => x.includes('__'))) {
+    const mPath = join(oldDir, d, 'metrics.json');
+    const { rulesVersion: _v, ...older } = JSON.parse(readFileSync(mPath, 'utf8')) as Record<string, unknown>;
+    writeFileSync(mPath, JSON.stringify({ ...older, rulesVersion: 3 }));
+  }
+  await assert.rejects(runEval(engine, plan(oldDir, { tasks: ['niah_single_1'], methods: ['full', 'quest'] })), /made under method rules v3, and quest's rule changed in v4/);
+  const fullOnly = await runEval(engine, plan(oldDir, { tasks: ['niah_single_1'], methods: ['full'] }));
+  assert.deepEqual(fullOnly.map((m) => m.score), [old[0]!.score], 'the full cell made under v3 is reused');
   assert.equal(count(), n0);
   assert.equal(statSync(join(root, 'a', readdirSync(join(root, 'a'))[0]!, 'predictions.csv')).mtimeMs, before);
   const md = await writeReport(join(root, 'a'), a, 'test');
