@@ -69,7 +69,7 @@ const METHODS: CompressionRequest[] = [
   { method: 'knorm', budget: 64 },
   { method: 'tova', budget: 64 },
   { method: 'expected_attention', budget: 64 },
-  { method: 'quest', budget: 64, page: 8 },
+  { method: 'quest', budget: 64, page: 8, dense_layers: 0 },
   { method: 'sparq', budget: 64 },
   { method: 'hybrid', budget: 64 },
   { method: 'exact_topk', budget: 32 },
