@@ -47,7 +47,7 @@ test('results page: a method x budget table per task, and the first wrong answer
     await writeResultsPage(file, await collectResults([join(dir, 'runs')]), 't', 'i');
     const page = readFileSync(file, 'utf8');
     const grid = page.slice(page.indexOf('## niah_single_1 at 4096 tokens, query-aware: every method by KV budget'));
-    assert.match(grid, /Full cache: 50\.0 \(2 samples\)/);
+    assert.match(grid, /Full cache: full 50\.0 \(2 samples\)\./);
     assert.match(grid, /\| method \| 64 \| 256 \|\n\|---\|---\|---\|\n\| knorm \| 50\.0 \|  \|\n\| snapkv \| 0\.0 \| 50\.0 \|/);
     assert.match(grid, /\| snapkv \| 1 \/ 1 \| 1 \/ 2 \|/);
     const why = page.slice(page.indexOf('## Full KV cache: what the wrong answers say'));
