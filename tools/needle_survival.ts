@@ -2,7 +2,7 @@
  * Which needle tokens an eviction method keeps, per layer and KV head, with the score it gave each.
  *
  *   node --import tsx tools/needle_survival.ts --method kvcompress --budget 512 [--opt pooling=max]
- *        [--model DIR|FILE|ORG/NAME] [--task niah_single_1] [--length 1024] [--samples 3] [--seed 0] [--threads 2]
+ *        [--model DIR|FILE|ORG/NAME] [--task niah_single_1] [--length 1024] [--samples 3] [--first 0] [--seed 0] [--threads 2]
  *
  * For each sample: the reference, the answer, then one line per (layer, head) of the first
  * eviction after prefill: slots kept of slots held, a 1/0 per needle value token (kept or
@@ -31,6 +31,7 @@ const { values: a } = parseArgs({
     task: { type: 'string', default: 'niah_single_1' },
     length: { type: 'string', default: '1024' },
     samples: { type: 'string', default: '3' },
+    first: { type: 'string', default: '0' },
     seed: { type: 'string', default: '0' },
     threads: { type: 'string', default: '2' },
   },
@@ -75,7 +76,7 @@ const engine = await Engine.load(await resolveModelOption(a.model), { threads: N
 try {
   const tok = { encode: (t: string) => engine.tokenizer.encode(t, { addSpecialTokens: false }) };
   console.log(`${a.method} budget ${a.budget} ${(a.opt ?? []).join(' ')} on ${a.task} at ${a.length} tokens`);
-  for (let i = 0; i < Number(a.samples); i++) {
+  for (let i = Number(a.first); i < Number(a.first) + Number(a.samples); i++) {
     const s = generateSample(a.task as TaskName, { length: Number(a.length), seed: Number(a.seed), index: i, tokenizer: tok });
     const ref = s.references[0]!;
     const ids = engine.tokenizer.encode(s.input, { addSpecialTokens: true });
