@@ -110,7 +110,7 @@ PY
 import json, os, sys
 r = sys.argv[1]
 bad = 0
-for d in sorted(os.listdir(f"{r}/determinism")):
+for d in sorted(x for x in os.listdir(f"{r}/determinism") if "__" in x):
     rows = lambda p: [json.loads(l) for l in open(p).read().strip().split("\n")[1:]]
     a = rows(f"{r}/determinism/{d}/samples.jsonl")
     b = {x["i"]: x for x in rows(f"{r}/grid/{d}/samples.jsonl")}
