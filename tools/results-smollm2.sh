@@ -68,13 +68,13 @@ for stage in $STAGES; do
       ruler --tasks $TASK --lengths 8192 --methods full --samples "$LONG_SAMPLES" --out "$R/full-8k"
       if [ -n "$FULL_4K" ]; then ruler --tasks $ALL_TASKS --lengths 4096 --methods full --samples "$FULL_SAMPLES" --out "$R/full"; fi ;;
     why)
-      # Which needle tokens each head keeps, on the first samples of the grid: kvcompress at 8x and
+      # Which needle tokens each head keeps, on the first sample of the grid: kvcompress at 8x and
       # 64x, snapkv and rocketkv (its SnapKV++ stage) beside it (tools/needle_survival.ts; one line per layer and head).
       mkdir -p docs/results-smollm2-why
       for spec in kvcompress:512 kvcompress:64 snapkv:512 rocketkv:256; do
         m=${spec%%:*}; b=${spec##*:}
         node --import tsx tools/needle_survival.ts --model "$MODEL" --method "$m" --budget "$b" --task $TASK --length 4096 \
-          --samples 2 --threads "$THREADS" > "docs/results-smollm2-why/$m-$b.txt"
+          --samples 1 --threads "$THREADS" > "docs/results-smollm2-why/$m-$b.txt"
       done ;;
     kept)
       # Where our method and kvpress's answer one sample differently (query-aware, budgets 128 and
