@@ -26,7 +26,7 @@ def main():
     for l in sorted(set(ours) | set(kv)):
         o, k = ours.get(l, []), kv.get(l, [])
         whole = lambda hs: sum(1 for _, p in hs if set(p) == {"1"})
-        kept = lambda hs: "/".join(sorted({str(n) for n, _ in hs})) if hs else "-"
+        kept = lambda hs: "/".join(str(n) for n in sorted({n for n, _ in hs})) if hs else "-"
         print(f"| {l} | {kept(o)} | {whole(o)} of {len(o)} | {kept(k)} | {whole(k)} of {len(k)} |")
 
 
