@@ -4,11 +4,11 @@
 #   sh tools/results-smollm2.sh [RESULTS_DIR] [stage...]    (default results-smollm2/; finished runs are reused)
 # Stages: grid (every method at 4K, query-aware), agnostic (eviction methods at 4K, query-agnostic,
 # beside kvpress), kvpress (its defaults, both modes), kvpress-variants (at our settings, and the
-# other presses), multiturn, full (full KV over every task at 1K, 2K, 8K), why (needle tokens kept
+# other presses), multiturn, full (full KV over every task at 1K, 2K, 4K, 8K), why (needle tokens kept
 # per head, written to docs/results-smollm2-why/), kept (ours vs kvpress's kept needle tokens on a
 # sample where they answer differently), determinism (grid cells rerun and compared), report. Without a
 # stage: all of them, then the report. Samples per cell: GRID_SAMPLES (10), AGN_SAMPLES (10),
-# MT_SAMPLES (10), FULL_SAMPLES (3, every task at 1K and 2K), LONG_SAMPLES (2, every task at 4K, niah_single_2 at 8K). One kernel thread per stream (THREADS=1): the machines are
+# MT_SAMPLES (10), FULL_SAMPLES (3, every task at 1K and 2K), LONG_SAMPLES (2, every task at 4K and 8K). One kernel thread per stream (THREADS=1): the machines are
 # shared; run two stages at once in two shells to use two cores.
 # Set up once: npm run fetch:smollm2; rocketkv duo-heads --model $MODEL (duo's head pattern); pip install -r tools/kvpress/requirements.txt (kvpress stage).
 set -e
@@ -31,7 +31,7 @@ BUDGETS=64,128,256,512,1024
 # Every method with its defaults; snapkv with the expanded GQA cache (its default) and with group
 # scores; snapkv++'s pooling kernel 7 and 31 beside its 63 (the RocketKV paper's ablation).
 METHODS=full,streaming_llm,snapkv,snapkv:gqa=group,snapkv++,snapkv++:kernel=7,snapkv++:kernel=31,pyramidkv,adakv,kvcompress,knorm,tova,expected_attention,duo,quest,sparq,hybrid,rocketkv,exact_topk
-EVICT=full,streaming_llm,snapkv,snapkv:gqa=group,pyramidkv,adakv,kvcompress,rocketkv
+EVICT=full,streaming_llm,snapkv,snapkv:gqa=group,pyramidkv,adakv,kvcompress,rocketkv,knorm,tova,expected_attention
 KV_BUDGETS=128,512
 ALL_TASKS=niah_single_1,niah_single_2,niah_single_3,niah_multikey_1,niah_multikey_2,niah_multikey_3,niah_multivalue,niah_multiquery,vt,cwe,fwe
 
@@ -57,27 +57,35 @@ for stage in $STAGES; do
     kvpress-variants)
       # SnapKV, PyramidKV and AdaKV at our settings (window 32, avg pool 7), to tell a design
       # difference (kvpress: window 64, kernel 5) from a difference in the rule; the other presses.
+      python3 tools/kvpress/run_presses.py "$R/kvpress/prompts.jsonl" --presses knorm,tova,expected_attention \
+        --budgets $KV_BUDGETS --modes query-agnostic,query-aware --out "$R/kvpress" --threads "$THREADS"
       python3 tools/kvpress/run_presses.py "$R/kvpress/prompts.jsonl" \
-        --presses snapkv:window_size=32:kernel_size=7,pyramidkv:window_size=32:kernel_size=7,adakv:window_size=32:kernel_size=7,knorm,tova,expected_attention \
+        --presses snapkv:window_size=32:kernel_size=7,pyramidkv:window_size=32:kernel_size=7,adakv:window_size=32:kernel_size=7 \
         --budgets $KV_BUDGETS --modes query-aware --out "$R/kvpress" --threads "$THREADS" ;;
     multiturn)
       ruler --tasks $TASK --lengths 2048 --methods full,rocketkv-mt,rocketkv,snapkv,kvcompress --budgets 256 --samples "$MT_SAMPLES" \
         --out "$R/multiturn" --multi-turn --turns 2 ;;
     full)
       ruler --tasks $ALL_TASKS --lengths 1024,2048 --methods full --samples "$FULL_SAMPLES" --out "$R/full"
-      ruler --tasks $TASK --lengths 8192 --methods full --samples "$LONG_SAMPLES" --out "$R/full-8k"
       # 4K for every task but the grid's (whose full cell has the grid's samples), as many samples as 8K.
       ruler --tasks niah_single_1,niah_single_3,niah_multikey_1,niah_multikey_2,niah_multikey_3,niah_multivalue,niah_multiquery,vt,cwe,fwe \
-        --lengths 4096 --methods full --samples "$LONG_SAMPLES" --out "$R/full" ;;
+        --lengths 4096 --methods full --samples "$LONG_SAMPLES" --out "$R/full"
+      ruler --tasks $ALL_TASKS --lengths 8192 --methods full --samples "$LONG_SAMPLES" --out "$R/full-8k" ;;
     why)
-      # Which needle tokens each head keeps, on the first sample of the grid: kvcompress at 8x and
-      # 64x, snapkv and rocketkv (its SnapKV++ stage) beside it (tools/needle_survival.ts; one line per layer and head).
+      # Which needle tokens each head keeps (tools/needle_survival.ts; one line per layer and head), on
+      # samples of the grid: kvcompress at 8x and 64x, snapkv and rocketkv (its SnapKV++ stage) on the
+      # first; for the decode-time selectors, the needle tokens each (layer, query head) reads per step
+      # beside the exact top of the same size: rocketkv where it answers wrong (sample 9), hybrid,
+      # quest and sparq on the first sample they miss (sample 1). spec: method:budget:sample.
       mkdir -p docs/results-smollm2-why
-      for spec in kvcompress:512 kvcompress:64 snapkv:512 rocketkv:256; do
-        m=${spec%%:*}; b=${spec##*:}
+      for spec in kvcompress:512:0 kvcompress:64:0 snapkv:512:0 rocketkv:256:0 rocketkv:256:9 hybrid:256:1 quest:512:1 sparq:512:1; do
+        m=${spec%%:*}; rest=${spec#*:}; b=${rest%%:*}; i=${rest##*:}
         node --import tsx tools/needle_survival.ts --model "$MODEL" --method "$m" --budget "$b" --task $TASK --length 4096 \
-          --samples 1 --threads "$THREADS" > "docs/results-smollm2-why/$m-$b.txt"
-      done ;;
+          --samples 1 --first "$i" --steps 10 --threads "$THREADS" > "docs/results-smollm2-why/$m-$b-sample$i.txt"
+      done
+      # Quest's page bounds against the true logits, in two heads that attend to the needle in that sample.
+      node --import tsx tools/quest_bounds.ts --model "$MODEL" --budget 512 --task $TASK --length 4096 --sample 1 --heads 20:1,23:2 \
+        --threads "$THREADS" > docs/results-smollm2-why/quest-bounds-512-sample1.txt ;;
     kept)
       # Where our method and kvpress's answer one sample differently (query-aware, budgets 128 and
       # 512): the first such sample's kept needle tokens on both sides, per layer.
@@ -128,16 +136,11 @@ PY
       for d in grid agnostic kvpress multiturn full full-8k; do mkdir -p "$R/$d"; done
       $CLI eval report "$R/full" "$R/full-8k" "$R/grid" "$R/agnostic" "$R/kvpress" "$R/multiturn" -o docs/results-smollm2.md \
         --title "Accuracy of KV-cache compression on SmolLM2-135M-Instruct (RULER-style tasks)" \
-        --intro "Generated by \`sh tools/results-smollm2.sh\` on $MODEL (Q4_1 GGUF, revision ab810cf6), seed 0, greedy decoding. Method grid: $TASK at 4096 tokens, $GRID_SAMPLES samples per cell, query-aware; query-agnostic cells and NVIDIA kvpress 0.5.5 on the same token ids (columns kvpress-*): $AGN_SAMPLES samples; multi-turn (2 questions of one 2K context): $MT_SAMPLES; full KV over every task at 1K and 2K: $FULL_SAMPLES samples per cell, at 4K: $LONG_SAMPLES (niah_single_2: the grid's $GRID_SAMPLES), niah_single_2 at 8K: $LONG_SAMPLES (the samples column says which). Every method runs with its defaults; \`name:key=value\` columns are variants."
+        --intro "Generated by \`sh tools/results-smollm2.sh\` on $MODEL (Q4_1 GGUF, revision ab810cf6), seed 0, greedy decoding. Method grid: $TASK at 4096 tokens, $GRID_SAMPLES samples per cell, query-aware; query-agnostic cells and NVIDIA kvpress 0.5.5 on the same token ids (columns kvpress-*): $AGN_SAMPLES samples; multi-turn (2 questions of one 2K context): $MT_SAMPLES; full KV over every task at 1K and 2K: $FULL_SAMPLES samples per cell, at 4K and 8K: $LONG_SAMPLES (niah_single_2 at 4K: the grid's $GRID_SAMPLES; the samples column says which). Every method runs with its defaults; \`name:key=value\` columns are variants."
       node --import tsx tools/claims-smollm2.ts "$R" >> docs/results-smollm2.md
-      if ls docs/results-smollm2-why/*.txt > /dev/null 2>&1; then
-        printf '\n### Which needle tokens each head kept\n\nWritten by the why stage (tools/needle_survival.ts) on the first samples of the grid: per layer and KV head, the slots kept of those held, 1/0 per needle value token (kept or evicted) and the score the method gave each. The kept-* tables (kept stage) put ours beside kvpress on a sample where the two answer differently: per layer, how many heads keep the whole needle (tools/kvpress/kept_sets.py reads kvpress'"'"'s kept positions off its cache).\n\n' >> docs/results-smollm2.md
-        for f in docs/results-smollm2-why/*.txt docs/results-smollm2-why/kept-*.md; do
-          [ -f "$f" ] || continue
-          case $f in *-ours.txt|*-kvpress.txt) continue ;; esac
-          printf -- '- [%s](results-smollm2-why/%s): %s\n' "$(basename "$f" .txt)" "$(basename "$f")" "$(grep -m2 -o 'answer .*' "$f" | head -2 | tr '\n' ' ' | cut -c1-160)" >> docs/results-smollm2.md
-        done
-      fi ;;
+      [ -d docs/results-smollm2-why ] && node --import tsx tools/why-summary.ts docs/results-smollm2-why >> docs/results-smollm2.md
+      cat tools/results-smollm2-notes.md >> docs/results-smollm2.md
+      node --import tsx tools/splice-results.ts docs/results.md docs/results-smollm2.md ;;
     *) echo "unknown stage '$stage' (grid agnostic kvpress kvpress-variants multiturn full why kept determinism report)" >&2; exit 2 ;;
   esac
 done
