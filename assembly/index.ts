@@ -7,4 +7,4 @@ export { rope } from './rope';
 export { siluMul, add } from './activation';
 export { softmax } from './softmax';
 export { attnCausal, attendPaged } from './attention';
-export { pageSoftmaxSum } from './select';
+export { pageSoftmaxSum, hybridSelect, hybridSelectScratch, questSelect, questSelectScratch } from './select';

@@ -33,3 +33,201 @@ export function pageSoftmaxSum(out: usize, sub: usize, qc: usize, temp: usize, t
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// hybridSelect: the whole of RocketKV stage 2's per-step choice for one stored head, so no loop
+// over its pages or slots runs in TypeScript. Same rules and f64 order of operations as
+// HybridSelector.select in src/compress/hybrid.ts (its fallback without a runtime):
+//   1. channels: the r largest sum_g |q_g[i]| (ties to the lower channel), ascending;
+//   2. per page, each channel's summary side by the sign of sum_g q_g[c] (max if > 0, else min);
+//   3. pageSoftmaxSum over those (SparQ temperature per query head);
+//   4. whole pages by score (ties to the lower page) until topk tokens, the last cut to its
+//      lowest slots; plus the last localWindow slots; written ascending to `slots`.
+// Returns the slot count, or -1 when every slot is picked (the caller reads the head whole).
+// Layout of `ws` (f64 unless noted): abs[d] | sub[pages*r] | qc[G*r] | temp[G] | score[pages] |
+// tmp[pages] | chan i32[d] | take i32[pages] | heap i32[pages] (hybridSelectScratch gives the size).
+
+// @ts-ignore: decorator
+@inline function align8(b: usize): usize { return (b + 7) & ~(<usize>7); }
+
+export function hybridSelectScratch(d: i32, pages: i32, r: i32, G: i32): usize {
+  return align8(<usize>(d + pages * r + G * r + G + 2 * pages) << 3) + (<usize>(d + 2 * pages) << 2) + 64;
+}
+
+/** True when page a outranks page b: higher score, ties to the lower page. */
+// @ts-ignore: decorator
+@inline function outranks(score: usize, a: i32, b: i32): bool {
+  const sa = load<f64>(score + (<usize>a << 3));
+  const sb = load<f64>(score + (<usize>b << 3));
+  return sa > sb || (sa == sb && a < b);
+}
+
+function siftDown(heap: usize, score: usize, i: i32, size: i32): void {
+  while (true) {
+    const l = 2 * i + 1;
+    if (l >= size) return;
+    let c = l;
+    const r = l + 1;
+    if (r < size && outranks(score, load<i32>(heap + (<usize>r << 2)), load<i32>(heap + (<usize>l << 2)))) c = r;
+    const hi = load<i32>(heap + (<usize>i << 2));
+    const hc = load<i32>(heap + (<usize>c << 2));
+    if (!outranks(score, hc, hi)) return;
+    store<i32>(heap + (<usize>i << 2), hc);
+    store<i32>(heap + (<usize>c << 2), hi);
+    i = c;
+  }
+}
+
+export function hybridSelect(
+  slots: usize, q: usize, minp: usize, maxp: usize, ws: usize,
+  G: i32, d: i32, pages: i32, P: i32, n: i32, r: i32, topk: i32, localWindow: i32,
+): i32 {
+  const abs = ws;
+  const sub = abs + (<usize>d << 3);
+  const qc = sub + (<usize>(pages * r) << 3);
+  const temp = qc + (<usize>(G * r) << 3);
+  const score = temp + (<usize>G << 3);
+  const tmp = score + (<usize>pages << 3);
+  const chan = align8(tmp + (<usize>pages << 3));
+  const take = chan + (<usize>d << 2);
+  const heap = take + (<usize>pages << 2);
+
+  // 1. Channels.
+  for (let i = 0; i < d; i++) {
+    let s: f64 = 0;
+    for (let g = 0; g < G; g++) s += Math.abs(<f64>load<f32>(q + (<usize>(g * d + i) << 2)));
+    store<f64>(abs + (<usize>i << 3), s);
+  }
+  // The r largest, ties to the lower channel: mark chosen ones with -1 in take's first d words.
+  for (let i = 0; i < d; i++) store<i32>(chan + (<usize>i << 2), 0);
+  for (let j = 0; j < r; j++) {
+    let best = -1;
+    let bv: f64 = 0;
+    for (let i = 0; i < d; i++) {
+      if (load<i32>(chan + (<usize>i << 2)) != 0) continue;
+      const v = load<f64>(abs + (<usize>i << 3));
+      if (best < 0 || v > bv) { best = i; bv = v; }
+    }
+    store<i32>(chan + (<usize>best << 2), 1);
+  }
+  let m = 0;
+  for (let i = 0; i < d; i++) if (load<i32>(chan + (<usize>i << 2)) != 0) { store<i32>(chan + (<usize>m << 2), i); m++; }
+
+  // 2. Summary sides, the group's values at the channels, temperatures.
+  for (let j = 0; j < r; j++) {
+    const c = load<i32>(chan + (<usize>j << 2));
+    let s: f64 = 0;
+    for (let g = 0; g < G; g++) s += <f64>load<f32>(q + (<usize>(g * d + c) << 2));
+    const side = s > 0 ? maxp : minp;
+    for (let p = 0; p < pages; p++) {
+      store<f64>(sub + (<usize>(p * r + j) << 3), <f64>load<f32>(side + (<usize>(p * d + c) << 2)));
+    }
+  }
+  for (let g = 0; g < G; g++) {
+    let absAll: f64 = 0;
+    for (let i = 0; i < d; i++) absAll += Math.abs(<f64>load<f32>(q + (<usize>(g * d + i) << 2)));
+    let absCh: f64 = 0;
+    for (let j = 0; j < r; j++) {
+      const v = <f64>load<f32>(q + (<usize>(g * d + load<i32>(chan + (<usize>j << 2))) << 2));
+      store<f64>(qc + (<usize>(g * r + j) << 3), v);
+      absCh += Math.abs(v);
+    }
+    store<f64>(temp + (<usize>g << 3), absAll > 0 && absCh > 0 ? Math.sqrt((<f64>d * absCh) / absAll) : 1);
+  }
+
+  // 3. Page scores.
+  const lastCount = n - (pages - 1) * P;
+  pageSoftmaxSum(score, sub, qc, temp, tmp, pages, r, G, P, lastCount);
+
+  // 4. Pages by score until topk tokens (a max-heap of page indices).
+  for (let p = 0; p < pages; p++) {
+    store<i32>(take + (<usize>p << 2), 0);
+    store<i32>(heap + (<usize>p << 2), p);
+  }
+  for (let i = (pages >> 1) - 1; i >= 0; i--) siftDown(heap, score, i, pages);
+  let size = pages;
+  let left = topk;
+  while (left > 0 && size > 0) {
+    const p = load<i32>(heap);
+    size--;
+    store<i32>(heap, load<i32>(heap + (<usize>size << 2)));
+    siftDown(heap, score, 0, size);
+    const sz = min(P, n - p * P);
+    const t = min(sz, left);
+    store<i32>(take + (<usize>p << 2), t);
+    left -= t;
+  }
+  const localFrom = max(0, n - localWindow);
+  let count = 0;
+  for (let p = 0; p < pages; p++) {
+    const t = load<i32>(take + (<usize>p << 2));
+    const end = min(n, (p + 1) * P);
+    for (let s = p * P; s < end; s++) {
+      if (s - p * P < t || s >= localFrom) {
+        store<i32>(slots + (<usize>count << 2), s);
+        count++;
+      }
+    }
+  }
+  return count >= n ? -1 : count;
+}
+
+// ---------------------------------------------------------------------------------------------
+// questSelect: Quest's per-step page choice for one stored head (src/compress/quest.ts, the same
+// rules and f64 order as questPageBounds + topKSelect + pageSlots there). Per page the bound
+// U = sum_i max(q_i min_i, q_i max_i); `sets` = 1: one set whose bound is the max over the G query
+// heads; `sets` = G: one set per query head. Each set: the `want` pages of largest bound (ties to
+// the lower page), their slots ascending, written to slots + s * n (i32); counts i32 [sets].
+// ws: bound f64 [pages] | heap i32 [pages] | mark i32 [pages] (questSelectScratch gives the size).
+
+export function questSelectScratch(pages: i32): usize {
+  return (<usize>pages << 3) + (<usize>pages << 3) + 64;
+}
+
+export function questSelect(
+  slots: usize, counts: usize, q: usize, minp: usize, maxp: usize, ws: usize,
+  G: i32, d: i32, pages: i32, P: i32, n: i32, want: i32, sets: i32,
+): void {
+  const bound = ws;
+  const heap = bound + (<usize>pages << 3);
+  const mark = heap + (<usize>pages << 2);
+  const per = sets == 1 ? G : 1;
+  for (let s = 0; s < sets; s++) {
+    for (let p = 0; p < pages; p++) store<f64>(bound + (<usize>p << 3), -Infinity);
+    for (let gi = 0; gi < per; gi++) {
+      const qo = q + (<usize>((s * per + gi) * d) << 2);
+      for (let p = 0; p < pages; p++) {
+        const so = <usize>(p * d) << 2;
+        let u: f64 = 0;
+        for (let i = 0; i < d; i++) {
+          const qi = <f64>load<f32>(qo + (<usize>i << 2));
+          const a = qi * <f64>load<f32>(minp + so + (<usize>i << 2));
+          const b = qi * <f64>load<f32>(maxp + so + (<usize>i << 2));
+          u += a > b ? a : b;
+        }
+        if (u > load<f64>(bound + (<usize>p << 3))) store<f64>(bound + (<usize>p << 3), u);
+      }
+    }
+    // The want largest bounds, ties to the lower page.
+    for (let p = 0; p < pages; p++) {
+      store<i32>(heap + (<usize>p << 2), p);
+      store<i32>(mark + (<usize>p << 2), 0);
+    }
+    for (let i = (pages >> 1) - 1; i >= 0; i--) siftDown(heap, bound, i, pages);
+    let size = pages;
+    for (let j = 0; j < want && size > 0; j++) {
+      store<i32>(mark + (<usize>load<i32>(heap) << 2), 1);
+      size--;
+      store<i32>(heap, load<i32>(heap + (<usize>size << 2)));
+      siftDown(heap, bound, 0, size);
+    }
+    let count = 0;
+    const out = slots + (<usize>(s * n) << 2);
+    for (let p = 0; p < pages; p++) {
+      if (load<i32>(mark + (<usize>p << 2)) == 0) continue;
+      const end = min(n, (p + 1) * P);
+      for (let t = p * P; t < end; t++) { store<i32>(out + (<usize>count << 2), t); count++; }
+    }
+    store<i32>(counts + (<usize>s << 2), count);
+  }
+}

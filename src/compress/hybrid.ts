@@ -144,9 +144,10 @@ export class HybridSelector implements DecodeSelector {
       view.countRead(n * d * 4, 0);
     }
     const r = Math.min(d, Math.max(1, this.r));
-    const channels = topKSelect(groupAbsSum(view.q, view.group, d), r);
-    const scores = hybridPageScores(view.q, view.group, d, summary, pages, channels, n, view.runtime);
     view.countRead(0, pages * r * 4);
+    if (view.runtime) return selectWasm(view.runtime, view.q, view.group, d, summary, pages, P, n, r, k, this.localWindow);
+    const channels = topKSelect(groupAbsSum(view.q, view.group, d), r);
+    const scores = hybridPageScores(view.q, view.group, d, summary, pages, channels, n);
 
     // Exactly k tokens: whole pages by score (ties to the lower page), the last one cut to its lowest slots.
     const take = new Int32Array(pages); // tokens read from each page, from its first slot
@@ -168,6 +169,25 @@ export class HybridSelector implements DecodeSelector {
     for (let s = 0; s < n; s++) if (picked(s)) out[m++] = s;
     return out;
   }
+}
+
+/**
+ * HybridSelector.select's choice in one kernel call (assembly/select.ts hybridSelect: the same
+ * rules and f64 order as the TypeScript path above): the group's queries and the head's summaries
+ * are copied into the runtime's step arena, the kernel writes the slot list there.
+ */
+function selectWasm(rt: Runtime, q: Float32Array, G: number, d: number, summary: PageSummary, pages: number, P: number, n: number, r: number, k: number, localWindow: number): Int32Array | null {
+  const up = (b: number): number => Math.ceil(b / 64) * 64;
+  const qBytes = up(G * d * 4);
+  const sBytes = up(pages * d * 4);
+  const slotBytes = up(n * 4);
+  const base = rt.stepArena(qBytes + 2 * sBytes + slotBytes + rt.exports.hybridSelectScratch(d, pages, r, G));
+  const qPtr = base, minPtr = qPtr + qBytes, maxPtr = minPtr + sBytes, slotPtr = maxPtr + sBytes, wsPtr = slotPtr + slotBytes;
+  rt.f32(qPtr, G * d).set(q.subarray(0, G * d));
+  rt.f32(minPtr, pages * d).set(summary.min.subarray(0, pages * d));
+  rt.f32(maxPtr, pages * d).set(summary.max.subarray(0, pages * d));
+  const count = rt.exports.hybridSelect(slotPtr, qPtr, minPtr, maxPtr, wsPtr, G, d, pages, P, n, r, k, localWindow);
+  return count < 0 ? null : rt.i32(slotPtr, count).slice();
 }
 
 /** The RocketKV split of one budget, for whichever stage a method builds from it. */

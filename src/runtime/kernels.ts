@@ -29,6 +29,14 @@ export interface KernelExports {
   attendPaged(jobs: number, pool: number, blockSlots: number, d: number, G: number, rowStride: number, scale: number, start: number, end: number): void;
   /** Calling thread only: RocketKV stage-2 page scores (assembly/select.ts). */
   pageSoftmaxSum(out: number, sub: number, qc: number, temp: number, tmp: number, pages: number, r: number, G: number, pageSize: number, lastCount: number): void;
+  /** Calling thread only: RocketKV stage-2 choice for one head; slot count, or -1 for every slot (assembly/select.ts). */
+  hybridSelect(slots: number, q: number, min: number, max: number, ws: number, G: number, d: number, pages: number, P: number, n: number, r: number, topk: number, localWindow: number): number;
+  /** Bytes of hybridSelect's work space. */
+  hybridSelectScratch(d: number, pages: number, r: number, G: number): number;
+  /** Calling thread only: Quest's page choice for one head, `sets` slot lists of up to n (assembly/select.ts). */
+  questSelect(slots: number, counts: number, q: number, min: number, max: number, ws: number, G: number, d: number, pages: number, P: number, n: number, want: number, sets: number): void;
+  /** Bytes of questSelect's work space. */
+  questSelectScratch(pages: number): number;
 }
 
 /** What the wrappers need from the runtime (implemented by Runtime in wasm.ts). */

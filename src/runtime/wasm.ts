@@ -46,6 +46,8 @@ export class Runtime {
   private freeSize: number[] = [];
   private inUse = 0;
   private peak = 0;
+  private arena = 0;
+  private arenaBytes = 0;
 
   private constructor(memory: WebAssembly.Memory, exports: KernelExports, threads: number, heapStart: number) {
     this.memory = memory;
@@ -127,6 +129,22 @@ export class Runtime {
       this.top = this.freeStart[last];
       this.removeFree(last);
     }
+  }
+
+  /**
+   * Scratch for per-step work on the calling thread (decode-time selection): one buffer of at least
+   * `bytes`, kept and reused from call to call (grown when a call needs more), so a step allocates
+   * nothing. Its contents last until the next call; freed with the runtime.
+   */
+  stepArena(bytes: number): number {
+    if (bytes > this.arenaBytes) {
+      if (this.arena !== 0) this.free(this.arena);
+      this.arena = 0;
+      const size = Math.max(bytes, this.arenaBytes * 2, 64 * 1024);
+      this.arena = this.alloc(size, 64);
+      this.arenaBytes = size;
+    }
+    return this.arena;
   }
 
   bytesInUse(): number { return this.inUse; }

@@ -1,7 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Runtime } from '../../src/runtime/wasm.ts';
-import { hybridPageScores } from '../../src/compress/hybrid.ts';
+import { HybridSelector, hybridPageScores } from '../../src/compress/hybrid.ts';
+import { QuestSelector } from '../../src/compress/quest.ts';
+import { denseSelectView, selectorRandom } from './helpers.ts';
 import { PageSummary } from '../../src/kv/summary.ts';
 import { makeRng } from '../../src/engine/sampling.ts';
 
@@ -26,6 +28,75 @@ test('hybrid page scores: the wasm kernel equals the TypeScript path', async () 
       wasm.forEach((v, p) => { sum += v * Math.min(P, n - p * P); });
       assert.ok(Math.abs(sum - G) < 1e-9, 'each query head contributes a distribution over tokens');
     }
+  } finally {
+    await rt.close();
+  }
+});
+
+test('hybrid selection: the one-kernel wasm path picks the same slots as the TypeScript path', async () => {
+  const rt = await Runtime.create({ threads: 1 });
+  try {
+    const rand = selectorRandom(29);
+    let cases = 0;
+    let cut = 0;
+    // [n, d, G, page, r, topk, localWindow]: partial last pages, r = d, topk not a page multiple,
+    // topk past n, local windows overlapping the chosen pages.
+    const shapes: [number, number, number, number, number, number, number][] = [
+      [97, 16, 3, 3, 5, 10, 0], [400, 64, 7, 4, 30, 37, 0], [33, 32, 1, 16, 32, 20, 4], [5, 8, 2, 3, 1, 2, 0],
+      [1500, 64, 7, 16, 8, 128, 0], [257, 64, 3, 8, 64, 64, 16], [64, 16, 2, 4, 4, 63, 0], [300, 16, 4, 5, 3, 299, 0],
+    ];
+    for (const [n, d, G, P, r, topk, localWindow] of shapes) {
+      for (let rep = 0; rep < 6; rep++) {
+        const keys = Array.from({ length: n }, () => Array.from({ length: d }, () => rand() * 2 - 1));
+        // Repeated pages give equal scores, so the tie rules (lower page first) are exercised too.
+        if (rep % 2 === 1) for (let s = P; s < n; s++) keys[s] = keys[s % P]!.slice();
+        const q = Array.from({ length: G }, () => Array.from({ length: d }, () => (rand() * 2 - 1) * (rep + 1)));
+        const sel = new HybridSelector({ page: P, r, topk, localWindow, budget: 0 });
+        const ts = denseSelectView(q, keys, P);
+        const wa = denseSelectView(q, keys, P);
+        wa.view.runtime = rt;
+        const a = sel.select(ts.view);
+        const b = sel.select(wa.view);
+        assert.deepEqual(b, a, `n=${n} d=${d} G=${G} page=${P} r=${r} topk=${topk} local=${localWindow} rep=${rep}`);
+        assert.deepEqual(wa.reads, ts.reads, 'the same bytes are declared read');
+        cases++;
+        if (a !== null && a.length < n) cut++;
+      }
+    }
+    assert.ok(cut >= cases - 6, `the cases select a strict subset (${cut} of ${cases})`);
+  } finally {
+    await rt.close();
+  }
+});
+
+test('quest selection: the one-kernel wasm path picks the same pages as the TypeScript path, per query head and per group', async () => {
+  const rt = await Runtime.create({ threads: 1 });
+  try {
+    const rand = selectorRandom(31);
+    let cases = 0;
+    // [n, d, G, page, budget]: partial last pages, fewer pages wanted than min_pages gives.
+    const shapes: [number, number, number, number, number][] = [
+      [97, 16, 3, 3, 20], [400, 64, 7, 4, 64], [70, 32, 1, 16, 16], [1500, 64, 3, 16, 256], [257, 64, 3, 8, 8], [300, 16, 4, 5, 100],
+    ];
+    for (const [n, d, G, P, budget] of shapes) {
+      for (const gqa of ['head', 'group'] as const) {
+        for (let rep = 0; rep < 4; rep++) {
+          const keys = Array.from({ length: n }, () => Array.from({ length: d }, () => rand() * 2 - 1));
+          if (rep % 2 === 1) for (let s = P; s < n; s++) keys[s] = keys[s % P]!.slice();
+          const q = Array.from({ length: G }, () => Array.from({ length: d }, () => (rand() * 2 - 1) * (rep + 1)));
+          const sel = new QuestSelector({ budget, page: P, minPages: 3, denseLayers: 0, gqa });
+          const ts = denseSelectView(q, keys, P);
+          const wa = denseSelectView(q, keys, P);
+          wa.view.runtime = rt;
+          const a = sel.select(ts.view);
+          assert.ok(a !== null, 'the budget is below the head');
+          assert.deepEqual(sel.select(wa.view), a, `n=${n} d=${d} G=${G} page=${P} budget=${budget} gqa=${gqa} rep=${rep}`);
+          assert.deepEqual(wa.reads, ts.reads, 'the same bytes are declared read');
+          cases++;
+        }
+      }
+    }
+    assert.equal(cases, 48);
   } finally {
     await rt.close();
   }
