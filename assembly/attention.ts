@@ -409,3 +409,99 @@ export function attendPaged(jobs: usize, pool: usize, blockSlots: i32, d: i32, G
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Decode attention split by key range: single-row jobs (a decode step) over `parts` key ranges
+// each, so every thread has work however few KV heads there are. Item it = job * parts + part
+// covers keys [part * nKeys / parts, (part + 1) * nKeys / parts) and writes, unnormalised, its
+// G heads' output, running max and sum: partial + it * (G * d + 2 * G) floats, as
+// out [G, d] | m [G] | l [G]. attendMerge then combines a job's parts into its output rows:
+//   M = max_p m_p,  out = sum_p e^(m_p - M) o_p / sum_p e^(m_p - M) l_p.
+
+export function attendPagedPart(jobs: usize, pool: usize, blockSlots: i32, d: i32, G: i32, scale: f32, parts: i32, partial: usize, start: i32, end: i32): void {
+  const headBytes = <usize>d << 2;
+  const vOffset = <usize>blockSlots * headBytes;
+  const blockBytes = vOffset << 1;
+  const rowBytes = <usize>G * headBytes;
+  const itemBytes = (<usize>(G * d + 2 * G)) << 2;
+  const C = chunkKeys(G);
+  const addrs = threadScratch + ((<usize>G * <usize>C) << 2);
+  const mp = addrs + (<usize>C << 2);
+  const lp = mp + (<usize>G << 2);
+  for (let it = start; it < end; it++) {
+    const jb = it / parts;
+    const part = it - jb * parts;
+    const jp = jobs + (<usize>jb << 5);
+    const qPtr = <usize>load<u32>(jp);
+    const table = <usize>load<u32>(jp, 8);
+    const nKeys = load<i32>(jp, 12);
+    const slots = <usize>load<u32>(jp, 16);
+    const k0 = <i32>((<i64>part * <i64>nKeys) / <i64>parts);
+    const k1 = <i32>((<i64>(part + 1) * <i64>nKeys) / <i64>parts);
+    const op = partial + <usize>it * itemBytes;
+    tileBegin(op, rowBytes, 1, G, d, C);
+    for (let c0 = k0; c0 < k1; c0 += C) {
+      const cn = min(C, k1 - c0);
+      if (slots == 0) {
+        let blk = <u32>c0 / <u32>blockSlots;
+        let off = <u32>c0 - blk * <u32>blockSlots;
+        let base = pool + <usize>load<u32>(table + (<usize>blk << 2)) * blockBytes;
+        for (let j = 0; j < cn; j++) {
+          if (off == <u32>blockSlots) {
+            off = 0;
+            blk++;
+            base = pool + <usize>load<u32>(table + (<usize>blk << 2)) * blockBytes;
+          }
+          store<u32>(addrs + (<usize>j << 2), <u32>(base + <usize>off * headBytes));
+          off++;
+        }
+      } else {
+        for (let j = 0; j < cn; j++) {
+          const s = load<u32>(slots + (<usize>(c0 + j) << 2));
+          const blk = s / <u32>blockSlots;
+          const off = s - blk * <u32>blockSlots;
+          store<u32>(addrs + (<usize>j << 2), <u32>(pool + <usize>load<u32>(table + (<usize>blk << 2)) * blockBytes + <usize>off * headBytes));
+        }
+      }
+      tileChunk(qPtr, op, rowBytes, 1, G, d, C, cn, cn, scale, vOffset);
+    }
+    const ml = op + (<usize>(G * d) << 2);
+    for (let g = 0; g < G; g++) {
+      store<f32>(ml + (<usize>g << 2), load<f32>(mp + (<usize>g << 2)));
+      store<f32>(ml + (<usize>(G + g) << 2), load<f32>(lp + (<usize>g << 2)));
+    }
+  }
+}
+
+export function attendMerge(jobs: usize, d: i32, G: i32, parts: i32, partial: usize, start: i32, end: i32): void {
+  const itemBytes = (<usize>(G * d + 2 * G)) << 2;
+  for (let jb = start; jb < end; jb++) {
+    const outPtr = <usize>load<u32>(jobs + (<usize>jb << 5), 4);
+    const first = partial + <usize>(jb * parts) * itemBytes;
+    for (let g = 0; g < G; g++) {
+      let M: f32 = -Infinity;
+      for (let p = 0; p < parts; p++) {
+        M = max(M, load<f32>(first + <usize>p * itemBytes + (<usize>(G * d + g) << 2)));
+      }
+      const og = outPtr + (<usize>(g * d) << 2);
+      memory.fill(og, 0, <usize>d << 2);
+      let L: f32 = 0;
+      if (M != -Infinity) {
+        for (let p = 0; p < parts; p++) {
+          const ip = first + <usize>p * itemBytes;
+          const m = load<f32>(ip + (<usize>(G * d + g) << 2));
+          if (m == -Infinity) continue;
+          const e = Mathf.exp(m - M);
+          L += e * load<f32>(ip + (<usize>(G * d + G + g) << 2));
+          const ev = f32x4.splat(e);
+          const src = ip + (<usize>(g * d) << 2);
+          let i = 0;
+          for (; i + 4 <= d; i += 4) v128.store(og + (<usize>i << 2), f32x4.add(v128.load(og + (<usize>i << 2)), f32x4.mul(ev, v128.load(src + (<usize>i << 2)))));
+          for (; i < d; i++) store<f32>(og + (<usize>i << 2), load<f32>(og + (<usize>i << 2)) + e * load<f32>(src + (<usize>i << 2)));
+        }
+      }
+      const inv: f32 = L > 0 ? <f32>1 / L : 0;
+      for (let i = 0; i < d; i++) store<f32>(og + (<usize>i << 2), load<f32>(og + (<usize>i << 2)) * inv);
+    }
+  }
+}

@@ -6,5 +6,5 @@ export { rmsnorm } from './norm';
 export { rope } from './rope';
 export { siluMul, add } from './activation';
 export { softmax } from './softmax';
-export { attnCausal, attendPaged } from './attention';
+export { attnCausal, attendPaged, attendPagedPart, attendMerge } from './attention';
 export { pageSoftmaxSum, hybridSelect, hybridSelectScratch, questSelect, questSelectScratch } from './select';

@@ -4,7 +4,7 @@ import { UsageError } from '../errors.ts';
 /** Names of the parallel kernels, in the order workers index them. */
 export const KERNEL_NAMES = [
   'gemmF32', 'gemvF32', 'sumF32', 'quantizeQ8Rows', 'quantizeActQ8', 'gemvQ8', 'gemmQ8',
-  'rmsnorm', 'rope', 'siluMul', 'add', 'softmax', 'attnCausal', 'attendPaged',
+  'rmsnorm', 'rope', 'siluMul', 'add', 'softmax', 'attnCausal', 'attendPaged', 'attendPagedPart', 'attendMerge',
 ] as const;
 type KernelName = (typeof KERNEL_NAMES)[number];
 const KID = Object.fromEntries(KERNEL_NAMES.map((n, i) => [n, i])) as Record<KernelName, number>;
@@ -27,6 +27,8 @@ export interface KernelExports {
   softmax(x: number, cols: number, start: number, end: number): void;
   attnCausal(out: number, q: number, k: number, v: number, T: number, S: number, Hq: number, Hkv: number, d: number, scale: number, start: number, end: number): void;
   attendPaged(jobs: number, pool: number, blockSlots: number, d: number, G: number, rowStride: number, scale: number, start: number, end: number): void;
+  attendPagedPart(jobs: number, pool: number, blockSlots: number, d: number, G: number, scale: number, parts: number, partial: number, start: number, end: number): void;
+  attendMerge(jobs: number, d: number, G: number, parts: number, partial: number, start: number, end: number): void;
   /** Calling thread only: RocketKV stage-2 page scores (assembly/select.ts). */
   pageSoftmaxSum(out: number, sub: number, qc: number, temp: number, tmp: number, pages: number, r: number, G: number, pageSize: number, lastCount: number): void;
   /** Calling thread only: RocketKV stage-2 choice for one head; slot count, or -1 for every slot (assembly/select.ts). */
@@ -46,6 +48,7 @@ export interface KernelHost {
   parallel(kernel: number, self: (...a: number[]) => number | void, args: readonly number[], n: number, grain: number): number;
   alloc(bytes: number, align?: number): number;
   free(ptr: number): void;
+  i32(ptr: number, n: number): Int32Array;
 }
 
 /** Int8 weights, block 32 along K: qs int8 [N*K], scales f32 [N*K/32] (scale = max|w|/127). */
@@ -60,10 +63,14 @@ export interface QuantizedAct { readonly xq: number; readonly xs: number; readon
 
 /** Below this much work (about one multiply-add per unit) a call runs on the calling thread only. */
 const PARALLEL_MIN_WORK = 32768;
+/** Decode attention is split by key range only when each range keeps at least this many keys. */
+export const MIN_KEYS_PER_PART = 256;
 
 export class Kernels {
   private readonly ex: KernelExports;
   private actScratch = 0;
+  private partial = 0;
+  private partialBytes = 0;
   private actScratchBytes = 0;
   private actGeneration = 0;
 
@@ -169,9 +176,39 @@ export class Kernels {
     this.run('attnCausal', [out, q, k, v, T, S, Hq, Hkv, d, scale], T * Hkv, 2 * Hkv, S * d * 2 * (Hq / Hkv));
   }
 
-  /** Paged attention over nJobs job records (8 i32 each); parallel over jobs. */
-  attendPaged(jobsPtr: number, nJobs: number, poolPtr: number, blockSlots: number, d: number, G: number, rowStride: number, scale: number): void {
-    this.run('attendPaged', [jobsPtr, poolPtr, blockSlots, d, G, rowStride, scale], nJobs, 1, PARALLEL_MIN_WORK);
+  /**
+   * Paged attention over nJobs job records (8 i32 each); parallel over jobs. When every job is one
+   * row (a decode step) and there are fewer jobs than threads, each job's keys are split into
+   * ranges run on different threads and merged (attendPagedPart, attendMerge), so long contexts
+   * use every thread however few KV heads there are. `split` = false keeps one range per job.
+   */
+  attendPaged(jobsPtr: number, nJobs: number, poolPtr: number, blockSlots: number, d: number, G: number, rowStride: number, scale: number, split = true): void {
+    const parts = split ? this.keyParts(jobsPtr, nJobs) : 1;
+    if (parts <= 1) {
+      this.run('attendPaged', [jobsPtr, poolPtr, blockSlots, d, G, rowStride, scale], nJobs, 1, PARALLEL_MIN_WORK);
+      return;
+    }
+    const bytes = nJobs * parts * (G * d + 2 * G) * 4;
+    if (bytes > this.partialBytes) {
+      if (this.partial !== 0) this.host.free(this.partial);
+      this.partial = this.host.alloc(bytes, 64);
+      this.partialBytes = bytes;
+    }
+    this.run('attendPagedPart', [jobsPtr, poolPtr, blockSlots, d, G, scale, parts, this.partial], nJobs * parts, 1, PARALLEL_MIN_WORK);
+    this.run('attendMerge', [jobsPtr, d, G, parts, this.partial], nJobs, 1, G * d * parts);
+  }
+
+  /** Key ranges per job for a split decode step: 1 when the jobs are not all single rows or too short. */
+  private keyParts(jobsPtr: number, nJobs: number): number {
+    const threads = this.host.threads;
+    if (threads <= 1 || nJobs === 0 || nJobs >= threads) return 1;
+    const f = this.host.i32(jobsPtr, nJobs * 8);
+    let shortest = Infinity;
+    for (let j = 0; j < nJobs; j++) {
+      if (f[j * 8 + 5] !== 1) return 1;
+      shortest = Math.min(shortest, f[j * 8 + 3]!);
+    }
+    return Math.max(1, Math.min(Math.ceil(threads / nJobs), Math.floor(shortest / MIN_KEYS_PER_PART)));
   }
 
   /** SIMD sum of n floats at ptr, split across threads (bandwidth yardstick). */

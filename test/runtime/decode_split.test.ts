@@ -1,0 +1,59 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Engine } from '../../src/engine/engine.ts';
+import { defaultModelDir } from '../../src/cli/default-model.ts';
+import { MIN_KEYS_PER_PART } from '../../src/runtime/kernels.ts';
+
+/**
+ * Decode attention split over threads by key range (attendPagedPart + attendMerge) against one
+ * range per job: the bundled model has 2 KV heads, so on 8 threads a decode step has 2 jobs and
+ * each is split into 4 ranges of its ~1,300 keys. Every step's logits agree to float rounding and
+ * the greedy tokens are the same; with 1 thread there is no split at all.
+ */
+test('decode attention split by key range gives the logits of one range per job', async () => {
+  const dir = await defaultModelDir();
+  const prompt = Array.from({ length: 120 }, (_, i) => `Line ${i}: the grass is green and the sky is blue.`).join(' ') + ' The special magic number is 4720913. What is the special magic number? It is';
+  const run = async (threads: number, split: boolean) => {
+    const engine = await Engine.load(dir, { threads });
+    const k = engine.runtime.k;
+    const attend = k.attendPaged.bind(k);
+    let splitCalls = 0;
+    k.attendPaged = (jobs, n, pool, bs, d, G, rs, scale) => {
+      const parts = (k as unknown as { keyParts(j: number, n: number): number }).keyParts(jobs, n);
+      if (split && parts > 1) splitCalls++;
+      attend(jobs, n, pool, bs, d, G, rs, scale, split);
+    };
+    try {
+      const tokens = engine.tokenizer.encode(prompt);
+      assert.ok(tokens.length >= 4 * MIN_KEYS_PER_PART, `a prompt of ${tokens.length} tokens splits into 4 ranges`);
+      const seq = engine.newSequence();
+      const steps: Float32Array[] = [engine.model.forward([{ seq, tokens }])[0]!.slice()];
+      const out: number[] = [];
+      for (let s = 0; s < 8; s++) {
+        const last = steps.at(-1)!;
+        let best = 0;
+        for (let i = 1; i < last.length; i++) if (last[i]! > last[best]!) best = i;
+        out.push(best);
+        steps.push(engine.model.forward([{ seq, tokens: [best], decode: true }])[0]!.slice());
+      }
+      seq.release();
+      return { steps, out, splitCalls };
+    } finally {
+      await engine.close();
+    }
+  };
+  const one = await run(8, false);
+  const many = await run(8, true);
+  assert.equal(one.splitCalls, 0);
+  assert.ok(many.splitCalls >= 8 * 2, `every decode step's layers ran split (${many.splitCalls} calls)`);
+  assert.deepEqual(many.out, one.out, 'the same greedy tokens');
+  let worst = 0;
+  let scale = 0;
+  for (let s = 0; s < one.steps.length; s++) {
+    for (let i = 0; i < one.steps[s]!.length; i++) {
+      worst = Math.max(worst, Math.abs(one.steps[s]![i]! - many.steps[s]![i]!));
+      scale = Math.max(scale, Math.abs(one.steps[s]![i]!));
+    }
+  }
+  assert.ok(worst <= 1e-4 * Math.max(1, scale), `decode logits differ by ${worst} (largest |logit| ${scale})`);
+});
