@@ -98,7 +98,8 @@ export function hybridSelect(
     for (let g = 0; g < G; g++) s += Math.abs(<f64>load<f32>(q + (<usize>(g * d + i) << 2)));
     store<f64>(abs + (<usize>i << 3), s);
   }
-  // The r largest, ties to the lower channel: mark chosen ones with -1 in take's first d words.
+  // The r largest, ties to the lower channel: chan[i] = 1 marks a chosen channel, then chan
+  // is rewritten in place as the ascending list of the chosen ones.
   for (let i = 0; i < d; i++) store<i32>(chan + (<usize>i << 2), 0);
   for (let j = 0; j < r; j++) {
     let best = -1;

@@ -181,6 +181,9 @@ export class Kernels {
    * row (a decode step) and there are fewer jobs than threads, each job's keys are split into
    * ranges run on different threads and merged (attendPagedPart, attendMerge), so long contexts
    * use every thread however few KV heads there are. `split` = false keeps one range per job.
+   * The split sums in another order, so such a step's logits differ from an unsplit run (one with
+   * as many jobs as threads, or fewer threads) by float rounding: results are reproducible at a
+   * given thread count, not across thread counts, once a step has fewer jobs than half the threads.
    */
   attendPaged(jobsPtr: number, nJobs: number, poolPtr: number, blockSlots: number, d: number, G: number, rowStride: number, scale: number, split = true): void {
     const parts = split ? this.keyParts(jobsPtr, nJobs) : 1;
@@ -208,7 +211,8 @@ export class Kernels {
       if (f[j * 8 + 5] !== 1) return 1;
       shortest = Math.min(shortest, f[j * 8 + 3]!);
     }
-    return Math.max(1, Math.min(Math.ceil(threads / nJobs), Math.floor(shortest / MIN_KEYS_PER_PART)));
+    // Whole multiples of the jobs only: threads / nJobs ranges each keep every item on its own thread.
+    return Math.max(1, Math.min(Math.floor(threads / nJobs), Math.floor(shortest / MIN_KEYS_PER_PART)));
   }
 
   /** SIMD sum of n floats at ptr, split across threads (bandwidth yardstick). */

@@ -40,7 +40,7 @@ test('hybrid selection: the one-kernel wasm path picks the same slots as the Typ
     let cases = 0;
     let cut = 0;
     // [n, d, G, page, r, topk, localWindow]: partial last pages, r = d, topk not a page multiple,
-    // topk past n, local windows overlapping the chosen pages.
+    // topk one short of n, local windows overlapping the chosen pages.
     const shapes: [number, number, number, number, number, number, number][] = [
       [97, 16, 3, 3, 5, 10, 0], [400, 64, 7, 4, 30, 37, 0], [33, 32, 1, 16, 32, 20, 4], [5, 8, 2, 3, 1, 2, 0],
       [1500, 64, 7, 16, 8, 128, 0], [257, 64, 3, 8, 64, 64, 16], [64, 16, 2, 4, 4, 63, 0], [300, 16, 4, 5, 3, 299, 0],
