@@ -119,8 +119,8 @@ PY
         python3 tools/kvpress/compare_kept.py "$out-ours.txt" "$out-kvpress.txt" > "$out.md"
       done < "$R/kept-pairs.txt" ;;
     determinism)
-      # The first two samples of four grid cells again, in a new directory: the same answers?
-      ruler --tasks $TASK --lengths 4096 --methods full,snapkv,kvcompress,rocketkv --budgets 256 --samples 2 --out "$R/determinism"
+      # The first two samples of six grid cells again, in a new directory: the same answers?
+      ruler --tasks $TASK --lengths 4096 --methods full,snapkv,kvcompress,rocketkv,hybrid,quest --budgets 256 --samples 2 --out "$R/determinism"
       python3 - "$R" <<'PY'
 import json, os, sys
 r = sys.argv[1]
