@@ -54,7 +54,7 @@ for (const f of files) {
   out.push(`- [${name}](${rel}/${f}): ${parts.join('; ')}`);
   const steps = lines.filter((l) => /^ {2}step \d+ -> /.test(l)).slice(0, 3);
   for (const s of steps) {
-    const m = /step (\d+) -> (\S+|\(none\)): whole needle read by (\d+\/\d+) .*same size: (\d+\/\d+)/.exec(s);
+    const m = /step (\d+) -> (".*?"|\(none\)): whole needle read by (\d+\/\d+) .*same size: (\d+\/\d+)/.exec(s);
     if (m) out.push(`  - decode step ${m[1]} (produced ${m[2]}): whole needle read by ${m[3]} (layer, query head); the exact top of the same size: ${m[4]}`);
   }
 }
