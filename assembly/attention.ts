@@ -350,6 +350,36 @@ export function attnCausal(out: usize, q: usize, k: usize, v: usize, T: i32, S: 
 }
 
 /**
+ * The K row addresses of keys [c0, c0 + cn) of a job into addrs (u32 each): key i is slot i, or
+ * slots[i] when `slots` is set; slot s is in block table[s / blockSlots] at s % blockSlots.
+ */
+// @ts-ignore: decorator
+@inline function chunkAddresses(addrs: usize, c0: i32, cn: i32, slots: usize, table: usize, pool: usize, blockSlots: i32, blockBytes: usize, headBytes: usize): void {
+  if (slots == 0) {
+    // Consecutive slots: walk the block table instead of dividing per key.
+    let blk = <u32>c0 / <u32>blockSlots;
+    let off = <u32>c0 - blk * <u32>blockSlots;
+    let base = pool + <usize>load<u32>(table + (<usize>blk << 2)) * blockBytes;
+    for (let j = 0; j < cn; j++) {
+      if (off == <u32>blockSlots) {
+        off = 0;
+        blk++;
+        base = pool + <usize>load<u32>(table + (<usize>blk << 2)) * blockBytes;
+      }
+      store<u32>(addrs + (<usize>j << 2), <u32>(base + <usize>off * headBytes));
+      off++;
+    }
+  } else {
+    for (let j = 0; j < cn; j++) {
+      const s = load<u32>(slots + (<usize>(c0 + j) << 2));
+      const blk = s / <u32>blockSlots;
+      const off = s - blk * <u32>blockSlots;
+      store<u32>(addrs + (<usize>j << 2), <u32>(pool + <usize>load<u32>(table + (<usize>blk << 2)) * blockBytes + <usize>off * headBytes));
+    }
+  }
+}
+
+/**
  * Paged attention over jobs [start, end). Job fields (i32 x8): qPtr, outPtr, tablePtr, nKeys,
  * slotsPtr, nRows, scratchPtr, 0. Row r of a job (rowStride floats apart) sees the first
  * nKeys - nRows + r + 1 keys. Key i is slot i, or slots[i] when slotsPtr is set; slot s is in
@@ -381,28 +411,7 @@ export function attendPaged(jobs: usize, pool: usize, blockSlots: i32, d: i32, G
       tileBegin(op, rowBytes, R, G, d, C);
       for (let c0 = 0; c0 < nVis; c0 += C) {
         const cn = min(C, nVis - c0);
-        if (slots == 0) {
-          // Consecutive slots: walk the block table instead of dividing per key.
-          let blk = <u32>c0 / <u32>blockSlots;
-          let off = <u32>c0 - blk * <u32>blockSlots;
-          let base = pool + <usize>load<u32>(table + (<usize>blk << 2)) * blockBytes;
-          for (let j = 0; j < cn; j++) {
-            if (off == <u32>blockSlots) {
-              off = 0;
-              blk++;
-              base = pool + <usize>load<u32>(table + (<usize>blk << 2)) * blockBytes;
-            }
-            store<u32>(addrs + (<usize>j << 2), <u32>(base + <usize>off * headBytes));
-            off++;
-          }
-        } else {
-          for (let j = 0; j < cn; j++) {
-            const s = load<u32>(slots + (<usize>(c0 + j) << 2));
-            const blk = s / <u32>blockSlots;
-            const off = s - blk * <u32>blockSlots;
-            store<u32>(addrs + (<usize>j << 2), <u32>(pool + <usize>load<u32>(table + (<usize>blk << 2)) * blockBytes + <usize>off * headBytes));
-          }
-        }
+        chunkAddresses(addrs, c0, cn, slots, table, pool, blockSlots, blockBytes, headBytes);
         tileChunk(qp, op, rowBytes, R, G, d, C, cn, vis0 - c0, scale, vOffset);
       }
       tileEnd(op, rowBytes, R, G, d, C);
@@ -442,27 +451,7 @@ export function attendPagedPart(jobs: usize, pool: usize, blockSlots: i32, d: i3
     tileBegin(op, rowBytes, 1, G, d, C);
     for (let c0 = k0; c0 < k1; c0 += C) {
       const cn = min(C, k1 - c0);
-      if (slots == 0) {
-        let blk = <u32>c0 / <u32>blockSlots;
-        let off = <u32>c0 - blk * <u32>blockSlots;
-        let base = pool + <usize>load<u32>(table + (<usize>blk << 2)) * blockBytes;
-        for (let j = 0; j < cn; j++) {
-          if (off == <u32>blockSlots) {
-            off = 0;
-            blk++;
-            base = pool + <usize>load<u32>(table + (<usize>blk << 2)) * blockBytes;
-          }
-          store<u32>(addrs + (<usize>j << 2), <u32>(base + <usize>off * headBytes));
-          off++;
-        }
-      } else {
-        for (let j = 0; j < cn; j++) {
-          const s = load<u32>(slots + (<usize>(c0 + j) << 2));
-          const blk = s / <u32>blockSlots;
-          const off = s - blk * <u32>blockSlots;
-          store<u32>(addrs + (<usize>j << 2), <u32>(pool + <usize>load<u32>(table + (<usize>blk << 2)) * blockBytes + <usize>off * headBytes));
-        }
-      }
+      chunkAddresses(addrs, c0, cn, slots, table, pool, blockSlots, blockBytes, headBytes);
       tileChunk(qPtr, op, rowBytes, 1, G, d, C, cn, cn, scale, vOffset);
     }
     const ml = op + (<usize>(G * d) << 2);

@@ -25,7 +25,7 @@ import type { DecodeSelector, SelectView } from './press.ts';
 import { PageSummary } from '../kv/summary.ts';
 import type { Runtime } from '../runtime/wasm.ts';
 import { rocketkvSplit, type RocketkvSplit } from './budget.ts';
-import { groupAbsSum, topKSelect } from './util.ts';
+import { groupAbsSum, stageSelectInputs, topKSelect } from './util.ts';
 
 /**
  * Per page, the sum over the group of the softmax over tokens of the approximate scores (each of
@@ -173,21 +173,13 @@ export class HybridSelector implements DecodeSelector {
 
 /**
  * HybridSelector.select's choice in one kernel call (assembly/select.ts hybridSelect: the same
- * rules and f64 order as the TypeScript path above): the group's queries and the head's summaries
- * are copied into the runtime's step arena, the kernel writes the slot list there.
+ * rules and f64 order as the TypeScript path above), on inputs staged by stageSelectInputs; the
+ * kernel writes the slot list into the step arena.
  */
 function selectWasm(rt: Runtime, q: Float32Array, G: number, d: number, summary: PageSummary, pages: number, P: number, n: number, r: number, k: number, localWindow: number): Int32Array | null {
-  const up = (b: number): number => Math.ceil(b / 64) * 64;
-  const qBytes = up(G * d * 4);
-  const sBytes = up(pages * d * 4);
-  const slotBytes = up(n * 4);
-  const base = rt.stepArena(qBytes + 2 * sBytes + slotBytes + rt.exports.hybridSelectScratch(d, pages, r, G));
-  const qPtr = base, minPtr = qPtr + qBytes, maxPtr = minPtr + sBytes, slotPtr = maxPtr + sBytes, wsPtr = slotPtr + slotBytes;
-  rt.f32(qPtr, G * d).set(q.subarray(0, G * d));
-  rt.f32(minPtr, pages * d).set(summary.min.subarray(0, pages * d));
-  rt.f32(maxPtr, pages * d).set(summary.max.subarray(0, pages * d));
-  const count = rt.exports.hybridSelect(slotPtr, qPtr, minPtr, maxPtr, wsPtr, G, d, pages, P, n, r, k, localWindow);
-  return count < 0 ? null : rt.i32(slotPtr, count).slice();
+  const [qPtr, minPtr, maxPtr, slotPtr, wsPtr] = stageSelectInputs(rt, q, G, d, summary, pages, [n * 4, rt.exports.hybridSelectScratch(d, pages, r, G)]);
+  const count = rt.exports.hybridSelect(slotPtr!, qPtr!, minPtr!, maxPtr!, wsPtr!, G, d, pages, P, n, r, k, localWindow);
+  return count < 0 ? null : rt.i32(slotPtr!, count).slice();
 }
 
 /** The RocketKV split of one budget, for whichever stage a method builds from it. */

@@ -20,7 +20,7 @@
 import type { MethodEntry } from './method.ts';
 import type { DecodeSelector, Selection, SelectView } from './press.ts';
 import { PageSummary } from '../kv/summary.ts';
-import { pageSlots, topKSelect } from './util.ts';
+import { pageSlots, stageSelectInputs, topKSelect } from './util.ts';
 import type { Runtime } from '../runtime/wasm.ts';
 
 /** Per page, the largest over the group's query heads of sum_i max(q_i min_i, q_i max_i). */
@@ -102,24 +102,14 @@ export class QuestSelector implements DecodeSelector {
 
 /**
  * QuestSelector.select's choice in one kernel call (assembly/select.ts questSelect: the same rules
- * and f64 order as questPageBounds, topKSelect and pageSlots): queries and summaries are copied into
- * the runtime's step arena and the kernel writes each set's slots there.
+ * and f64 order as questPageBounds, topKSelect and pageSlots), on inputs staged by stageSelectInputs;
+ * the kernel writes each set's slots into the step arena.
  */
 function selectWasm(rt: Runtime, q: Float32Array, G: number, d: number, summary: PageSummary, pages: number, P: number, n: number, want: number, sets: number): Selection {
-  const up = (b: number): number => Math.ceil(b / 64) * 64;
-  const qBytes = up(G * d * 4);
-  const sBytes = up(pages * d * 4);
-  const slotBytes = up(sets * n * 4);
-  const countBytes = up(sets * 4);
-  const base = rt.stepArena(qBytes + 2 * sBytes + slotBytes + countBytes + rt.exports.questSelectScratch(pages));
-  const qPtr = base, minPtr = qPtr + qBytes, maxPtr = minPtr + sBytes, slotPtr = maxPtr + sBytes, countPtr = slotPtr + slotBytes;
-  const wsPtr = countPtr + countBytes;
-  rt.f32(qPtr, G * d).set(q.subarray(0, G * d));
-  rt.f32(minPtr, pages * d).set(summary.min.subarray(0, pages * d));
-  rt.f32(maxPtr, pages * d).set(summary.max.subarray(0, pages * d));
-  rt.exports.questSelect(slotPtr, countPtr, qPtr, minPtr, maxPtr, wsPtr, G, d, pages, P, n, want, sets);
-  const counts = rt.i32(countPtr, sets);
-  const lists = Array.from(counts, (c, s) => rt.i32(slotPtr + s * n * 4, c).slice());
+  const [qPtr, minPtr, maxPtr, slotPtr, countPtr, wsPtr] = stageSelectInputs(rt, q, G, d, summary, pages, [sets * n * 4, sets * 4, rt.exports.questSelectScratch(pages)]);
+  rt.exports.questSelect(slotPtr!, countPtr!, qPtr!, minPtr!, maxPtr!, wsPtr!, G, d, pages, P, n, want, sets);
+  const counts = rt.i32(countPtr!, sets);
+  const lists = Array.from(counts, (c, s) => rt.i32(slotPtr! + s * n * 4, c).slice());
   return sets === 1 ? lists[0]! : lists;
 }
 

@@ -1,5 +1,7 @@
 /** Shared plumbing of the compression methods (add-only: never change an existing function's behaviour). */
 import type { LayerView } from './press.ts';
+import type { PageSummary } from '../kv/summary.ts';
+import type { Runtime } from '../runtime/wasm.ts';
 
 // --- observation-window scoring (SnapKV family) ---------------------------------------------
 
@@ -131,5 +133,21 @@ export function groupAbsSum(q: Float32Array, group: number, d: number): Float64A
   const out = new Float64Array(d);
   for (let g = 0; g < group; g++) for (let i = 0; i < d; i++) out[i] += Math.abs(q[g * d + i]!);
   return out;
+}
+/**
+ * Inputs of a one-kernel selector (assembly/select.ts) in the runtime's step arena: the group's
+ * queries [G, d] and the head's page min and max [pages, d], then `regions` more (byte sizes, each
+ * rounded up to 64). Returns the pointers: q, min, max, then one per region.
+ */
+export function stageSelectInputs(rt: Runtime, q: Float32Array, G: number, d: number, summary: PageSummary, pages: number, regions: number[]): number[] {
+  const up = (b: number): number => Math.ceil(b / 64) * 64;
+  const sizes = [G * d * 4, pages * d * 4, pages * d * 4, ...regions].map(up);
+  const ptrs: number[] = [];
+  let at = rt.stepArena(sizes.reduce((a, b) => a + b, 0));
+  for (const size of sizes) { ptrs.push(at); at += size; }
+  rt.f32(ptrs[0]!, G * d).set(q.subarray(0, G * d));
+  rt.f32(ptrs[1]!, pages * d).set(summary.min.subarray(0, pages * d));
+  rt.f32(ptrs[2]!, pages * d).set(summary.max.subarray(0, pages * d));
+  return ptrs;
 }
 // --- end decode-time selection --------------------------------------------------------------
