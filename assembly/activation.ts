@@ -1,4 +1,5 @@
 // Elementwise kernels over index range [start, end).
+import { madd } from './common';
 
 /** e^t on four lanes: t = n ln2 + r with |r| <= ln2/2, degree-6 polynomial for e^r, 2^n via the exponent bits. */
 // @ts-ignore: decorator
@@ -9,12 +10,12 @@
   // ln2 split in two so n*ln2 subtracts without losing r's low bits.
   const r = f32x4.sub(f32x4.sub(tc, f32x4.mul(n, f32x4.splat(0.693145752))), f32x4.mul(n, f32x4.splat(1.42860677e-6)));
   let p = f32x4.splat(1.0 / 720.0);
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 120.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 24.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 6.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(0.5));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0));
+  p = madd(p, r, f32x4.splat(1.0 / 120.0));
+  p = madd(p, r, f32x4.splat(1.0 / 24.0));
+  p = madd(p, r, f32x4.splat(1.0 / 6.0));
+  p = madd(p, r, f32x4.splat(0.5));
+  p = madd(p, r, f32x4.splat(1.0));
+  p = madd(p, r, f32x4.splat(1.0));
   const pow2n = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
   return f32x4.mul(p, pow2n);
 }

@@ -1,7 +1,7 @@
 // Attention kernels. Exact softmax(q·k*scale)·V with an online softmax over key chunks, so the
 // key count is bounded only by memory. The G query heads that share a KV head are processed
 // together: each key and value row is fetched once per chunk for all of them.
-import { dot, hsum4, threadScratch, threadScratchBytes } from './common';
+import { dot, hsum4, madd, threadScratch, threadScratchBytes } from './common';
 
 /**
  * f32x4 e^x (Cephes-style: 2^n split plus degree-5 polynomial, ~2 ulp). n = round(x*log2(e)) is
@@ -11,17 +11,17 @@ import { dot, hsum4, threadScratch, threadScratchBytes } from './common';
 // @ts-ignore: decorator
 @inline function exp4(x0: v128): v128 {
   const x1 = f32x4.pmax(f32x4.pmin(x0, f32x4.splat(88.3762626647949)), f32x4.splat(-87.3365478515625));
-  const t = f32x4.add(f32x4.mul(x1, f32x4.splat(1.44269504088896341)), f32x4.splat(12582912));
+  const t = madd(x1, f32x4.splat(1.44269504088896341), f32x4.splat(12582912));
   const fx = f32x4.sub(t, f32x4.splat(12582912));
   let x = f32x4.sub(x1, f32x4.mul(fx, f32x4.splat(0.693359375)));
   x = f32x4.sub(x, f32x4.mul(fx, f32x4.splat(-2.12194440e-4)));
   let p = f32x4.splat(1.9875691500e-4);
-  p = f32x4.add(f32x4.mul(p, x), f32x4.splat(1.3981999507e-3));
-  p = f32x4.add(f32x4.mul(p, x), f32x4.splat(8.3334519073e-3));
-  p = f32x4.add(f32x4.mul(p, x), f32x4.splat(4.1665795894e-2));
-  p = f32x4.add(f32x4.mul(p, x), f32x4.splat(1.6666665459e-1));
-  p = f32x4.add(f32x4.mul(p, x), f32x4.splat(5.0000001201e-1));
-  const y = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, x), x), x), f32x4.splat(1));
+  p = madd(p, x, f32x4.splat(1.3981999507e-3));
+  p = madd(p, x, f32x4.splat(8.3334519073e-3));
+  p = madd(p, x, f32x4.splat(4.1665795894e-2));
+  p = madd(p, x, f32x4.splat(1.6666665459e-1));
+  p = madd(p, x, f32x4.splat(5.0000001201e-1));
+  const y = f32x4.add(madd(f32x4.mul(p, x), x, x), f32x4.splat(1));
   // Only the low 9 bits of t + 127 survive the shift: (n + 127) << 23.
   const pow2n = i32x4.shl(i32x4.add(t, i32x4.splat(127)), 23);
   return f32x4.mul(y, pow2n);
@@ -97,25 +97,25 @@ function tileChunk(qp: usize, op: usize, rowBytes: usize, R: i32, G: i32, d: i32
         const qva = v128.load(qa + o);
         const qvb = v128.load(qb + o);
         let kv = v128.load(k0 + o);
-        a0 = f32x4.add(a0, f32x4.mul(qva, kv));
-        b0 = f32x4.add(b0, f32x4.mul(qvb, kv));
+        a0 = madd(qva, kv, a0);
+        b0 = madd(qvb, kv, b0);
         kv = v128.load(k1 + o);
-        a1 = f32x4.add(a1, f32x4.mul(qva, kv));
-        b1 = f32x4.add(b1, f32x4.mul(qvb, kv));
+        a1 = madd(qva, kv, a1);
+        b1 = madd(qvb, kv, b1);
         kv = v128.load(k2 + o);
-        a2 = f32x4.add(a2, f32x4.mul(qva, kv));
-        b2 = f32x4.add(b2, f32x4.mul(qvb, kv));
+        a2 = madd(qva, kv, a2);
+        b2 = madd(qvb, kv, b2);
         kv = v128.load(k3 + o);
-        a3 = f32x4.add(a3, f32x4.mul(qva, kv));
-        b3 = f32x4.add(b3, f32x4.mul(qvb, kv));
+        a3 = madd(qva, kv, a3);
+        b3 = madd(qvb, kv, b3);
       }
       let ra = hsum4(a0, a1, a2, a3);
       let rb = hsum4(b0, b1, b2, b3);
       for (let i = d & ~3; i < d; i++) {
         const o = <usize>i << 2;
         const kv = f32x4(load<f32>(k0 + o), load<f32>(k1 + o), load<f32>(k2 + o), load<f32>(k3 + o));
-        ra = f32x4.add(ra, f32x4.mul(f32x4.splat(load<f32>(qa + o)), kv));
-        rb = f32x4.add(rb, f32x4.mul(f32x4.splat(load<f32>(qb + o)), kv));
+        ra = madd(f32x4.splat(load<f32>(qa + o)), kv, ra);
+        rb = madd(f32x4.splat(load<f32>(qb + o)), kv, rb);
       }
       v128.store(sa + (<usize>j << 2), f32x4.mul(ra, sv));
       v128.store(sb + (<usize>j << 2), f32x4.mul(rb, sv));
@@ -136,15 +136,15 @@ function tileChunk(qp: usize, op: usize, rowBytes: usize, R: i32, G: i32, d: i32
       let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
       for (let o: usize = 0; o < dBytes4; o += 16) {
         const qv = v128.load(qa + o);
-        a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(k0 + o)));
-        a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(k1 + o)));
-        a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(k2 + o)));
-        a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(k3 + o)));
+        a0 = madd(qv, v128.load(k0 + o), a0);
+        a1 = madd(qv, v128.load(k1 + o), a1);
+        a2 = madd(qv, v128.load(k2 + o), a2);
+        a3 = madd(qv, v128.load(k3 + o), a3);
       }
       let ra = hsum4(a0, a1, a2, a3);
       for (let i = d & ~3; i < d; i++) {
         const o = <usize>i << 2;
-        ra = f32x4.add(ra, f32x4.mul(f32x4.splat(load<f32>(qa + o)), f32x4(load<f32>(k0 + o), load<f32>(k1 + o), load<f32>(k2 + o), load<f32>(k3 + o))));
+        ra = madd(f32x4.splat(load<f32>(qa + o)), f32x4(load<f32>(k0 + o), load<f32>(k1 + o), load<f32>(k2 + o), load<f32>(k3 + o)), ra);
       }
       v128.store(sa + (<usize>j << 2), f32x4.mul(ra, sv));
     }
@@ -223,17 +223,17 @@ function tileChunk(qp: usize, op: usize, rowBytes: usize, R: i32, G: i32, d: i32
         const pa = v128.load32_splat(sa + (<usize>j << 2));
         const pb = v128.load32_splat(sb + (<usize>j << 2));
         let vv = v128.load(vp);
-        a0 = f32x4.add(a0, f32x4.mul(pa, vv));
-        b0 = f32x4.add(b0, f32x4.mul(pb, vv));
+        a0 = madd(pa, vv, a0);
+        b0 = madd(pb, vv, b0);
         vv = v128.load(vp, 16);
-        a1 = f32x4.add(a1, f32x4.mul(pa, vv));
-        b1 = f32x4.add(b1, f32x4.mul(pb, vv));
+        a1 = madd(pa, vv, a1);
+        b1 = madd(pb, vv, b1);
         vv = v128.load(vp, 32);
-        a2 = f32x4.add(a2, f32x4.mul(pa, vv));
-        b2 = f32x4.add(b2, f32x4.mul(pb, vv));
+        a2 = madd(pa, vv, a2);
+        b2 = madd(pb, vv, b2);
         vv = v128.load(vp, 48);
-        a3 = f32x4.add(a3, f32x4.mul(pa, vv));
-        b3 = f32x4.add(b3, f32x4.mul(pb, vv));
+        a3 = madd(pa, vv, a3);
+        b3 = madd(pb, vv, b3);
       }
       v128.store(ia, a0); v128.store(ia, a1, 16); v128.store(ia, a2, 32); v128.store(ia, a3, 48);
       v128.store(ib, b0); v128.store(ib, b1, 16); v128.store(ib, b2, 32); v128.store(ib, b3, 48);
@@ -243,8 +243,8 @@ function tileChunk(qp: usize, op: usize, rowBytes: usize, R: i32, G: i32, d: i32
       let a0 = v128.load(ia), b0 = v128.load(ib);
       for (let j = 0; j < jn; j++) {
         const vv = v128.load(<usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2));
-        a0 = f32x4.add(a0, f32x4.mul(v128.load32_splat(sa + (<usize>j << 2)), vv));
-        b0 = f32x4.add(b0, f32x4.mul(v128.load32_splat(sb + (<usize>j << 2)), vv));
+        a0 = madd(v128.load32_splat(sa + (<usize>j << 2)), vv, a0);
+        b0 = madd(v128.load32_splat(sb + (<usize>j << 2)), vv, b0);
       }
       v128.store(ia, a0);
       v128.store(ib, b0);
@@ -274,14 +274,14 @@ function tileChunk(qp: usize, op: usize, rowBytes: usize, R: i32, G: i32, d: i32
         for (let j = 0; j < jn; j++) {
           const vp = <usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2);
           const pv = v128.load32_splat(sg + (<usize>j << 2));
-          a0 = f32x4.add(a0, f32x4.mul(pv, v128.load(vp)));
-          a1 = f32x4.add(a1, f32x4.mul(pv, v128.load(vp, 16)));
-          a2 = f32x4.add(a2, f32x4.mul(pv, v128.load(vp, 32)));
-          a3 = f32x4.add(a3, f32x4.mul(pv, v128.load(vp, 48)));
-          a4 = f32x4.add(a4, f32x4.mul(pv, v128.load(vp, 64)));
-          a5 = f32x4.add(a5, f32x4.mul(pv, v128.load(vp, 80)));
-          a6 = f32x4.add(a6, f32x4.mul(pv, v128.load(vp, 96)));
-          a7 = f32x4.add(a7, f32x4.mul(pv, v128.load(vp, 112)));
+          a0 = madd(pv, v128.load(vp), a0);
+          a1 = madd(pv, v128.load(vp, 16), a1);
+          a2 = madd(pv, v128.load(vp, 32), a2);
+          a3 = madd(pv, v128.load(vp, 48), a3);
+          a4 = madd(pv, v128.load(vp, 64), a4);
+          a5 = madd(pv, v128.load(vp, 80), a5);
+          a6 = madd(pv, v128.load(vp, 96), a6);
+          a7 = madd(pv, v128.load(vp, 112), a7);
         }
         v128.store(oo, a0); v128.store(oo, a1, 16); v128.store(oo, a2, 32); v128.store(oo, a3, 48);
         v128.store(oo, a4, 64); v128.store(oo, a5, 80); v128.store(oo, a6, 96); v128.store(oo, a7, 112);
@@ -291,7 +291,7 @@ function tileChunk(qp: usize, op: usize, rowBytes: usize, R: i32, G: i32, d: i32
         let a0 = v128.load(oo);
         for (let j = 0; j < jn; j++) {
           const vp = <usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2);
-          a0 = f32x4.add(a0, f32x4.mul(v128.load32_splat(sg + (<usize>j << 2)), v128.load(vp)));
+          a0 = madd(v128.load32_splat(sg + (<usize>j << 2)), v128.load(vp), a0);
         }
         v128.store(oo, a0);
       }
@@ -485,7 +485,7 @@ export function attendMerge(jobs: usize, d: i32, G: i32, parts: i32, partial: us
           const ev = f32x4.splat(e);
           const src = ip + (<usize>(g * d) << 2);
           let i = 0;
-          for (; i + 4 <= d; i += 4) v128.store(og + (<usize>i << 2), f32x4.add(v128.load(og + (<usize>i << 2)), f32x4.mul(ev, v128.load(src + (<usize>i << 2)))));
+          for (; i + 4 <= d; i += 4) v128.store(og + (<usize>i << 2), madd(ev, v128.load(src + (<usize>i << 2)), v128.load(og + (<usize>i << 2))));
           for (; i < d; i++) store<f32>(og + (<usize>i << 2), load<f32>(og + (<usize>i << 2)) + e * load<f32>(src + (<usize>i << 2)));
         }
       }

@@ -14,6 +14,17 @@ export function heapBase(): usize {
   return __heap_base;
 }
 
+/**
+ * a * b + c per lane. The relaxed build (compiled with relaxed-simd) emits f32x4.relaxed_madd, which
+ * V8 lowers to one fused multiply-add where the CPU has FMA (one rounding); the plain build rounds
+ * the product and the sum separately. Outputs of the two builds therefore differ by float rounding.
+ */
+// @ts-ignore: decorator
+@inline export function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(f32x4.mul(a, b), c);
+}
+
 /** Horizontal sums of four vectors, returned as one vector [sum a, sum b, sum c, sum d]. */
 // @ts-ignore: decorator
 @inline export function hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
@@ -36,12 +47,12 @@ export function heapBase(): usize {
   let k = 0;
   for (; k + 8 <= n; k += 8) {
     const o = <usize>k << 2;
-    s0 = f32x4.add(s0, f32x4.mul(v128.load(a + o), v128.load(b + o)));
-    s1 = f32x4.add(s1, f32x4.mul(v128.load(a + o, 16), v128.load(b + o, 16)));
+    s0 = madd(v128.load(a + o), v128.load(b + o), s0);
+    s1 = madd(v128.load(a + o, 16), v128.load(b + o, 16), s1);
   }
   if (k + 4 <= n) {
     const o = <usize>k << 2;
-    s0 = f32x4.add(s0, f32x4.mul(v128.load(a + o), v128.load(b + o)));
+    s0 = madd(v128.load(a + o), v128.load(b + o), s0);
     k += 4;
   }
   let s = hsum(f32x4.add(s0, s1));
@@ -58,7 +69,7 @@ export function axpy(y: usize, x: usize, alpha: f32, n: i32): void {
   let k = 0;
   for (; k + 4 <= n; k += 4) {
     const o = <usize>k << 2;
-    v128.store(y + o, f32x4.add(v128.load(y + o), f32x4.mul(av, v128.load(x + o))));
+    v128.store(y + o, madd(av, v128.load(x + o), v128.load(y + o)));
   }
   for (; k < n; k++) {
     const o = <usize>k << 2;

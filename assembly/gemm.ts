@@ -1,5 +1,5 @@
 // f32 matrix products: out[M,N] = x[M,K] · w[N,K]^T (+ bias). w is HF Linear layout.
-import { dot, hsum, hsum4 } from './common';
+import { dot, hsum, hsum4, madd } from './common';
 
 /** x rows kept hot in L2 while a thread sweeps its weight rows. */
 const M_BLOCK: i32 = 64;
@@ -28,14 +28,14 @@ const M_BLOCK: i32 = 64;
     const b1 = v128.load(w1 + o);
     const b2 = v128.load(w2 + o);
     const b3 = v128.load(w3 + o);
-    c00 = f32x4.add(c00, f32x4.mul(a0, b0));
-    c01 = f32x4.add(c01, f32x4.mul(a0, b1));
-    c02 = f32x4.add(c02, f32x4.mul(a0, b2));
-    c03 = f32x4.add(c03, f32x4.mul(a0, b3));
-    c10 = f32x4.add(c10, f32x4.mul(a1, b0));
-    c11 = f32x4.add(c11, f32x4.mul(a1, b1));
-    c12 = f32x4.add(c12, f32x4.mul(a1, b2));
-    c13 = f32x4.add(c13, f32x4.mul(a1, b3));
+    c00 = madd(a0, b0, c00);
+    c01 = madd(a0, b1, c01);
+    c02 = madd(a0, b2, c02);
+    c03 = madd(a0, b3, c03);
+    c10 = madd(a1, b0, c10);
+    c11 = madd(a1, b1, c11);
+    c12 = madd(a1, b2, c12);
+    c13 = madd(a1, b3, c13);
   }
   let r0 = hsum4(c00, c01, c02, c03);
   let r1 = hsum4(c10, c11, c12, c13);
@@ -43,8 +43,8 @@ const M_BLOCK: i32 = 64;
     // K not a multiple of 4: finish the odd columns with scalars broadcast per w row.
     const o = <usize>k << 2;
     const b = f32x4(load<f32>(w0 + o), load<f32>(w1 + o), load<f32>(w2 + o), load<f32>(w3 + o));
-    r0 = f32x4.add(r0, f32x4.mul(f32x4.splat(load<f32>(x0 + o)), b));
-    r1 = f32x4.add(r1, f32x4.mul(f32x4.splat(load<f32>(x1 + o)), b));
+    r0 = madd(f32x4.splat(load<f32>(x0 + o)), b, r0);
+    r1 = madd(f32x4.splat(load<f32>(x1 + o)), b, r1);
   }
   if (bias != 0) {
     const bv = v128.load(bias + (<usize>n << 2));
@@ -98,20 +98,20 @@ export function gemvF32(out: usize, x: usize, w: usize, bias: usize, K: i32, sta
     for (let o: usize = 0; o < kEnd; o += 32) {
       const a = v128.load(x + o);
       const b = v128.load(x + o, 16);
-      c0 = f32x4.add(c0, f32x4.mul(a, v128.load(w0 + o)));
-      c1 = f32x4.add(c1, f32x4.mul(a, v128.load(w1 + o)));
-      c2 = f32x4.add(c2, f32x4.mul(a, v128.load(w2 + o)));
-      c3 = f32x4.add(c3, f32x4.mul(a, v128.load(w3 + o)));
-      d0 = f32x4.add(d0, f32x4.mul(b, v128.load(w0 + o, 16)));
-      d1 = f32x4.add(d1, f32x4.mul(b, v128.load(w1 + o, 16)));
-      d2 = f32x4.add(d2, f32x4.mul(b, v128.load(w2 + o, 16)));
-      d3 = f32x4.add(d3, f32x4.mul(b, v128.load(w3 + o, 16)));
+      c0 = madd(a, v128.load(w0 + o), c0);
+      c1 = madd(a, v128.load(w1 + o), c1);
+      c2 = madd(a, v128.load(w2 + o), c2);
+      c3 = madd(a, v128.load(w3 + o), c3);
+      d0 = madd(b, v128.load(w0 + o, 16), d0);
+      d1 = madd(b, v128.load(w1 + o, 16), d1);
+      d2 = madd(b, v128.load(w2 + o, 16), d2);
+      d3 = madd(b, v128.load(w3 + o, 16), d3);
     }
     let r = hsum4(f32x4.add(c0, d0), f32x4.add(c1, d1), f32x4.add(c2, d2), f32x4.add(c3, d3));
     for (let k = K & ~7; k < K; k++) {
       const o = <usize>k << 2;
       const b = f32x4(load<f32>(w0 + o), load<f32>(w1 + o), load<f32>(w2 + o), load<f32>(w3 + o));
-      r = f32x4.add(r, f32x4.mul(f32x4.splat(load<f32>(x + o)), b));
+      r = madd(f32x4.splat(load<f32>(x + o)), b, r);
     }
     if (bias != 0) r = f32x4.add(r, v128.load(bias + (<usize>n << 2)));
     v128.store(out + (<usize>n << 2), r);

@@ -1,5 +1,5 @@
 // RMSNorm per row: out = x / sqrt(mean(x^2) + eps) * weight.
-import { hsum } from './common';
+import { hsum, madd } from './common';
 
 export function rmsnorm(out: usize, x: usize, weight: usize, D: i32, eps: f32, start: i32, end: i32): void {
   const rowBytes = <usize>D << 2;
@@ -12,8 +12,8 @@ export function rmsnorm(out: usize, x: usize, weight: usize, D: i32, eps: f32, s
     for (; k + 8 <= D; k += 8) {
       const a = v128.load(xr + (<usize>k << 2));
       const b = v128.load(xr + (<usize>k << 2), 16);
-      s0 = f32x4.add(s0, f32x4.mul(a, a));
-      s1 = f32x4.add(s1, f32x4.mul(b, b));
+      s0 = madd(a, a, s0);
+      s1 = madd(b, b, s1);
     }
     let ss = hsum(f32x4.add(s0, s1));
     for (; k < D; k++) {

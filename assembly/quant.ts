@@ -1,4 +1,5 @@
 // Int8 weights with one f32 scale per 32 values along K (GGUF Q8_0 layout, split in two arrays).
+import { dot, hsum4, madd, threadScratch } from './common';
 // Activations are quantized the same way but stored as i16 so the dot needs no widening of x.
 
 // @ts-ignore: decorator
@@ -100,12 +101,12 @@ export function gemvQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, b
     for (; wp < wEnd; wp += 64, xp += 128, sp += 8, tp += 8) {
       const i0 = blockDot(wp, xp);
       const i1 = blockDot(wp + 32, xp + 64);
-      acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(sp) * load<f32>(tp))));
-      acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(i1), f32x4.splat(load<f32>(sp, 4) * load<f32>(tp, 4))));
+      acc0 = madd(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(sp) * load<f32>(tp)), acc0);
+      acc1 = madd(f32x4.convert_i32x4_s(i1), f32x4.splat(load<f32>(sp, 4) * load<f32>(tp, 4)), acc1);
     }
     if ((nb & 1) != 0) {
       const i0 = blockDot(wp, xp);
-      acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(sp) * load<f32>(tp))));
+      acc0 = madd(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(sp) * load<f32>(tp)), acc0);
     }
     let s = hsumF(f32x4.add(acc0, acc1));
     if (bias != 0) s += load<f32>(bias + (<usize>n << 2));
@@ -145,22 +146,22 @@ export function gemmQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, b
           let i = i32x4.add(
             i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xp)), i32x4.dot_i16x8_s(w1, v128.load(xp, 16))),
             i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), i32x4.dot_i16x8_s(w3, v128.load(xp, 48))));
-          a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i), f32x4.splat(sw * load<f32>(sp))));
+          a0 = madd(f32x4.convert_i32x4_s(i), f32x4.splat(sw * load<f32>(sp)), a0);
           xp += xRow; sp += sRow;
           i = i32x4.add(
             i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xp)), i32x4.dot_i16x8_s(w1, v128.load(xp, 16))),
             i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), i32x4.dot_i16x8_s(w3, v128.load(xp, 48))));
-          a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(i), f32x4.splat(sw * load<f32>(sp))));
+          a1 = madd(f32x4.convert_i32x4_s(i), f32x4.splat(sw * load<f32>(sp)), a1);
           xp += xRow; sp += sRow;
           i = i32x4.add(
             i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xp)), i32x4.dot_i16x8_s(w1, v128.load(xp, 16))),
             i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), i32x4.dot_i16x8_s(w3, v128.load(xp, 48))));
-          a2 = f32x4.add(a2, f32x4.mul(f32x4.convert_i32x4_s(i), f32x4.splat(sw * load<f32>(sp))));
+          a2 = madd(f32x4.convert_i32x4_s(i), f32x4.splat(sw * load<f32>(sp)), a2);
           xp += xRow; sp += sRow;
           i = i32x4.add(
             i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xp)), i32x4.dot_i16x8_s(w1, v128.load(xp, 16))),
             i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), i32x4.dot_i16x8_s(w3, v128.load(xp, 48))));
-          a3 = f32x4.add(a3, f32x4.mul(f32x4.convert_i32x4_s(i), f32x4.splat(sw * load<f32>(sp))));
+          a3 = madd(f32x4.convert_i32x4_s(i), f32x4.splat(sw * load<f32>(sp)), a3);
         }
         const o = out + <usize>m * outRow + (<usize>n << 2);
         store<f32>(o, hsumF(a0) + bv);
@@ -175,7 +176,7 @@ export function gemmQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, b
         for (let b = 0; b < nb; b++) {
           const so = <usize>b << 2;
           const i = blockDot(wqn + (<usize>b << 5), x0 + (<usize>b << 6));
-          a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(i), f32x4.splat(load<f32>(wsn + so) * load<f32>(s0 + so))));
+          a0 = madd(f32x4.convert_i32x4_s(i), f32x4.splat(load<f32>(wsn + so) * load<f32>(s0 + so)), a0);
         }
         store<f32>(out + <usize>m * outRow + (<usize>n << 2), hsumF(a0) + bv);
       }
@@ -183,3 +184,138 @@ export function gemmQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, b
   }
 }
 
+
+/** Activation rows [start, end) dequantized to f32: xd[m,k] = xq[m,k] * xs[m, k/32], the values the int8 dot sees. */
+export function dequantActQ8(xd: usize, xq: usize, xs: usize, K: i32, start: i32, end: i32): void {
+  const nb = K >> 5;
+  for (let m = start; m < end; m++) {
+    for (let b = 0; b < nb; b++) {
+      const i = <usize>m * <usize>nb + <usize>b;
+      const d = f32x4.splat(load<f32>(xs + (i << 2)));
+      const q = xq + (i << 6);
+      const o = xd + (i << 7);
+      // 8 i16 (16 bytes) in, 8 f32 (32 bytes) out per step.
+      for (let j: usize = 0; j < 64; j += 16) {
+        const h = v128.load(q + j);
+        v128.store(o + (j << 1), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h)), d));
+        v128.store(o + (j << 1), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h)), d), 16);
+      }
+    }
+  }
+}
+
+/** Weight columns per panel of gemmQ8F: 4 rows x 256 f32 = 4 KB, kept in L1 while x rows stream. */
+const KC_Q: i32 = 256;
+/** x rows per block of gemmQ8F: 64 rows x KC_Q f32 = 64 KB, kept in L2 across the thread's panels. */
+const MC_Q: i32 = 64;
+
+/** Weight rows [n, n+rows) over columns [k0, k0+kc) dequantized to f32 at dst, row stride kc floats. */
+// @ts-ignore: decorator
+@inline function dequantPanel(dst: usize, wq: usize, ws: usize, K: i32, n: i32, rows: i32, k0: i32, kc: i32): void {
+  const nb = K >> 5;
+  for (let r = 0; r < rows; r++) {
+    const wr = wq + <usize>(n + r) * <usize>K + <usize>k0;
+    const sr = ws + ((<usize>(n + r) * <usize>nb + <usize>(k0 >> 5)) << 2);
+    const dr = dst + ((<usize>r * <usize>kc) << 2);
+    for (let k = 0; k < kc; k += 32) {
+      const d = f32x4.splat(load<f32>(sr + (<usize>(k >> 5) << 2)));
+      const src = wr + <usize>k;
+      const o = dr + (<usize>k << 2);
+      for (let j: usize = 0; j < 32; j += 8) {
+        const h = v128.load8x8_s(src + j);
+        v128.store(o + (j << 2), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h)), d));
+        v128.store(o + (j << 2), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h)), d), 16);
+      }
+    }
+  }
+}
+
+/**
+ * Micro-kernel of gemmQ8F, tile 2 x rows by 4 weight rows over kc columns (kc a multiple of 4):
+ * 8 f32x4 accumulators, 2 x and 4 w operands (14 of the 16 xmm registers). x rows have stride
+ * xRow bytes, the panel rows kc floats. The 2x4 sums are added to out (or stored, with bias, when
+ * `first`).
+ */
+// @ts-ignore: decorator
+@inline function panelTile2x4(o0: usize, outRow: usize, x0: usize, xRow: usize, p: usize, kc: i32, first: bool, bias: usize, n: i32): void {
+  const x1 = x0 + xRow;
+  const pRow = <usize>kc << 2;
+  const p1 = p + pRow, p2 = p1 + pRow, p3 = p2 + pRow;
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
+  for (let o: usize = 0; o < pRow; o += 16) {
+    const a0 = v128.load(x0 + o);
+    const a1 = v128.load(x1 + o);
+    const b0 = v128.load(p + o);
+    const b1 = v128.load(p1 + o);
+    const b2 = v128.load(p2 + o);
+    const b3 = v128.load(p3 + o);
+    c00 = madd(a0, b0, c00);
+    c01 = madd(a0, b1, c01);
+    c02 = madd(a0, b2, c02);
+    c03 = madd(a0, b3, c03);
+    c10 = madd(a1, b0, c10);
+    c11 = madd(a1, b1, c11);
+    c12 = madd(a1, b2, c12);
+    c13 = madd(a1, b3, c13);
+  }
+  let r0 = hsum4(c00, c01, c02, c03);
+  let r1 = hsum4(c10, c11, c12, c13);
+  if (first) {
+    if (bias != 0) {
+      const bv = v128.load(bias + (<usize>n << 2));
+      r0 = f32x4.add(r0, bv);
+      r1 = f32x4.add(r1, bv);
+    }
+  } else {
+    r0 = f32x4.add(r0, v128.load(o0));
+    r1 = f32x4.add(r1, v128.load(o0 + outRow));
+  }
+  v128.store(o0, r0);
+  v128.store(o0 + outRow, r1);
+}
+
+/** One x row by `rows` (1-4) panel rows over kc columns, added to out (or stored with bias when `first`). */
+// @ts-ignore: decorator
+@inline function panelRow(o: usize, x0: usize, p: usize, kc: i32, rows: i32, first: bool, bias: usize, n: i32): void {
+  for (let j = 0; j < rows; j++) {
+    let s = dot(x0, p + ((<usize>j * <usize>kc) << 2), kc);
+    const oj = o + (<usize>j << 2);
+    if (first) { if (bias != 0) s += load<f32>(bias + (<usize>(n + j) << 2)); } else s += load<f32>(oj);
+    store<f32>(oj, s);
+  }
+}
+
+/**
+ * Int8-weight GEMM in f32 arithmetic over weight rows [start, end), for prefill and other M > 1
+ * products: out[M,N] = xd[M,K] · dequant(w)^T (+ bias). xd holds the quantized activations'
+ * values (dequantActQ8), so the products are those of gemmQ8 up to float rounding. Blocking: x in
+ * MC_Q-row blocks, K in KC_Q-column slices; for each, every 4-row weight panel of the thread is
+ * dequantized once into the thread's scratch and reused by all x rows of the block.
+ */
+export function gemmQ8F(out: usize, xd: usize, wq: usize, ws: usize, bias: usize, M: i32, K: i32, N: i32, start: i32, end: i32): void {
+  const panel = threadScratch;
+  const xRow = <usize>K << 2;
+  const outRow = <usize>N << 2;
+  for (let mb = 0; mb < M; mb += MC_Q) {
+    const mbEnd = min(M, mb + MC_Q);
+    const mEnd2 = mb + ((mbEnd - mb) & ~1);
+    for (let k0 = 0; k0 < K; k0 += KC_Q) {
+      const kc = min(KC_Q, K - k0);
+      const first = k0 == 0;
+      for (let n = start; n < end; n += 4) {
+        const rows = min(4, end - n);
+        dequantPanel(panel, wq, ws, K, n, rows, k0, kc);
+        const xk = xd + (<usize>k0 << 2);
+        if (rows == 4) {
+          for (let m = mb; m < mEnd2; m += 2) {
+            panelTile2x4(out + <usize>m * outRow + (<usize>n << 2), outRow, xk + <usize>m * xRow, xRow, panel, kc, first, bias, n);
+          }
+          if (mEnd2 < mbEnd) panelRow(out + <usize>mEnd2 * outRow + (<usize>n << 2), xk + <usize>mEnd2 * xRow, panel, kc, 4, first, bias, n);
+        } else {
+          for (let m = mb; m < mbEnd; m++) panelRow(out + <usize>m * outRow + (<usize>n << 2), xk + <usize>m * xRow, panel, kc, rows, first, bias, n);
+        }
+      }
+    }
+  }
+}

@@ -1,4 +1,5 @@
 // Rotary position embedding, Hugging Face rotate-half convention, in place on rows [start, end).
+import { madd } from './common';
 
 export function rope(x: usize, nHeads: i32, headDim: i32, pos: usize, invFreq: usize, start: i32, end: i32): void {
   const half = headDim >> 1;
@@ -24,7 +25,7 @@ export function rope(x: usize, nHeads: i32, headDim: i32, pos: usize, invFreq: u
         const va = v128.load(a);
         const vb = v128.load(b);
         v128.store(a, f32x4.sub(f32x4.mul(va, c), f32x4.mul(vb, s)));
-        v128.store(b, f32x4.add(f32x4.mul(vb, c), f32x4.mul(va, s)));
+        v128.store(b, madd(va, s, f32x4.mul(vb, c)));
       }
     }
     for (; i < half; i++) {

@@ -1,5 +1,5 @@
 import { estimateMemory as estimateWeights, type ModelConfig } from '../model/config.ts';
-import type { WeightFormat } from '../model/weights.ts';
+import { LOAD_SLICE_BYTES, type WeightFormat } from '../model/weights.ts';
 import { WasmMemoryError } from '../errors.ts';
 import { fmtBytes } from '../kv/pool.ts';
 
@@ -10,7 +10,10 @@ export interface WasmMemoryPlan {
   parameters: number;
   /** Weights in wasm memory in the chosen format. */
   weightBytes: number;
-  /** Largest tensor held as f32 while it is converted (q8 quantizes from an f32 copy). */
+  /**
+   * f32 held in wasm memory while q8 weights are quantized: one slice of rows (LOAD_SLICE_BYTES), or
+   * a whole q/k projection where a GGUF's rows must be restored on the whole tensor.
+   */
   loadPeakExtraBytes: number;
   /** Activations of one 512-token prefill chunk. */
   activationBytes: number;
@@ -24,8 +27,7 @@ export interface WasmMemoryPlan {
 export function planWasmMemory(cfg: ModelConfig, fmt: WeightFormat, chunkTokens = 512): WasmMemoryPlan {
   const { parameterCount: params, weightBytes, kvBytesPer1kTokens } = estimateWeights(cfg, fmt);
   const D = cfg.hiddenSize;
-  const largest = Math.max(cfg.vocabSize * D, cfg.intermediateSize * D);
-  const loadPeakExtraBytes = fmt === 'q8' ? largest * 4 : 0;
+  const loadPeakExtraBytes = fmt === 'q8' ? Math.max(LOAD_SLICE_BYTES, cfg.numHeads * cfg.headDim * D * 4) : 0;
   const rowFloats = 3 * D + 2 * cfg.numHeads * cfg.headDim + 2 * cfg.numKvHeads * cfg.headDim + 2 * cfg.intermediateSize;
   const activationBytes = chunkTokens * rowFloats * 4 + cfg.vocabSize * 4;
   const free = WASM32_MAX_BYTES - weightBytes - activationBytes - 64 * 1024 ** 2;

@@ -277,6 +277,8 @@ export interface GgufTensorSourceOptions {
 export class GgufTensorSource implements TensorSource {
   private readonly byHf = new Map<string, GgufTensorInfo>();
   private fd: number | null;
+  /** Reused buffer of stored bytes for readF32Rows. */
+  private rowBuf = Buffer.alloc(0);
 
   constructor(private readonly filePath: string, readonly header: GgufHeader, private readonly opts: GgufTensorSourceOptions = {}) {
     const unsupported: string[] = [];
@@ -323,6 +325,23 @@ export class GgufTensorSource implements TensorSource {
     return data;
   }
 
+  readF32Rows(name: string, row0: number, rows: number, out: Float32Array): boolean {
+    const t = this.tensor(name);
+    const p = this.opts.ropePermute;
+    // Rows that llama.cpp's converter reordered within each head are restored on the whole tensor.
+    if (p && (name.includes('self_attn.q_proj') || name.includes('self_attn.k_proj'))) return false;
+    if (t.dims.length !== 2) return false;
+    const K = t.dims[0]!, N = t.dims[1]!;
+    if (row0 < 0 || rows < 0 || row0 + rows > N || out.length !== rows * K) {
+      throw new GgufError(`rows ${row0}..${row0 + rows} of ${t.name} (${N} rows of ${K}) into ${out.length} floats: out of range`);
+    }
+    const rowBytes = ggmlTensorBytes(t.type, K);
+    const need = rows * rowBytes;
+    if (this.rowBuf.length < need) this.rowBuf = Buffer.allocUnsafe(need);
+    dequantize(t.type, this.readBytes(t, row0 * rowBytes, need, this.rowBuf), rows * K, out);
+    return true;
+  }
+
   close(): void {
     if (this.fd !== null) fs.closeSync(this.fd);
     this.fd = null;
@@ -334,14 +353,14 @@ export class GgufTensorSource implements TensorSource {
     return t;
   }
 
-  private readBytes(t: GgufTensorInfo): Uint8Array {
+  /** `length` stored bytes of a tensor from byte `from` of its data (default: all of it). */
+  private readBytes(t: GgufTensorInfo, from = 0, length?: number, into?: Buffer): Uint8Array {
     if (this.fd === null) throw new Error('GGUF tensor source is closed');
-    const numel = t.dims.reduce((a, b) => a * b, 1);
-    const bytes = ggmlTensorBytes(t.type, numel);
-    const buf = Buffer.allocUnsafe(bytes);
+    const bytes = length ?? ggmlTensorBytes(t.type, t.dims.reduce((a, b) => a * b, 1));
+    const buf = into ?? Buffer.allocUnsafe(bytes);
     let done = 0;
     while (done < bytes) {
-      const got = fs.readSync(this.fd, buf, done, bytes - done, this.header.dataOffset + t.offset + done);
+      const got = fs.readSync(this.fd, buf, done, bytes - done, this.header.dataOffset + t.offset + from + done);
       if (got === 0) throw new GgufError(`${path.basename(this.filePath)}: tensor ${t.name} is cut off (the file shrank while loading)`);
       done += got;
     }

@@ -21,6 +21,12 @@ export interface TensorSource {
   info(name: string): { dtype: string; shape: number[] };
   /** The tensor converted to f32, row-major as stored. */
   readF32(name: string): Float32Array;
+  /**
+   * Rows [row0, row0 + rows) of a 2-D tensor (shape [N, K]) converted to f32 into `out` (rows * K
+   * floats, e.g. a view of wasm memory), so a large tensor loads a slice at a time with no copy of
+   * it in JS; false (nothing written) where the source can only give the whole tensor.
+   */
+  readF32Rows?(name: string, row0: number, rows: number, out: Float32Array): boolean;
   close(): void;
 }
 
@@ -159,6 +165,8 @@ export async function openSafetensors(dir: string): Promise<TensorSource> {
   }
 
   let closed = false;
+  /** Reused buffer of 16-bit values for readF32Rows. */
+  let half = new Uint16Array(0);
   const get = (name: string): Entry => {
     if (closed) throw new SafetensorsError(`safetensors in ${dir} already closed (reading ${name})`);
     const e = entries.get(name);
@@ -172,6 +180,24 @@ export async function openSafetensors(dir: string): Promise<TensorSource> {
       return { dtype: e.dtype, shape: e.shape.slice() };
     },
     readF32: (name) => readEntryF32(get(name)),
+    readF32Rows: (name, row0, rows, out) => {
+      const e = get(name);
+      if (e.shape.length !== 2) return false;
+      const K = e.shape[1]!;
+      if (row0 < 0 || rows < 0 || row0 + rows > e.shape[0]! || out.length !== rows * K) {
+        throw new SafetensorsError(`rows ${row0}..${row0 + rows} of tensor ${name} [${e.shape.join(', ')}] into ${out.length} floats: out of range`);
+      }
+      const start = e.start + row0 * K * DTYPE_BYTES[e.dtype];
+      if (e.dtype === 'F32') {
+        readFully(e.file.fd, new Uint8Array(out.buffer, out.byteOffset, out.byteLength), start);
+        return true;
+      }
+      if (half.length < out.length) half = new Uint16Array(out.length);
+      const h = half.subarray(0, out.length);
+      readFully(e.file.fd, new Uint8Array(h.buffer, 0, h.byteLength), start);
+      out.set(e.dtype === 'BF16' ? bf16ToF32(h) : f16ToF32(h));
+      return true;
+    },
     close: () => {
       if (closed) return;
       closed = true;

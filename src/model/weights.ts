@@ -44,6 +44,9 @@ export interface LoadWeightsOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
+/** f32 bytes of one slice of a large tensor while loading. */
+export const LOAD_SLICE_BYTES = 8 * 2 ** 20;
+
 /** Read every tensor of the checkpoint into wasm memory, converting or quantizing as asked. */
 export function loadWeights(rt: Runtime, cfg: ModelConfig, src: TensorSource, opts: LoadWeightsOptions): ModelWeights {
   const names = new Set(src.names());
@@ -52,12 +55,15 @@ export function loadWeights(rt: Runtime, cfg: ModelConfig, src: TensorSource, op
   let bytes = 0;
   const tick = (): void => { done++; opts.onProgress?.(done, total); };
 
-  const need = (name: string, shape: number[]): Float32Array => {
+  const check = (name: string, shape: number[]): void => {
     if (!names.has(name)) throw new ModelLoadError(`checkpoint is missing tensor ${name}; is this a complete ${cfg.architecture} checkpoint?`);
     const info = src.info(name);
     if (info.shape.length !== shape.length || info.shape.some((v, i) => v !== shape[i])) {
       throw new ModelLoadError(`tensor ${name} has shape [${info.shape.join(', ')}], config.json implies [${shape.join(', ')}]`);
     }
+  };
+  const need = (name: string, shape: number[]): Float32Array => {
+    check(name, shape);
     return src.readF32(name);
   };
   const vector = (name: string, n: number): number => {
@@ -68,20 +74,42 @@ export function loadWeights(rt: Runtime, cfg: ModelConfig, src: TensorSource, op
     return ptr;
   };
   const linear = (name: string, N: number, K: number, biasName?: string, format = opts.format): Linear => {
-    const data = need(name, [N, K]);
+    check(name, [N, K]);
     const bias = biasName ? vector(biasName, N) : 0;
-    if (format === 'q8' && K % 32 === 0) {
-      const tmp = rt.alloc(N * K * 4);
-      rt.f32(tmp, N * K).set(data);
-      const q = rt.k.quantizeQ8(tmp, N, K);
-      rt.free(tmp);
-      bytes += N * K + (N * K / 32) * 4;
-      return { kind: 'q8', q, N, K, bias };
+    const q8 = format === 'q8' && K % 32 === 0;
+    const heldBytes = q8 ? N * K + (N * K / 32) * 4 : N * K * 4;
+    // A slice of rows at a time, read straight into wasm memory where the source allows it, so
+    // loading holds at most one slice as f32 beside the weights (the embedding is the largest tensor).
+    const sliceRows = Math.min(N, Math.max(1, Math.floor(LOAD_SLICE_BYTES / (K * 4))));
+    const q = q8 ? rt.k.allocQ8(N, K) : undefined;
+    const ptr = q8 ? 0 : rt.alloc(N * K * 4);
+    const tmp = q8 ? rt.alloc(sliceRows * K * 4) : 0;
+    try {
+      let sliced = true;
+      for (let r0 = 0; r0 < N && sliced; r0 += sliceRows) {
+        const rows = Math.min(sliceRows, N - r0);
+        const into = q8 ? rt.f32(tmp, rows * K) : rt.f32(ptr + r0 * K * 4, rows * K);
+        sliced = src.readF32Rows?.(name, r0, rows, into) ?? false;
+        if (sliced && q) rt.k.quantizeQ8Slice(q, tmp, r0, rows);
+      }
+      if (!sliced) {
+        // The whole tensor at once (the source cannot give slices of this one).
+        const data = src.readF32(name);
+        if (q) {
+          for (let r0 = 0; r0 < N; r0 += sliceRows) {
+            const rows = Math.min(sliceRows, N - r0);
+            rt.f32(tmp, rows * K).set(data.subarray(r0 * K, (r0 + rows) * K));
+            rt.k.quantizeQ8Slice(q, tmp, r0, rows);
+          }
+        } else {
+          rt.f32(ptr, N * K).set(data);
+        }
+      }
+    } finally {
+      if (tmp !== 0) rt.free(tmp);
     }
-    const ptr = rt.alloc(N * K * 4);
-    rt.f32(ptr, N * K).set(data);
-    bytes += N * K * 4;
-    return { kind: 'f32', ptr, N, K, bias };
+    bytes += heldBytes;
+    return q ? { kind: 'q8', q, N, K, bias } : { kind: 'f32', ptr, N, K, bias };
   };
 
   const D = cfg.hiddenSize;

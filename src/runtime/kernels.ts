@@ -4,6 +4,7 @@ import { UsageError } from '../errors.ts';
 /** Names of the parallel kernels, in the order workers index them. */
 export const KERNEL_NAMES = [
   'gemmF32', 'gemvF32', 'sumF32', 'quantizeQ8Rows', 'quantizeActQ8', 'gemvQ8', 'gemmQ8',
+  'dequantActQ8', 'gemmQ8F',
   'rmsnorm', 'rope', 'siluMul', 'add', 'softmax', 'attnCausal', 'attendPaged', 'attendPagedPart', 'attendMerge',
 ] as const;
 type KernelName = (typeof KERNEL_NAMES)[number];
@@ -20,6 +21,8 @@ export interface KernelExports {
   quantizeActQ8(xq: number, xs: number, x: number, K: number, start: number, end: number): void;
   gemvQ8(out: number, xq: number, xs: number, wq: number, ws: number, bias: number, K: number, start: number, end: number): void;
   gemmQ8(out: number, xq: number, xs: number, wq: number, ws: number, bias: number, M: number, K: number, N: number, start: number, end: number): void;
+  dequantActQ8(xd: number, xq: number, xs: number, K: number, start: number, end: number): void;
+  gemmQ8F(out: number, xd: number, wq: number, ws: number, bias: number, M: number, K: number, N: number, start: number, end: number): void;
   rmsnorm(out: number, x: number, weight: number, D: number, eps: number, start: number, end: number): void;
   rope(x: number, nHeads: number, headDim: number, pos: number, invFreq: number, start: number, end: number): void;
   siluMul(out: number, gate: number, up: number, start: number, end: number): void;
@@ -55,11 +58,20 @@ export interface KernelHost {
 export interface Q8Weight { qs: number; scales: number; N: number; K: number }
 
 /**
- * Activation rows quantized per 32-block along K: xq i16 [M*K] (values within ±127), xs f32 [M*K/32].
+ * Activation rows quantized per 32-block along K: xq i16 [M*K] (values within ±127), xs f32 [M*K/32];
+ * from Q8F_MIN_ROWS rows also xd f32 [M*K], the same values dequantized, which gemmQ8F reads.
  * Lives in one runtime scratch buffer: the next quantizeAct or matmulQ8 call overwrites it, after which
  * matmulQ8Quantized rejects it (generation check).
  */
-export interface QuantizedAct { readonly xq: number; readonly xs: number; readonly M: number; readonly K: number; readonly generation: number }
+export interface QuantizedAct { readonly xq: number; readonly xs: number; readonly xd: number; readonly M: number; readonly K: number; readonly generation: number }
+
+/**
+ * From this many rows an int8-weight product runs gemmQ8F (weights dequantized per panel, f32
+ * multiply-adds: faster once a panel serves enough rows); below it gemmQ8 (integer block dots).
+ * Measured at 896x4864 on one thread: gemmQ8 17-18 GMAC/s at 2-8 rows, gemmQ8F 19-21 at 16-512
+ * rows with the relaxed build (15-16 with the plain one).
+ */
+export const Q8F_MIN_ROWS = 16;
 
 /** Below this much work (about one multiply-add per unit) a call runs on the calling thread only. */
 const PARALLEL_MIN_WORK = 32768;
@@ -104,6 +116,23 @@ export class Kernels {
     return { qs, scales, N, K };
   }
 
+  /** Room for int8 weights [N,K] (qs and scales, contents undefined), filled by quantizeQ8Slice. */
+  allocQ8(N: number, K: number): Q8Weight {
+    if (K % 32 !== 0 || K <= 0 || N <= 0) {
+      throw new UsageError(`allocQ8: K must be a positive multiple of 32 (got N=${N}, K=${K}); keep such weights in f32`);
+    }
+    return { qs: this.host.alloc(N * K), scales: this.host.alloc((N * K) / 8), N, K };
+  }
+
+  /** Quantizes f32 rows src [rows, K] into rows [row0, row0 + rows) of w. */
+  quantizeQ8Slice(w: Q8Weight, src: number, row0: number, rows: number): void {
+    if (!Number.isInteger(row0) || !Number.isInteger(rows) || row0 < 0 || rows < 0 || row0 + rows > w.N) {
+      throw new UsageError(`quantizeQ8Slice: rows ${row0}..${row0 + rows} outside the weight's ${w.N}`);
+    }
+    const K = w.K;
+    this.run('quantizeQ8Rows', [w.qs + row0 * K, w.scales + (row0 * K) / 8, src, K], rows, 1, K * 4);
+  }
+
   /**
    * Quantizes activation rows x [M,K] into runtime scratch, for one or more matmulQ8Quantized calls
    * on the same input (e.g. q, k, v projections). K must be a multiple of 32. Overwrites the previous one.
@@ -113,7 +142,8 @@ export class Kernels {
       throw new UsageError(`quantizeAct: need M > 0 and K a positive multiple of 32 (got M=${M}, K=${K})`);
     }
     const xqBytes = M * K * 2;
-    const need = xqBytes + (M * K) / 8;
+    const xsBytes = (M * K) / 8;
+    const need = xqBytes + Math.ceil(xsBytes / 64) * 64 + (M >= Q8F_MIN_ROWS ? M * K * 4 : 0);
     if (need > this.actScratchBytes) {
       if (this.actScratch !== 0) this.host.free(this.actScratch);
       this.actScratch = this.host.alloc(need);
@@ -122,7 +152,12 @@ export class Kernels {
     const xq = this.actScratch;
     const xs = xq + xqBytes;
     this.run('quantizeActQ8', [xq, xs, x, K], M, 1, K * 4);
-    return { xq, xs, M, K, generation: ++this.actGeneration };
+    let xd = 0;
+    if (M >= Q8F_MIN_ROWS) {
+      xd = xq + xqBytes + Math.ceil(xsBytes / 64) * 64;
+      this.run('dequantActQ8', [xd, xq, xs, K], M, 1, K * 2);
+    }
+    return { xq, xs, xd, M, K, generation: ++this.actGeneration };
   }
 
   /** out[M,N] = act · w^T (+ bias) with act from quantizeAct (same K as w, M rows used). */
@@ -135,6 +170,7 @@ export class Kernels {
       throw new UsageError('matmulQ8Quantized: activation was overwritten by a later quantizeAct/matmulQ8; quantize it again');
     }
     if (M === 1) this.run('gemvQ8', [out, act.xq, act.xs, w.qs, w.scales, bias, K], N, 1, K);
+    else if (M >= Q8F_MIN_ROWS && act.xd !== 0) this.run('gemmQ8F', [out, act.xd, w.qs, w.scales, bias, M, K, N], N, 4, M * K);
     else this.run('gemmQ8', [out, act.xq, act.xs, w.qs, w.scales, bias, M, K, N], N, 1, M * K);
   }
 

@@ -1,12 +1,12 @@
 // The runtime: one shared WebAssembly.Memory, an allocator over it, and the kernel thread pool.
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
+import v8 from 'node:v8';
 import { UsageError, WasmMemoryError } from '../errors.ts';
 import { wasmImports } from './imports.ts';
 import { KERNEL_NAMES, Kernels, type KernelExports } from './kernels.ts';
 import { MAX_THREADS, ThreadPool } from './threads.ts';
 
-export interface RuntimeOptions { threads?: number }
 export type { Q8Weight } from './kernels.ts';
 
 const PAGE_BYTES = 65536;
@@ -19,22 +19,89 @@ const THREAD_SCRATCH_BYTES = 64 * 1024;
 const alignUp = (v: number, a: number): number => Math.ceil(v / a) * a;
 const mib = (b: number): string => `${(b / 2 ** 20).toFixed(0)} MiB`;
 
-let modulePromise: Promise<WebAssembly.Module> | undefined;
-function loadModule(): Promise<WebAssembly.Module> {
+/**
+ * The two builds of the kernels: `plain` uses WebAssembly SIMD only; `relaxed` also uses relaxed
+ * SIMD (f32x4.relaxed_madd, one fused multiply-add per lane where the CPU has FMA). The relaxed
+ * build's floats differ from the plain build's by rounding; both are tested to give the same tokens.
+ * `auto` takes relaxed when this engine can compile it (Node 22 and later by default; Node 20 after
+ * enabling V8's --experimental-wasm-relaxed-simd, which is done here before the first compile) and
+ * plain otherwise. The ROCKETKV_KERNELS environment variable (auto, plain, relaxed) sets the default.
+ */
+export type KernelBuild = 'plain' | 'relaxed';
+export const KERNEL_BUILDS = ['auto', 'plain', 'relaxed'] as const;
+export type KernelBuildChoice = (typeof KERNEL_BUILDS)[number];
+
+export interface RuntimeOptions {
+  threads?: number;
+  /** Which build of the kernels to run (default: ROCKETKV_KERNELS, else auto). */
+  kernels?: KernelBuildChoice;
+}
+
+const BUILD_FILES: Record<KernelBuild, string> = { plain: 'kernels.wasm', relaxed: 'kernels-relaxed.wasm' };
+
+async function readBuild(build: KernelBuild): Promise<Uint8Array<ArrayBuffer>> {
   // build/ sits two levels above both src/runtime/ and dist/runtime/.
-  modulePromise ??= readFile(new URL('../../build/kernels.wasm', import.meta.url)).then(
-    (bytes) => WebAssembly.compile(bytes),
-    (e: unknown) => {
-      modulePromise = undefined;
-      throw new Error(`cannot read build/kernels.wasm (${String(e)}); run \`npm run build:kernels\``);
-    },
-  );
-  return modulePromise;
+  try {
+    return await readFile(new URL(`../../build/${BUILD_FILES[build]}`, import.meta.url));
+  } catch (e) {
+    throw new Error(`cannot read build/${BUILD_FILES[build]} (${String(e)}); run \`npm run build:kernels\``);
+  }
+}
+
+let relaxedSupport: boolean | undefined;
+/** Whether this engine compiles the relaxed build, enabling Node 20's flag for it on first use. */
+function supportsRelaxed(bytes: Uint8Array<ArrayBuffer>): boolean {
+  if (relaxedSupport !== undefined) return relaxedSupport;
+  relaxedSupport = WebAssembly.validate(bytes);
+  if (!relaxedSupport) {
+    try {
+      v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+    } catch {
+      // An engine without the flag simply stays on the plain build.
+    }
+    relaxedSupport = WebAssembly.validate(bytes);
+  }
+  return relaxedSupport;
+}
+
+export function defaultKernelChoice(): KernelBuildChoice {
+  const env = process.env.ROCKETKV_KERNELS;
+  if (env === undefined || env === '') return 'auto';
+  if (!(KERNEL_BUILDS as readonly string[]).includes(env)) {
+    throw new UsageError(`ROCKETKV_KERNELS must be one of ${KERNEL_BUILDS.join(', ')}, got ${JSON.stringify(env)}`);
+  }
+  return env as KernelBuildChoice;
+}
+
+const modules = new Map<KernelBuild, Promise<WebAssembly.Module>>();
+async function loadModule(choice: KernelBuildChoice): Promise<{ build: KernelBuild; module: WebAssembly.Module }> {
+  let build: KernelBuild = choice === 'auto' ? 'relaxed' : choice;
+  let bytes: Uint8Array<ArrayBuffer> | undefined;
+  if (build === 'relaxed') {
+    bytes = await readBuild('relaxed');
+    if (!supportsRelaxed(bytes)) {
+      if (choice === 'relaxed') {
+        throw new UsageError(`the relaxed-SIMD kernels do not compile on this engine (Node ${process.versions.node}); use kernels "plain" or "auto"`);
+      }
+      build = 'plain';
+      bytes = undefined;
+    }
+  }
+  let p = modules.get(build);
+  if (p === undefined) {
+    const b = bytes ?? (await readBuild(build));
+    p = WebAssembly.compile(b);
+    modules.set(build, p);
+    p.catch(() => modules.delete(build));
+  }
+  return { build, module: await p };
 }
 
 export class Runtime {
   readonly memory: WebAssembly.Memory;
   readonly threads: number;
+  /** Which build of the kernels this runtime runs. */
+  readonly kernelBuild: KernelBuild;
   readonly k: Kernels;
   /** Main-thread instance exports; kernels.ts calls these directly. */
   readonly exports: KernelExports;
@@ -49,8 +116,9 @@ export class Runtime {
   private arena = 0;
   private arenaBytes = 0;
 
-  private constructor(memory: WebAssembly.Memory, exports: KernelExports, threads: number, heapStart: number) {
+  private constructor(memory: WebAssembly.Memory, exports: KernelExports, threads: number, heapStart: number, build: KernelBuild) {
     this.memory = memory;
+    this.kernelBuild = build;
     this.exports = exports;
     this.threads = threads;
     this.top = heapStart;
@@ -62,11 +130,15 @@ export class Runtime {
     if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
       throw new UsageError(`threads must be an integer from 1 to ${MAX_THREADS}, got ${threads}`);
     }
-    const module = await loadModule();
+    const choice = opts.kernels ?? defaultKernelChoice();
+    if (!(KERNEL_BUILDS as readonly string[]).includes(choice)) {
+      throw new UsageError(`kernels must be one of ${KERNEL_BUILDS.join(', ')}, got ${JSON.stringify(choice)}`);
+    }
+    const { build, module } = await loadModule(choice);
     const memory = new WebAssembly.Memory({ initial: 64, maximum: MAX_PAGES, shared: true });
     const instance = await WebAssembly.instantiate(module, wasmImports(memory));
     const exports = instance.exports as unknown as KernelExports;
-    const rt = new Runtime(memory, exports, threads, alignUp(Math.max(exports.heapBase(), 64), 64));
+    const rt = new Runtime(memory, exports, threads, alignUp(Math.max(exports.heapBase(), 64), 64), build);
     const scratch: number[] = [];
     for (let t = 0; t < threads; t++) scratch.push(rt.alloc(THREAD_SCRATCH_BYTES));
     exports.setThreadScratch(scratch[0], THREAD_SCRATCH_BYTES);

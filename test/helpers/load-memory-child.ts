@@ -13,5 +13,12 @@ function peakRssBytes(): number {
 const before = peakRssBytes();
 const engine = await Engine.load(process.argv[2]!, { threads: 1, weights: process.argv[3] as 'f32' | 'q8' });
 const after = peakRssBytes();
-process.stdout.write(JSON.stringify({ before, after, wasmBytes: engine.runtime.memory.buffer.byteLength }) + '\n');
+process.stdout.write(JSON.stringify({
+  before,
+  after,
+  wasmBytes: engine.runtime.memory.buffer.byteLength,
+  // The allocator's high-water mark: every byte of wasm memory in use at once while loading.
+  allocPeak: engine.runtime.peakBytes(),
+  weightBytes: engine.model.weights.bytes,
+}) + '\n');
 await engine.close();

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../../src/engine/engine.ts';
 import { lookupCached } from '../../src/hub/cache.ts';
+import { LOAD_SLICE_BYTES } from '../../src/model/weights.ts';
 import { llamaCppGreedy, llamaCppTokenizeMany } from '../helpers/llamacpp.ts';
 import { smollm2Path, SMOLLM2_SKIP, SMOLLM2_REPO, hasPythonReference, hfReference, PYTHON_SKIP } from '../helpers/smollm2.ts';
 
@@ -130,17 +131,20 @@ test('tokenizer ids equal transformers\' and last-position logits match transfor
   });
 });
 
-test('loading the GGUF peaks near its final size: no f32 copy of the whole file on top', { skip: skipModel || (process.platform !== 'linux' ? 'reads /proc/self/status' : false) }, (t) => {
-  const child = fileURLToPath(new URL('../helpers/load-memory-child.ts', import.meta.url));
-  const r = spawnSync(process.execPath, ['--import', 'tsx', child, gguf!, 'f32'], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  const m = JSON.parse(r.stdout) as { before: number; after: number; wasmBytes: number };
-  const MiB = 2 ** 20;
-  const largestF32 = 49152 * 576 * 4; // the embedding, the largest tensor, dequantized
-  const extra = m.after - m.before - m.wasmBytes;
-  const wholeF32 = 134.5e6 * 4;
-  t.diagnostic(`peak RSS ${(m.before / MiB).toFixed(0)} MiB before loading, ${(m.after / MiB).toFixed(0)} MiB after; wasm memory ${(m.wasmBytes / MiB).toFixed(0)} MiB; transient beyond it ${(extra / MiB).toFixed(0)} MiB (largest tensor as f32: ${(largestF32 / MiB).toFixed(0)} MiB; the whole model as f32: ${(wholeF32 / MiB).toFixed(0)} MiB)`);
-  // Beyond the weights: the tokenizer, a tensor's raw bytes and its f32 copy, and garbage not yet
-  // collected; an f32 copy of the whole file on top would alone exceed the bound.
-  assert.ok(extra < wholeF32, `${(extra / MiB).toFixed(0)} MiB beyond the weights while loading`);
-});
+for (const fmt of ['f32', 'q8'] as const) {
+  test(`loading the GGUF as ${fmt} peaks near its final size: one slice of rows beyond the weights`, { skip: skipModel || (process.platform !== 'linux' ? 'reads /proc/self/status' : false) }, (t) => {
+    const child = fileURLToPath(new URL('../helpers/load-memory-child.ts', import.meta.url));
+    const r = spawnSync(process.execPath, ['--import', 'tsx', child, gguf!, fmt], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const m = JSON.parse(r.stdout) as { before: number; after: number; wasmBytes: number; allocPeak: number; weightBytes: number };
+    const MiB = 2 ** 20;
+    const largestF32 = 49152 * 576 * 4; // the embedding, the largest tensor, dequantized
+    const rss = m.after - m.before;
+    t.diagnostic(`${fmt}: weights ${(m.weightBytes / MiB).toFixed(1)} MiB; wasm allocator peak ${(m.allocPeak / MiB).toFixed(1)} MiB; peak RSS ${(m.before / MiB).toFixed(0)} MiB before loading, ${(m.after / MiB).toFixed(0)} MiB after (+${(rss / MiB).toFixed(0)} MiB = ${(rss / m.weightBytes).toFixed(2)}x the weights, the tokenizer included); the largest tensor as f32 is ${(largestF32 / MiB).toFixed(0)} MiB`);
+    // In wasm memory: the weights, the runtime's scratch, and for q8 one f32 slice being quantized;
+    // never a whole tensor in f32 beside them.
+    assert.ok(m.allocPeak <= m.weightBytes + LOAD_SLICE_BYTES + 4 * MiB, `allocator peak ${(m.allocPeak / MiB).toFixed(1)} MiB for ${(m.weightBytes / MiB).toFixed(1)} MiB of weights`);
+    // In the process: no f32 copy of a large tensor in JS on top (reads go straight to wasm memory).
+    assert.ok(rss - m.allocPeak < largestF32, `${((rss - m.allocPeak) / MiB).toFixed(0)} MiB beyond wasm memory while loading`);
+  });
+}

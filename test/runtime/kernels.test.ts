@@ -80,7 +80,8 @@ for (const threads of [1, 2]) {
 
     test('matmulQ8: integer block dots equal the reference and approximate the f32 product', () => {
       const r = rng(3);
-      for (const [M, K, N, withBias] of [[1, 256, 130, true], [1, 64, 7, false], [9, 128, 61, true], [4, 32, 5, false]] as const) {
+      // M >= Q8F_MIN_ROWS runs gemmQ8F (panels of 256 columns, blocks of 64 rows, odd row and column tails).
+      for (const [M, K, N, withBias] of [[1, 256, 130, true], [1, 64, 7, false], [9, 128, 61, true], [4, 32, 5, false], [16, 96, 8, false], [67, 320, 13, true], [130, 544, 22, false]] as const) {
         const x = randArray(M * K, r), w = randArray(N * K, r), b = randArray(N, r);
         const wq = rt.k.quantizeQ8(put(rt, w), N, K);
         const out = rt.alloc(M * N * 4);
