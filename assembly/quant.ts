@@ -206,8 +206,8 @@ export function dequantActQ8(xd: usize, xq: usize, xs: usize, K: i32, start: i32
 
 /** Weight columns per panel of gemmQ8F: 4 rows x 256 f32 = 4 KB, kept in L1 while x rows stream. */
 const KC_Q: i32 = 256;
-/** x rows per block of gemmQ8F: 64 rows x KC_Q f32 = 64 KB, kept in L2 across the thread's panels. */
-const MC_Q: i32 = 64;
+/** x rows per block of gemmQ8F: 256 rows x KC_Q f32 = 256 KB, kept in L2 across the thread's panels (each panel is dequantized once per block). */
+const MC_Q: i32 = 256;
 
 /** Weight rows [n, n+rows) over columns [k0, k0+kc) dequantized to f32 at dst, row stride kc floats. */
 // @ts-ignore: decorator

@@ -5,7 +5,7 @@ export type {
 export { Sampler, type SamplingOptions } from './engine/sampling.ts';
 export { planWasmMemory, type WasmMemoryPlan } from './engine/memory.ts';
 export { estimateMemory, type MemoryEstimate } from './model/config.ts';
-export { Runtime, type RuntimeOptions } from './runtime/wasm.ts';
+export { Runtime, type RuntimeOptions, type KernelBuild, type KernelBuildChoice } from './runtime/wasm.ts';
 export { BlockPool } from './kv/pool.ts';
 export { SequenceKV, HeadKV } from './kv/store.ts';
 export { LlamaModel, type ForwardItem } from './model/llama.ts';

@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Runtime } from '../runtime/wasm.ts';
+import { Runtime, type KernelBuildChoice } from '../runtime/wasm.ts';
 import { parseConfig, type ModelConfig } from '../model/config.ts';
 import { openModelSource } from '../model/source.ts';
 import { StreamDecoder, type Tokenizer } from '../model/tokenizer.ts';
@@ -25,6 +25,8 @@ export interface LoadProgress { stage: 'weights'; done: number; total: number }
 export interface EngineOptions {
   /** Threads for the kernels, the calling one included (default: the machine's cores). */
   threads?: number;
+  /** Build of the kernels: auto (relaxed SIMD where the engine compiles it), plain or relaxed (default: ROCKETKV_KERNELS, else auto). */
+  kernels?: KernelBuildChoice;
   /** In-memory weight format (default q8 for models over 300M parameters, else f32). */
   weights?: WeightFormat;
   /** Most tokens one sequence may hold (default: the model's context length). */
@@ -180,7 +182,7 @@ export class Engine {
     const src = await source.openTensors();
     let rt: Runtime | null = null;
     try {
-      rt = await Runtime.create({ threads: opts.threads });
+      rt = await Runtime.create({ threads: opts.threads, kernels: opts.kernels });
       const weights = loadWeights(rt, cfg, src, {
         format: fmt,
         onProgress: (done, total) => opts.onProgress?.({ stage: 'weights', done, total }),
