@@ -172,7 +172,7 @@ export function buildProgram(): Command {
     .command('model')
     .description('prefill and decode tokens/s of a real model, ours beside llama.cpp on the same GGUF, token ids and threads; ratios of medians')
     .option('-m, --model <dir>', 'GGUF file, Hugging Face model directory, or a pulled repo id ORG/NAME[:FILE] (default: the bundled model)')
-    .option('--prompt-tokens <n>', 'prompt length in tokens', intArg('prompt-tokens', 1), 512)
+    .option('--prompt-tokens <list>', 'prompt length in tokens, or several separated by commas (e.g. 1024,4096,16384): each in turn, both sides loaded once', '512')
     .option('--gen-tokens <n>', 'greedy tokens to generate (end-of-sequence ignored)', intArg('gen-tokens', 2), 64)
     .option('--rounds <n>', 'rounds, each running both sides in alternating order', intArg('rounds', 1), 3)
     .option('--threads <n>', 'threads on both sides (default: all cores)', intArg('threads', 1))
@@ -181,7 +181,8 @@ export function buildProgram(): Command {
     .option('--kv-method <name>', 'our KV compression method (the peer keeps the full cache)', 'full')
     .option('--kv-budget <n>', 'KV budget in tokens for --kv-method')
     .option('--kv-opt <key=value>', 'method option, repeatable', collect, [] as string[])
-    .option('--json <file>', 'also write the figures as JSON')
+    .option('--beside <method@budget>', 'a second method of ours decoded from the same prefill each round, e.g. rocketkv@256')
+    .option('--json <file>', 'also write the figures as JSON (an array when several lengths)')
     .action(benchModelCommand);
 
   return program;

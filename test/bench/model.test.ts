@@ -92,6 +92,26 @@ test('bench model --peer none runs without llama.cpp', () => {
   assert.doesNotMatch(r.stdout, /ratio \d/);
 });
 
+test('bench model at several lengths with a method beside: one report per length, the beside method decoded from the same prefill', () => {
+  const json = join(dir, 'lengths.json');
+  const r = cli(['bench', 'model', '--model', gguf, '--rounds', '1', '--prompt-tokens', '40,48', '--gen-tokens', '4', '--peer', 'none', '--beside', 'rocketkv@16', '--json', json]);
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  const reports = JSON.parse(readFileSync(json, 'utf8')) as ModelBenchReport[];
+  assert.deepEqual(reports.map((x) => x.promptTokens), [40, 48]);
+  for (const rep of reports) {
+    assert.equal(rep.ours.beside, 'rocketkv budget 16');
+    assert.equal(rep.rounds[0]!.beside?.promptTokens, rep.promptTokens);
+    assert.equal(rep.rounds[0]!.beside?.decodeSteps, 3);
+    positive(rep.median.beside?.decodeTokensPerSecond, 'beside decode tok/s');
+  }
+  assert.match(r.stdout, /^ {6}48 tokens: prefill [\d.]+ tok\/s; decode full [\d.]+ tok\/s, step [\d.]+ ms; rocketkv budget 16 [\d.]+ tok\/s, step [\d.]+ ms = [\d.]+x our full step at 40$/m);
+  const bad = cli(['bench', 'model', '--model', gguf, '--prompt-tokens', '40,x', '--peer', 'none']);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /--prompt-tokens must be one or more positive integers/);
+  const badBeside = cli(['bench', 'model', '--model', gguf, '--prompt-tokens', '40', '--peer', 'none', '--beside', 'rocketkv']);
+  assert.match(badBeside.stderr, /--beside must be METHOD@BUDGET/);
+});
+
 test('bench model on a model directory skips the peer and says why', () => {
   const r = cli(['bench', 'model', '--model', dir, '--rounds', '1', '--prompt-tokens', '32', '--gen-tokens', '4']);
   assert.equal(r.code, 0, r.stderr + r.stdout);
