@@ -1,5 +1,7 @@
-// Worker pool: parallel-for over an index range, with the calling thread computing its own chunk.
-// Control lives in a small SharedArrayBuffer; workers spin briefly then sleep in Atomics.wait.
+// Worker pool: parallel-for over an index range. Every thread, the calling one included, takes
+// chunks of the range from one shared counter until none is left, so a thread that starts late or
+// runs slower (a busy core, a worker waking from sleep) simply takes fewer chunks. Control lives in
+// a small SharedArrayBuffer; workers spin briefly then sleep in Atomics.wait.
 import { Worker } from 'node:worker_threads';
 
 /** Int32 slots of the control block. */
@@ -9,7 +11,10 @@ export const CTL = {
   NARGS: 2,
   DONE: 3, // workers finished in this dispatch
   ERROR: 4, // non-zero when a worker threw; message in the text area
-  RANGES: 16, // [start, end] pairs, indexed by thread number
+  N: 5, // the range is [0, N)
+  CHUNK: 6, // items per chunk
+  NEXT: 7, // start of the next chunk not yet taken (Atomics.add)
+  INTS: 8, // Int32 slots in all
 } as const;
 export const CTL_TEXT_BYTES = 2048; // UTF-8 error message of a failed worker
 export const MAX_ARGS = 28;
@@ -17,13 +22,13 @@ export const MAX_ARGS = 28;
 export const MAX_THREADS = 1024;
 
 /**
- * Where each part of the control block lives for a given thread count: the Int32 slots of CTL with
- * one [start, end] range per thread, the f64 arguments, one f64 result per thread, the error text.
- * Sized from the thread count, so every thread has its own range and result slot.
+ * Where each part of the control block lives for a given thread count: the Int32 slots of CTL, the
+ * f64 arguments, one f64 result per thread, the error text. Sized from the thread count, so every
+ * thread has its own result slot.
  */
 export interface ControlLayout {
   threads: number;
-  /** Int32 slots before the arguments (CTL's fields and the ranges). */
+  /** Int32 slots before the arguments (CTL's fields). */
   ints: number;
   argsByte: number;
   resultsByte: number;
@@ -35,12 +40,14 @@ export function controlLayout(threads: number): ControlLayout {
   if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
     throw new RangeError(`threads must be an integer from 1 to ${MAX_THREADS}, got ${threads}`);
   }
-  const ints = CTL.RANGES + 2 * threads;
+  const ints = CTL.INTS;
   const argsByte = Math.ceil((ints * 4) / 8) * 8;
   const resultsByte = argsByte + MAX_ARGS * 8;
   const textByte = resultsByte + threads * 8;
   return { threads, ints, argsByte, resultsByte, textByte, bytes: textByte + CTL_TEXT_BYTES };
 }
+/** Chunks per thread of one dispatch: enough for a late or slow thread to be made up by the others. */
+const CHUNKS_PER_THREAD = 8;
 /** Polls before a waiting thread sleeps; a few tens of microseconds of spinning. */
 export const SPIN_POLLS = 20000;
 
@@ -75,6 +82,7 @@ export class ThreadPool {
   private readonly results: Float64Array;
   private readonly text: Uint8Array;
   private readonly workers: Worker[] = [];
+  private readonly argArrays: number[][] = [];
   private closed = false;
 
   private constructor(layout: ControlLayout, control: SharedArrayBuffer) {
@@ -123,30 +131,42 @@ export class ThreadPool {
   }
 
   /**
-   * Runs kernel `kernel` on [0, n) split into contiguous chunks (multiples of `grain`), the calling
-   * thread computing chunk 0 with `self`. Returns the sum of every thread's return value.
+   * Runs kernel `kernel` on [0, n) in contiguous chunks (multiples of `grain`, about eight per
+   * thread) that the threads take in turn from a shared counter; the calling thread takes chunks
+   * with `self`. Returns the sum of every chunk's return value. Which thread computes a chunk does
+   * not change its result: kernels compute each index of the range on its own.
    */
   run(kernel: number, self: KernelFn, args: readonly number[], n: number, grain: number): number {
     if (this.closed) throw new Error('runtime is closed');
     const nw = this.workers.length;
-    const per = Math.ceil(n / (nw + 1) / grain) * grain;
+    const chunk = Math.max(grain, Math.ceil(n / ((nw + 1) * CHUNKS_PER_THREAD) / grain) * grain);
     const ctl = this.ctl;
     for (let i = 0; i < args.length; i++) this.args[i] = args[i];
     ctl[CTL.KERNEL] = kernel;
     ctl[CTL.NARGS] = args.length;
-    for (let t = 1; t <= nw; t++) {
-      ctl[CTL.RANGES + 2 * t] = Math.min(n, t * per);
-      ctl[CTL.RANGES + 2 * t + 1] = Math.min(n, (t + 1) * per);
-    }
+    ctl[CTL.N] = n;
+    ctl[CTL.CHUNK] = chunk;
+    Atomics.store(ctl, CTL.NEXT, 0);
     Atomics.store(ctl, CTL.DONE, 0);
     Atomics.add(ctl, CTL.GEN, 1);
     Atomics.notify(ctl, CTL.GEN);
     let total = 0;
     let err: unknown;
+    // One argument array per arity, reused: a dispatch allocates nothing.
+    const a = (this.argArrays[args.length] ??= new Array<number>(args.length + 2).fill(0));
+    for (let i = 0; i < args.length; i++) a[i] = args[i]!;
     try {
-      total = Number(self(...args, 0, Math.min(n, per)) ?? 0);
+      for (;;) {
+        const start = Atomics.add(ctl, CTL.NEXT, chunk);
+        if (start >= n) break;
+        a[args.length] = start;
+        a[args.length + 1] = Math.min(n, start + chunk);
+        total += Number(Reflect.apply(self, undefined, a) ?? 0);
+      }
     } catch (e) {
       err = e;
+      // Let the workers run out of chunks: nothing is left for them to take.
+      Atomics.store(ctl, CTL.NEXT, n);
     }
     this.waitDone(nw);
     if (err !== undefined) throw err;

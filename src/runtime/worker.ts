@@ -35,15 +35,24 @@ for (;;) {
   const nargs = ctl[CTL.NARGS];
   const a = argArrays[nargs + 2];
   for (let i = 0; i < nargs; i++) a[i] = argsF64[i];
-  a[nargs] = ctl[CTL.RANGES + 2 * t];
-  a[nargs + 1] = ctl[CTL.RANGES + 2 * t + 1];
+  const n = ctl[CTL.N];
+  const chunk = ctl[CTL.CHUNK];
+  let total = 0;
   try {
-    results[t] = a[nargs] < a[nargs + 1] ? Number(Reflect.apply(fns[k], undefined, a) ?? 0) : 0;
+    for (;;) {
+      const start = Atomics.add(ctl, CTL.NEXT, chunk);
+      if (start >= n) break;
+      a[nargs] = start;
+      a[nargs + 1] = Math.min(n, start + chunk);
+      total += Number(Reflect.apply(fns[k], undefined, a) ?? 0);
+    }
+    results[t] = total;
   } catch (e) {
     const msg = new TextEncoder().encode(String(e instanceof Error ? e.message : e)).subarray(0, CTL_TEXT_BYTES - 1);
     text.fill(0);
     text.set(msg);
     results[t] = 0;
+    Atomics.store(ctl, CTL.NEXT, n);
     Atomics.store(ctl, CTL.ERROR, 1);
   }
   Atomics.add(ctl, CTL.DONE, 1);
