@@ -8,3 +8,4 @@ export { siluMul, add } from './activation';
 export { softmax } from './softmax';
 export { attnCausal, attendPaged, attendPagedPart, attendMerge } from './attention';
 export { pageSoftmaxSum, hybridSelect, hybridSelectScratch, questSelect, questSelectScratch } from './select';
+export { peakMadd, peakDot, peakDotMacs } from './peak';

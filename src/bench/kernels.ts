@@ -1,6 +1,7 @@
-// Kernel benchmark: f32 GEMM throughput, int8 GEMM multiply-adds per second against f32 GEMM at
-// an MLP shape (timed alternately), f32 matrix-vector bandwidth against a SIMD sum over the same
-// bytes, and int8 matrix-vector rows/s against f32.
+// Kernel benchmark: f32 GEMM throughput, int8-weight GEMM multiply-adds per second against f32
+// GEMM at an MLP shape (both int8 paths, timed alternately with f32), the build's instruction
+// peaks (f32x4 multiply-add, widest int8 dot) that bound what an int8 GEMM can gain, f32
+// matrix-vector bandwidth against a SIMD sum over the same bytes, and int8 matrix-vector rows/s.
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { Runtime } from '../runtime/wasm.ts';
@@ -8,7 +9,11 @@ import { Runtime } from '../runtime/wasm.ts';
 export interface KernelBenchReport {
   threads: number;
   gemm: { M: number; K: number; N: number; gflopsBest: number; gflopsMedian: number };
-  gemmQ8: { M: number; K: number; N: number; f32GmacBest: number; q8GmacBest: number; ratioBest: number; ratioMedian: number };
+  kernels: 'plain' | 'relaxed';
+  /** Integer block dots (gemmQ8) and the prefill path (gemmQ8F: dequantized panels, f32 multiply-adds). */
+  gemmQ8: { M: number; K: number; N: number; f32GmacBest: number; q8GmacBest: number; ratioBest: number; ratioMedian: number; q8fGmacBest: number; q8fRatioMedian: number };
+  /** One thread, registers only: multiply-adds per second of the f32x4 multiply-add and of the widest int8 dot. */
+  peak: { maddGmac: number; dotGmac: number; ratio: number };
   matvec: {
     K: number; N: number; matrixBytes: number; l3Bytes: number;
     f32GBps: number; f32RowsPerS: number; sumGBps: number; ratioToSum: number;
@@ -75,27 +80,42 @@ export async function benchKernels(opts: { threads: number; log: (line: string) 
     fillRandom(rt.f32(qx, gq.M * gq.K), 5);
     fillRandom(rt.f32(qw, gq.N * gq.K), 6);
     const qwq = rt.k.quantizeQ8(qw, gq.N, gq.K);
-    const tf: number[] = [], tq: number[] = [];
+    const tf: number[] = [], tq: number[] = [], tqf: number[] = [];
+    const act = rt.k.quantizeAct(qx, gq.M, gq.K);
     rt.k.matmul(qo, qx, qw, 0, gq.M, gq.K, gq.N);
-    rt.k.matmulQ8(qo, qx, qwq, 0, gq.M);
+    rt.k.matmulQ8Quantized(qo, act, qwq, 0, gq.M, 'integer');
+    rt.k.matmulQ8Quantized(qo, act, qwq, 0, gq.M);
     for (let r = 0; r < 7; r++) {
       let t0 = performance.now();
       rt.k.matmul(qo, qx, qw, 0, gq.M, gq.K, gq.N);
       tf.push(performance.now() - t0);
       t0 = performance.now();
-      rt.k.matmulQ8(qo, qx, qwq, 0, gq.M);
+      rt.k.matmulQ8Quantized(qo, act, qwq, 0, gq.M, 'integer');
       tq.push(performance.now() - t0);
+      t0 = performance.now();
+      rt.k.matmulQ8Quantized(qo, act, qwq, 0, gq.M);
+      tqf.push(performance.now() - t0);
     }
-    const ratios = tf.map((t, i) => t / tq[i]!).sort((a, b) => a - b);
+    const medianOf = (xs: number[]): number => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const macs = gq.M * gq.K * gq.N;
     const gemmQ8 = {
       ...gq,
       f32GmacBest: macs / Math.min(...tf) / 1e6,
       q8GmacBest: macs / Math.min(...tq) / 1e6,
       ratioBest: Math.min(...tf) / Math.min(...tq),
-      ratioMedian: ratios[Math.floor(ratios.length / 2)]!,
+      ratioMedian: medianOf(tf.map((t, i) => t / tq[i]!)),
+      q8fGmacBest: macs / Math.min(...tqf) / 1e6,
+      q8fRatioMedian: medianOf(tf.map((t, i) => t / tqf[i]!)),
     };
-    log(`int8 GEMM ${gq.M}x${gq.K}x${gq.N}, ${threads} threads: best ${gemmQ8.q8GmacBest.toFixed(1)} GMAC/s; f32 GEMM best ${gemmQ8.f32GmacBest.toFixed(1)} GMAC/s; int8/f32 ${gemmQ8.ratioBest.toFixed(2)} (best), ${gemmQ8.ratioMedian.toFixed(2)} (median of alternate pairs)`);
+    log(`int8 GEMM ${gq.M}x${gq.K}x${gq.N}, ${threads} threads, ${rt.kernelBuild} kernels: integer block dots (gemmQ8) best ${gemmQ8.q8GmacBest.toFixed(1)} GMAC/s, dequantized panels in f32 (gemmQ8F, the prefill path) best ${gemmQ8.q8fGmacBest.toFixed(1)} GMAC/s; f32 GEMM best ${gemmQ8.f32GmacBest.toFixed(1)} GMAC/s; over f32 (median of alternate runs): integer ${gemmQ8.ratioMedian.toFixed(2)}, dequantized ${gemmQ8.q8fRatioMedian.toFixed(2)}`);
+
+    // Registers only, one thread: the most any GEMM of this build can do per instruction kind.
+    const PEAK_ITERS = 2e7;
+    const tm = timeIt(() => rt.exports.peakMadd(PEAK_ITERS, 0.5), 5, 1);
+    const td = timeIt(() => rt.exports.peakDot(PEAK_ITERS, 5), 5, 1);
+    const peak = { maddGmac: (PEAK_ITERS * 32) / tm.best / 1e9, dotGmac: (PEAK_ITERS * rt.exports.peakDotMacs()) / td.best / 1e9, ratio: 0 };
+    peak.ratio = peak.dotGmac / peak.maddGmac;
+    log(`peaks, 1 thread, registers only (${rt.kernelBuild} kernels): f32x4 multiply-add ${peak.maddGmac.toFixed(1)} GMAC/s; widest int8 dot (${rt.kernelBuild === 'relaxed' ? 'i32x4.relaxed_dot_i8x16_i7x16_add_s' : 'i32x4.dot_i16x8_s + add'}) ${peak.dotGmac.toFixed(1)} GMAC/s; ratio ${peak.ratio.toFixed(2)}, the most an int8 GEMM can gain over the f32 GEMM before block scales and widening`);
     rt.free(qx); rt.free(qw); rt.free(qo);
 
     // Matrix-vector on a matrix 4x the L3 so every pass streams from DRAM.
@@ -127,13 +147,15 @@ export async function benchKernels(opts: { threads: number; log: (line: string) 
       { name: `f32 GEMM GFLOP/s (${threads} threads)`, value: gemm.gflopsBest, threshold: GEMM_TARGET_GFLOPS },
       { name: 'f32 matvec / SIMD sum bandwidth', value: f32GBps / sumGBps, threshold: MATVEC_TARGET_RATIO },
       { name: 'int8 / f32 matvec rows/s', value: q8RowsPerS / f32RowsPerS, threshold: Q8_TARGET_RATIO },
-      { name: 'int8 / f32 GEMM multiply-adds/s (median of pairs)', value: gemmQ8.ratioMedian, threshold: Q8_GEMM_TARGET_RATIO },
+      { name: 'int8 (integer dots) / f32 GEMM multiply-adds/s (median of pairs)', value: gemmQ8.ratioMedian, threshold: Q8_GEMM_TARGET_RATIO },
     ].map((t) => ({ ...t, pass: t.value >= t.threshold }));
     for (const t of targets) log(`${t.pass ? 'PASS' : 'FAIL'} ${t.name}: ${t.value.toFixed(2)} (target >= ${t.threshold})`);
     return {
       threads,
+      kernels: rt.kernelBuild,
       gemm,
       gemmQ8,
+      peak,
       matvec: {
         K: mvK, N: mvN, matrixBytes, l3Bytes, f32GBps, f32RowsPerS, sumGBps, ratioToSum: f32GBps / sumGBps,
         q8RowsPerS, q8GBps, q8RatioToF32: q8RowsPerS / f32RowsPerS,

@@ -82,7 +82,7 @@ export interface ModelBenchReport {
   threads: number;
   promptTokens: number;
   genTokens: number;
-  ours: { weights: WeightFormat; kv: string; beside?: string; loadMs: number };
+  ours: { weights: WeightFormat; kernels?: string; kv: string; beside?: string; loadMs: number };
   peer: (PeerInfo & { loadMs: number; warning?: string }) | null;
   /** Why the peer did not run, when it did not. */
   peerSkipped?: string;
@@ -315,7 +315,7 @@ async function benchLength(o: ModelBenchOptions, promptTokens: number, c: Length
       threads,
       promptTokens,
       genTokens: o.genTokens,
-      ours: { weights: engine.weightFormat, kv: describeKv(kv), beside: beside ? describeKv(beside) : undefined, loadMs: oursLoadMs },
+      ours: { weights: engine.weightFormat, kernels: engine.runtime.kernelBuild, kv: describeKv(kv), beside: beside ? describeKv(beside) : undefined, loadMs: oursLoadMs },
       peer: peer ? { ...peer.info, loadMs: peer.loadMs, warning: peer.warning } : null,
       peerSkipped,
       rounds,

@@ -32,6 +32,10 @@ export interface KernelExports {
   attendPaged(jobs: number, pool: number, blockSlots: number, d: number, G: number, rowStride: number, scale: number, start: number, end: number): void;
   attendPagedPart(jobs: number, pool: number, blockSlots: number, d: number, G: number, scale: number, parts: number, partial: number, start: number, end: number): void;
   attendMerge(jobs: number, d: number, G: number, parts: number, partial: number, start: number, end: number): void;
+  /** Calling thread only: register-only throughput loops (assembly/peak.ts). */
+  peakMadd(n: number, seed: number): number;
+  peakDot(n: number, seed: number): number;
+  peakDotMacs(): number;
   /** Calling thread only: RocketKV stage-2 page scores (assembly/select.ts). */
   pageSoftmaxSum(out: number, sub: number, qc: number, temp: number, tmp: number, pages: number, r: number, G: number, pageSize: number, lastCount: number): void;
   /** Calling thread only: RocketKV stage-2 choice for one head; slot count, or -1 for every slot (assembly/select.ts). */
@@ -160,8 +164,11 @@ export class Kernels {
     return { xq, xs, xd, M, K, generation: ++this.actGeneration };
   }
 
-  /** out[M,N] = act · w^T (+ bias) with act from quantizeAct (same K as w, M rows used). */
-  matmulQ8Quantized(out: number, act: QuantizedAct, w: Q8Weight, bias: number, M: number): void {
+  /**
+   * out[M,N] = act · w^T (+ bias) with act from quantizeAct (same K as w, M rows used). `path`
+   * 'integer' forces gemmQ8's integer block dots for M > 1 (benchmarks compare the two paths).
+   */
+  matmulQ8Quantized(out: number, act: QuantizedAct, w: Q8Weight, bias: number, M: number, path: 'auto' | 'integer' = 'auto'): void {
     const { K, N } = w;
     if (act.K !== K || M > act.M || M <= 0) {
       throw new UsageError(`matmulQ8Quantized: activation is ${act.M}x${act.K} but the call needs ${M}x${K}`);
@@ -170,7 +177,7 @@ export class Kernels {
       throw new UsageError('matmulQ8Quantized: activation was overwritten by a later quantizeAct/matmulQ8; quantize it again');
     }
     if (M === 1) this.run('gemvQ8', [out, act.xq, act.xs, w.qs, w.scales, bias, K], N, 1, K);
-    else if (M >= Q8F_MIN_ROWS && act.xd !== 0) this.run('gemmQ8F', [out, act.xd, w.qs, w.scales, bias, M, K, N], N, 4, M * K);
+    else if (path === 'auto' && M >= Q8F_MIN_ROWS && act.xd !== 0) this.run('gemmQ8F', [out, act.xd, w.qs, w.scales, bias, M, K, N], N, 4, M * K);
     else this.run('gemmQ8', [out, act.xq, act.xs, w.qs, w.scales, bias, M, K, N], N, 1, M * K);
   }
 
