@@ -34,6 +34,53 @@ export function pageSoftmaxSum(out: usize, sub: usize, qc: usize, temp: usize, t
   }
 }
 
+/**
+ * pageSoftmaxSum with `sub` channel-major (f64 [r, pages]), two pages per f64x2. Each page's dot
+ * still adds its channels one after another (j ascending, multiply then add, no fused
+ * multiply-add), the normaliser still sums pages in order, and exp is the same scalar Math.exp, so
+ * the results are bit-for-bit those of pageSoftmaxSum and of the TypeScript fallback.
+ */
+function pageSoftmaxSumT(out: usize, sub: usize, qc: usize, temp: usize, tmp: usize, pages: i32, r: i32, G: i32, pageSize: i32, lastCount: i32): void {
+  const pairs = pages & ~1;
+  for (let p = 0; p < pages; p++) store<f64>(out + (<usize>p << 3), 0);
+  for (let g = 0; g < G; g++) {
+    const qg = qc + (<usize>(g * r) << 3);
+    for (let p = 0; p < pages; p++) store<f64>(tmp + (<usize>p << 3), 0);
+    for (let j = 0; j < r; j++) {
+      const qj = load<f64>(qg + (<usize>j << 3));
+      const qv = f64x2.splat(qj);
+      const row = sub + (<usize>(j * pages) << 3);
+      let p = 0;
+      for (; p < pairs; p += 2) {
+        const o = tmp + (<usize>p << 3);
+        v128.store(o, f64x2.add(v128.load(o), f64x2.mul(qv, v128.load(row + (<usize>p << 3)))));
+      }
+      if (p < pages) {
+        const o = tmp + (<usize>p << 3);
+        store<f64>(o, load<f64>(o) + qj * load<f64>(row + (<usize>p << 3)));
+      }
+    }
+    const t = load<f64>(temp + (<usize>g << 3));
+    let max = -Infinity;
+    for (let p = 0; p < pages; p++) {
+      const o = tmp + (<usize>p << 3);
+      const v = load<f64>(o) / t;
+      store<f64>(o, v);
+      if (v > max) max = v;
+    }
+    let sum: f64 = 0;
+    for (let p = 0; p < pages; p++) {
+      const e = Math.exp(load<f64>(tmp + (<usize>p << 3)) - max);
+      store<f64>(tmp + (<usize>p << 3), e);
+      sum += e * <f64>(p == pages - 1 ? lastCount : pageSize);
+    }
+    for (let p = 0; p < pages; p++) {
+      const o = out + (<usize>p << 3);
+      store<f64>(o, load<f64>(o) + load<f64>(tmp + (<usize>p << 3)) / sum);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // hybridSelect: the whole of RocketKV stage 2's per-step choice for one stored head, so no loop
 // over its pages or slots runs in TypeScript. Same rules and f64 order of operations as
@@ -44,7 +91,7 @@ export function pageSoftmaxSum(out: usize, sub: usize, qc: usize, temp: usize, t
 //   4. whole pages by score (ties to the lower page) until topk tokens, the last cut to its
 //      lowest slots; plus the last localWindow slots; written ascending to `slots`.
 // Returns the slot count, or -1 when every slot is picked (the caller reads the head whole).
-// Layout of `ws` (f64 unless noted): abs[d] | sub[pages*r] | qc[G*r] | temp[G] | score[pages] |
+// Layout of `ws` (f64 unless noted): abs[d] | sub[r*pages] (channel-major) | qc[G*r] | temp[G] | score[pages] |
 // tmp[pages] | chan i32[d] | take i32[pages] | heap i32[pages] (hybridSelectScratch gives the size).
 
 // @ts-ignore: decorator
@@ -120,8 +167,9 @@ export function hybridSelect(
     let s: f64 = 0;
     for (let g = 0; g < G; g++) s += <f64>load<f32>(q + (<usize>(g * d + c) << 2));
     const side = s > 0 ? maxp : minp;
+    // Channel-major ([r, pages]) so step 3 runs over pages two lanes at a time.
     for (let p = 0; p < pages; p++) {
-      store<f64>(sub + (<usize>(p * r + j) << 3), <f64>load<f32>(side + (<usize>(p * d + c) << 2)));
+      store<f64>(sub + (<usize>(j * pages + p) << 3), <f64>load<f32>(side + (<usize>(p * d + c) << 2)));
     }
   }
   for (let g = 0; g < G; g++) {
@@ -138,7 +186,7 @@ export function hybridSelect(
 
   // 3. Page scores.
   const lastCount = n - (pages - 1) * P;
-  pageSoftmaxSum(score, sub, qc, temp, tmp, pages, r, G, P, lastCount);
+  pageSoftmaxSumT(score, sub, qc, temp, tmp, pages, r, G, P, lastCount);
 
   // 4. Pages by score until topk tokens (a max-heap of page indices).
   for (let p = 0; p < pages; p++) {
