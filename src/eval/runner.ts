@@ -101,6 +101,8 @@ export interface RunMetrics {
   modelFingerprint?: string;
   /** In-memory weights format (f32 or q8; absent in older runs). */
   weights?: string;
+  /** Kernel build the run computed with (plain or relaxed; absent in runs made before there were two). */
+  kernels?: string;
   /** RULES_VERSION when the run was made (absent: before versions were recorded, i.e. 1). */
   rulesVersion?: number;
   /** Extra compression options (--kv-opt) and multi-turn questions per context, when given. */
@@ -401,6 +403,7 @@ async function finishCell(
     tokensPerSecond: decodeMs > 0 ? (tokens / decodeMs) * 1000 : 0,
     modelFingerprint: fingerprint,
     weights: engine.weightFormat,
+    kernels: engine.runtime.kernelBuild,
     rulesVersion: RULES_VERSION,
     ...(plan.kvOptions && Object.keys(plan.kvOptions).length ? { kvOptions: plan.kvOptions } : {}),
     turns: turns ?? null,
@@ -412,7 +415,7 @@ async function finishCell(
     model: resolve(engine.dir), model_fingerprint: fingerprint, task: spec.task, length: spec.length, method: spec.method, budget: spec.budget,
     kv_options: plan.kvOptions ?? {}, mode: spec.mode, depth: spec.depth ?? null, samples: n, seed: plan.seed,
     ...(turns !== undefined ? { turns } : {}),
-    weights: engine.weightFormat, sampling: 'greedy',
+    weights: engine.weightFormat, kernels: engine.runtime.kernelBuild, sampling: 'greedy',
   }));
   await writeFile(`${metricsPath}.part`, JSON.stringify(metrics, null, 2) + '\n');
   await rename(`${metricsPath}.part`, metricsPath);
