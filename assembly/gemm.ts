@@ -5,22 +5,22 @@ import { dot, hsum, hsum4, madd } from './common';
 const M_BLOCK: i32 = 64;
 
 /**
- * 2 x-rows by 4 w-rows tile: 8 f32x4 accumulators along K, then a transpose-sum gives each x
- * row's 4 outputs as one vector. 2x4 rather than 4x4: V8 loads every operand of an iteration
- * up front, and 8 accumulators + 6 operands fit the 16 xmm registers where 4x4 spills.
+ * The 2x4 micro-kernel: x rows x0 and x0 + xRow (bytes) by w rows w0 + j * wRow (j < 4) over k
+ * floats. 8 f32x4 accumulators, then a transpose-sum gives each x row's 4 outputs as one vector.
+ * 2x4 rather than 4x4: V8 loads every operand of an iteration up front, and 8 accumulators + 6
+ * operands fit the 16 xmm registers where 4x4 spills. The two output vectors go to o0 and
+ * o0 + outRow: stored (plus bias[n..n+4) when bias != 0) when `first`, else added to what is there
+ * (gemmQ8F sums its K slices this way).
  */
 // @ts-ignore: decorator
-@inline function tile2x4(out: usize, x: usize, w: usize, bias: usize, K: i32, N: i32, m: i32, n: i32): void {
-  const rowBytes = <usize>K << 2;
-  const x0 = x + <usize>m * rowBytes;
-  const x1 = x0 + rowBytes;
-  const w0 = w + <usize>n * rowBytes;
-  const w1 = w0 + rowBytes;
-  const w2 = w1 + rowBytes;
-  const w3 = w2 + rowBytes;
+@inline export function tile2x4(o0: usize, outRow: usize, x0: usize, xRow: usize, w0: usize, wRow: usize, k: i32, first: bool, bias: usize, n: i32): void {
+  const x1 = x0 + xRow;
+  const w1 = w0 + wRow;
+  const w2 = w1 + wRow;
+  const w3 = w2 + wRow;
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
   let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
-  const kEnd = <usize>(K & ~3) << 2;
+  const kEnd = <usize>(k & ~3) << 2;
   for (let o: usize = 0; o < kEnd; o += 16) {
     const a0 = v128.load(x0 + o);
     const a1 = v128.load(x1 + o);
@@ -39,20 +39,23 @@ const M_BLOCK: i32 = 64;
   }
   let r0 = hsum4(c00, c01, c02, c03);
   let r1 = hsum4(c10, c11, c12, c13);
-  for (let k = K & ~3; k < K; k++) {
-    // K not a multiple of 4: finish the odd columns with scalars broadcast per w row.
-    const o = <usize>k << 2;
+  for (let j = k & ~3; j < k; j++) {
+    // k not a multiple of 4: finish the odd columns with scalars broadcast per w row.
+    const o = <usize>j << 2;
     const b = f32x4(load<f32>(w0 + o), load<f32>(w1 + o), load<f32>(w2 + o), load<f32>(w3 + o));
     r0 = madd(f32x4.splat(load<f32>(x0 + o)), b, r0);
     r1 = madd(f32x4.splat(load<f32>(x1 + o)), b, r1);
   }
-  if (bias != 0) {
-    const bv = v128.load(bias + (<usize>n << 2));
-    r0 = f32x4.add(r0, bv);
-    r1 = f32x4.add(r1, bv);
+  if (first) {
+    if (bias != 0) {
+      const bv = v128.load(bias + (<usize>n << 2));
+      r0 = f32x4.add(r0, bv);
+      r1 = f32x4.add(r1, bv);
+    }
+  } else {
+    r0 = f32x4.add(r0, v128.load(o0));
+    r1 = f32x4.add(r1, v128.load(o0 + outRow));
   }
-  const outRow = <usize>N << 2;
-  const o0 = out + <usize>m * outRow + (<usize>n << 2);
   v128.store(o0, r0);
   v128.store(o0 + outRow, r1);
 }
@@ -67,12 +70,15 @@ const M_BLOCK: i32 = 64;
 
 /** Blocked GEMM over weight rows [start, end). Threads split N; each reuses its w tile across x rows. */
 export function gemmF32(out: usize, x: usize, w: usize, bias: usize, M: i32, K: i32, N: i32, start: i32, end: i32): void {
+  const rowBytes = <usize>K << 2;
   const nEnd4 = start + ((end - start) & ~3);
   for (let mb = 0; mb < M; mb += M_BLOCK) {
     const mbEnd = min(M, mb + M_BLOCK);
     const mEnd2 = mb + ((mbEnd - mb) & ~1);
     for (let n = start; n < nEnd4; n += 4) {
-      for (let m = mb; m < mEnd2; m += 2) tile2x4(out, x, w, bias, K, N, m, n);
+      for (let m = mb; m < mEnd2; m += 2) {
+        tile2x4(out + (<usize>m * <usize>N + <usize>n) * 4, <usize>N << 2, x + <usize>m * rowBytes, rowBytes, w + <usize>n * rowBytes, rowBytes, K, true, bias, n);
+      }
       for (let m = mEnd2; m < mbEnd; m++) {
         for (let j = 0; j < 4; j++) single(out, x, w, bias, K, N, m, n + j);
       }

@@ -1,5 +1,6 @@
 // Int8 weights with one f32 scale per 32 values along K (GGUF Q8_0 layout, split in two arrays).
-import { dot, hsum4, madd, threadScratch } from './common';
+import { dot, madd, threadScratch } from './common';
+import { tile2x4 } from './gemm';
 // Activations are quantized the same way but stored as i16 so the dot needs no widening of x.
 
 // @ts-ignore: decorator
@@ -230,51 +231,6 @@ const MC_Q: i32 = 256;
   }
 }
 
-/**
- * Micro-kernel of gemmQ8F, tile 2 x rows by 4 weight rows over kc columns (kc a multiple of 4):
- * 8 f32x4 accumulators, 2 x and 4 w operands (14 of the 16 xmm registers). x rows have stride
- * xRow bytes, the panel rows kc floats. The 2x4 sums are added to out (or stored, with bias, when
- * `first`).
- */
-// @ts-ignore: decorator
-@inline function panelTile2x4(o0: usize, outRow: usize, x0: usize, xRow: usize, p: usize, kc: i32, first: bool, bias: usize, n: i32): void {
-  const x1 = x0 + xRow;
-  const pRow = <usize>kc << 2;
-  const p1 = p + pRow, p2 = p1 + pRow, p3 = p2 + pRow;
-  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
-  let c10 = f32x4.splat(0), c11 = f32x4.splat(0), c12 = f32x4.splat(0), c13 = f32x4.splat(0);
-  for (let o: usize = 0; o < pRow; o += 16) {
-    const a0 = v128.load(x0 + o);
-    const a1 = v128.load(x1 + o);
-    const b0 = v128.load(p + o);
-    const b1 = v128.load(p1 + o);
-    const b2 = v128.load(p2 + o);
-    const b3 = v128.load(p3 + o);
-    c00 = madd(a0, b0, c00);
-    c01 = madd(a0, b1, c01);
-    c02 = madd(a0, b2, c02);
-    c03 = madd(a0, b3, c03);
-    c10 = madd(a1, b0, c10);
-    c11 = madd(a1, b1, c11);
-    c12 = madd(a1, b2, c12);
-    c13 = madd(a1, b3, c13);
-  }
-  let r0 = hsum4(c00, c01, c02, c03);
-  let r1 = hsum4(c10, c11, c12, c13);
-  if (first) {
-    if (bias != 0) {
-      const bv = v128.load(bias + (<usize>n << 2));
-      r0 = f32x4.add(r0, bv);
-      r1 = f32x4.add(r1, bv);
-    }
-  } else {
-    r0 = f32x4.add(r0, v128.load(o0));
-    r1 = f32x4.add(r1, v128.load(o0 + outRow));
-  }
-  v128.store(o0, r0);
-  v128.store(o0 + outRow, r1);
-}
-
 /** One x row by `rows` (1-4) panel rows over kc columns, added to out (or stored with bias when `first`). */
 // @ts-ignore: decorator
 @inline function panelRow(o: usize, x0: usize, p: usize, kc: i32, rows: i32, first: bool, bias: usize, n: i32): void {
@@ -309,7 +265,8 @@ export function gemmQ8F(out: usize, xd: usize, wq: usize, ws: usize, bias: usize
         const xk = xd + (<usize>k0 << 2);
         if (rows == 4) {
           for (let m = mb; m < mEnd2; m += 2) {
-            panelTile2x4(out + <usize>m * outRow + (<usize>n << 2), outRow, xk + <usize>m * xRow, xRow, panel, kc, first, bias, n);
+            // The panel's rows are kc floats apart.
+            tile2x4(out + <usize>m * outRow + (<usize>n << 2), outRow, xk + <usize>m * xRow, xRow, panel, <usize>kc << 2, kc, first, bias, n);
           }
           if (mEnd2 < mbEnd) panelRow(out + <usize>mEnd2 * outRow + (<usize>n << 2), xk + <usize>mEnd2 * xRow, panel, kc, 4, first, bias, n);
         } else {

@@ -21,16 +21,26 @@ export function pageSoftmaxSum(out: usize, sub: usize, qc: usize, temp: usize, t
       store<f64>(tmp + (<usize>p << 3), v);
       if (v > max) max = v;
     }
-    let sum: f64 = 0;
-    for (let p = 0; p < pages; p++) {
-      const e = Math.exp(load<f64>(tmp + (<usize>p << 3)) - max);
-      store<f64>(tmp + (<usize>p << 3), e);
-      sum += e * <f64>(p == pages - 1 ? lastCount : pageSize);
-    }
-    for (let p = 0; p < pages; p++) {
-      const o = out + (<usize>p << 3);
-      store<f64>(o, load<f64>(o) + load<f64>(tmp + (<usize>p << 3)) / sum);
-    }
+    addPageSoftmax(out, tmp, pages, max, pageSize, lastCount);
+  }
+}
+
+/**
+ * out[p] += the softmax over TOKENS of the page scores tmp[p] (max their largest): every token
+ * carries its page's score, so the normaliser counts a page pageSize times (the last lastCount).
+ * tmp is overwritten with the exponentials.
+ */
+// @ts-ignore: decorator
+@inline function addPageSoftmax(out: usize, tmp: usize, pages: i32, max: f64, pageSize: i32, lastCount: i32): void {
+  let sum: f64 = 0;
+  for (let p = 0; p < pages; p++) {
+    const e = Math.exp(load<f64>(tmp + (<usize>p << 3)) - max);
+    store<f64>(tmp + (<usize>p << 3), e);
+    sum += e * <f64>(p == pages - 1 ? lastCount : pageSize);
+  }
+  for (let p = 0; p < pages; p++) {
+    const o = out + (<usize>p << 3);
+    store<f64>(o, load<f64>(o) + load<f64>(tmp + (<usize>p << 3)) / sum);
   }
 }
 
@@ -68,16 +78,7 @@ function pageSoftmaxSumT(out: usize, sub: usize, qc: usize, temp: usize, tmp: us
       store<f64>(o, v);
       if (v > max) max = v;
     }
-    let sum: f64 = 0;
-    for (let p = 0; p < pages; p++) {
-      const e = Math.exp(load<f64>(tmp + (<usize>p << 3)) - max);
-      store<f64>(tmp + (<usize>p << 3), e);
-      sum += e * <f64>(p == pages - 1 ? lastCount : pageSize);
-    }
-    for (let p = 0; p < pages; p++) {
-      const o = out + (<usize>p << 3);
-      store<f64>(o, load<f64>(o) + load<f64>(tmp + (<usize>p << 3)) / sum);
-    }
+    addPageSoftmax(out, tmp, pages, max, pageSize, lastCount);
   }
 }
 
