@@ -1,7 +1,7 @@
 // Int8 weights with one f32 scale per 32 values along K (GGUF Q8_0 layout, split in two arrays).
+// Activations are quantized the same way but stored as i16 so the dot needs no widening of x.
 import { dot, madd, threadScratch } from './common';
 import { tile2x4 } from './gemm';
-// Activations are quantized the same way but stored as i16 so the dot needs no widening of x.
 
 // @ts-ignore: decorator
 @inline function absMax8(p: usize): f32 {
@@ -184,7 +184,6 @@ export function gemmQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, b
     }
   }
 }
-
 
 /** Activation rows [start, end) dequantized to f32: xd[m,k] = xq[m,k] * xs[m, k/32], the values the int8 dot sees. */
 export function dequantActQ8(xd: usize, xq: usize, xs: usize, K: i32, start: i32, end: i32): void {

@@ -179,7 +179,7 @@ export async function benchModelLengths(o: ModelBenchLengthsOptions): Promise<Mo
     const reports: ModelBenchReport[] = [];
     let warmed = false;
     for (const promptTokens of o.promptTokens) {
-      reports.push(await benchLength({ ...o, promptTokens }, promptTokens, { engine, peer, peerSkipped, kv, beside, threads, cpu, fileWeights, sourceKind: source.kind, oursLoadMs, warm: !warmed }));
+      reports.push(await benchLength({ ...o, promptTokens }, { engine, peer, peerSkipped, kv, beside, threads, cpu, fileWeights, sourceKind: source.kind, oursLoadMs, warm: !warmed }));
       warmed = true;
     }
     if (reports.length > 1) summarizeLengths(reports, o.log);
@@ -222,126 +222,125 @@ function summarizeLengths(reports: ModelBenchReport[], log: (line: string) => vo
   }
 }
 
-async function benchLength(o: ModelBenchOptions, promptTokens: number, c: LengthContext): Promise<ModelBenchReport> {
+async function benchLength(o: ModelBenchOptions, c: LengthContext): Promise<ModelBenchReport> {
   const { engine, peer, peerSkipped, kv, beside, threads, cpu, fileWeights, oursLoadMs } = c;
-  {
-    const prompt = benchPrompt(engine.tokenizer, promptTokens);
-    const genOpts = { temperature: 0, ignoreEos: true, prefillChunkTokens: PREFILL_BATCH_TOKENS };
-    const runOurs = async (tokens: number[], genTokens: number): Promise<{ fig: SideFigures; generated: number[]; beside?: SideFigures }> => {
-      if (!beside) {
-        const gen = engine.generate({ tokens }, { ...genOpts, maxTokens: genTokens, kv: o.kv });
-        for await (const _event of gen) { /* tokens are counted from the stats */ }
-        const s = gen.stats!;
-        return { fig: figures(s.prefillMs, s.decodeMs, s.promptTokens, s.generatedTokens - 1), generated: gen.tokens };
-      }
-      // One prefill (timed as ours), then each method decodes from it.
-      const needs = engine.prefillNeeds(o.beside!, tokens.length, genTokens);
-      const pre = await engine.prefill({ tokens }, { prefillChunkTokens: PREFILL_BATCH_TOKENS, window: needs.window, queryStatsSkip: needs.queryStatsSkip });
-      try {
-        const decodeFrom = async (req: CompressionRequest | undefined): Promise<{ stats: NonNullable<Generation['stats']>; tokens: number[] }> => {
-          const gen = engine.generate({ tokens }, { ...genOpts, maxTokens: genTokens, kv: req, from: pre });
-          for await (const _event of gen) { /* counted from the stats */ }
-          return { stats: gen.stats!, tokens: gen.tokens };
-        };
-        const main = await decodeFrom(o.kv);
-        const side = await decodeFrom(o.beside);
-        return {
-          fig: figures(pre.prefillMs, main.stats.decodeMs, tokens.length, main.stats.generatedTokens - 1),
-          generated: main.tokens,
-          beside: figures(side.stats.prefillMs, side.stats.decodeMs, tokens.length, side.stats.generatedTokens - 1),
-        };
-      } finally {
-        pre.release();
-      }
-    };
-    const notes = new Set<string>();
-    const runPeer = async (p: LlamaCppPeer, tokens: number[], genTokens: number): Promise<{ fig: SideFigures; generated: number[] }> => {
-      const r = await p.run(tokens, genTokens);
-      if (r.note && !notes.has(r.note)) {
-        notes.add(r.note);
-        o.log(`llama.cpp  note: ${r.note}`);
-      }
-      return { fig: figures(r.prefillMs, r.decodeMs, r.promptTokens, r.decodeSteps), generated: r.generated };
-    };
-
-    if (c.warm) {
-      const warm = prompt.slice(0, Math.min(WARMUP_PROMPT_TOKENS, prompt.length));
-      await runOurs(warm, 2);
-      if (peer) await runPeer(peer, warm, 2);
+  const { promptTokens } = o;
+  const prompt = benchPrompt(engine.tokenizer, promptTokens);
+  const genOpts = { temperature: 0, ignoreEos: true, prefillChunkTokens: PREFILL_BATCH_TOKENS };
+  const runOurs = async (tokens: number[], genTokens: number): Promise<{ fig: SideFigures; generated: number[]; beside?: SideFigures }> => {
+    if (!beside) {
+      const gen = engine.generate({ tokens }, { ...genOpts, maxTokens: genTokens, kv: o.kv });
+      for await (const _event of gen) { /* tokens are counted from the stats */ }
+      const s = gen.stats!;
+      return { fig: figures(s.prefillMs, s.decodeMs, s.promptTokens, s.generatedTokens - 1), generated: gen.tokens };
     }
-
-    o.log('');
-    o.log(`prompt     ${promptTokens} tokens of the seeded essay, then ${o.genTokens} greedy tokens (end-of-sequence ignored); prefill in batches of ${PREFILL_BATCH_TOKENS}; ${o.rounds} round${o.rounds === 1 ? '' : 's'}${o.rounds > 1 && peer ? ', order alternating' : ''}`);
-    const rounds: ModelBenchRound[] = [];
-    for (let r = 0; r < o.rounds; r++) {
-      const oursFirst = r % 2 === 0;
-      let ours: { fig: SideFigures; generated: number[]; beside?: SideFigures } | undefined;
-      let theirs: { fig: SideFigures; generated: number[] } | undefined;
-      if (oursFirst || !peer) ours = await runOurs(prompt, o.genTokens);
-      if (peer) theirs = await runPeer(peer, prompt, o.genTokens);
-      ours ??= await runOurs(prompt, o.genTokens);
-      let agreeTokens: number | undefined;
-      if (theirs && theirs.generated.length > 0) {
-        agreeTokens = 0;
-        while (agreeTokens < Math.min(ours.generated.length, theirs.generated.length) && ours.generated[agreeTokens] === theirs.generated[agreeTokens]) agreeTokens++;
-      }
-      const round: ModelBenchRound = { round: r + 1, first: oursFirst || !peer ? 'rocketkv' : 'llama.cpp', ours: ours.fig, peer: theirs?.fig, beside: ours.beside, agreeTokens };
-      rounds.push(round);
-      o.log('');
-      o.log(`round ${round.round} (${round.first} first)`);
-      o.log(`  ${'side'.padEnd(10)} ${'prefill ms'.padStart(11)} ${'prefill tok/s'.padStart(14)} ${'decode ms'.padStart(10)} ${'decode tok/s'.padStart(13)}`);
-      const row = (name: string, f: SideFigures): string =>
-        `  ${name.padEnd(10)} ${f1(f.prefillMs).padStart(11)} ${f1(f.prefillTokensPerSecond).padStart(14)} ${f1(f.decodeMs).padStart(10)} ${f1(f.decodeTokensPerSecond).padStart(13)}`;
-      o.log(row('rocketkv', ours.fig));
-      if (ours.beside && beside) o.log(`  ${'  beside'.padEnd(10)} ${'-'.padStart(11)} ${'-'.padStart(14)} ${f1(ours.beside.decodeMs).padStart(10)} ${f1(ours.beside.decodeTokensPerSecond).padStart(13)}  (${describeKv(beside)}, from the same prefill)`);
-      if (theirs) o.log(row('llama.cpp', theirs.fig));
-      if (agreeTokens !== undefined) o.log(`  greedy tokens agree: the first ${agreeTokens} of ${o.genTokens}`);
+    // One prefill (timed as ours), then each method decodes from it.
+    const needs = engine.prefillNeeds(o.beside!, tokens.length, genTokens);
+    const pre = await engine.prefill({ tokens }, { prefillChunkTokens: PREFILL_BATCH_TOKENS, window: needs.window, queryStatsSkip: needs.queryStatsSkip });
+    try {
+      const decodeFrom = async (req: CompressionRequest | undefined): Promise<{ stats: NonNullable<Generation['stats']>; tokens: number[] }> => {
+        const gen = engine.generate({ tokens }, { ...genOpts, maxTokens: genTokens, kv: req, from: pre });
+        for await (const _event of gen) { /* counted from the stats */ }
+        return { stats: gen.stats!, tokens: gen.tokens };
+      };
+      const main = await decodeFrom(o.kv);
+      const side = await decodeFrom(o.beside);
+      return {
+        fig: figures(pre.prefillMs, main.stats.decodeMs, tokens.length, main.stats.generatedTokens - 1),
+        generated: main.tokens,
+        beside: figures(side.stats.prefillMs, side.stats.decodeMs, tokens.length, side.stats.generatedTokens - 1),
+      };
+    } finally {
+      pre.release();
     }
+  };
+  const notes = new Set<string>();
+  const runPeer = async (p: LlamaCppPeer, tokens: number[], genTokens: number): Promise<{ fig: SideFigures; generated: number[] }> => {
+    const r = await p.run(tokens, genTokens);
+    if (r.note && !notes.has(r.note)) {
+      notes.add(r.note);
+      o.log(`llama.cpp  note: ${r.note}`);
+    }
+    return { fig: figures(r.prefillMs, r.decodeMs, r.promptTokens, r.decodeSteps), generated: r.generated };
+  };
 
-    const med = (pick: (r: ModelBenchRound) => SideFigures | undefined) => {
-      const figs = rounds.map(pick).filter((f): f is SideFigures => f !== undefined);
-      return figs.length ? { prefillTokensPerSecond: median(figs.map((f) => f.prefillTokensPerSecond)), decodeTokensPerSecond: median(figs.map((f) => f.decodeTokensPerSecond)) } : undefined;
-    };
-    const oursMed = med((r) => r.ours)!;
-    const peerMed = med((r) => r.peer);
-    const ratio = peerMed ? { prefill: oursMed.prefillTokensPerSecond / peerMed.prefillTokensPerSecond, decode: oursMed.decodeTokensPerSecond / peerMed.decodeTokensPerSecond } : undefined;
-    const besideMed = med((r) => r.beside);
-    const besideSummary = besideMed ? { decodeTokensPerSecond: besideMed.decodeTokensPerSecond, ratioToPeer: peerMed ? besideMed.decodeTokensPerSecond / peerMed.decodeTokensPerSecond : undefined } : undefined;
-    const report: ModelBenchReport = {
-      model: o.model,
-      format: c.sourceKind,
-      fileWeights,
-      cpu,
-      threads,
-      promptTokens,
-      genTokens: o.genTokens,
-      ours: { weights: engine.weightFormat, kernels: engine.runtime.kernelBuild, kv: describeKv(kv), beside: beside ? describeKv(beside) : undefined, loadMs: oursLoadMs },
-      peer: peer ? { ...peer.info, loadMs: peer.loadMs, warning: peer.warning } : null,
-      peerSkipped,
-      rounds,
-      median: { ours: oursMed, peer: peerMed, ratio, beside: besideSummary },
-    };
-
-    const side = (name: string, ourValue: number, peerValue: number | undefined, r: number | undefined): string =>
-      peerValue === undefined || r === undefined
-        ? `rocketkv ${f1(ourValue)} tok/s (no peer)`
-        : `rocketkv ${f1(ourValue)} tok/s, ${name} ${f1(peerValue)} tok/s, ratio ${r.toFixed(2)}x`;
-    o.log('');
-    o.log(`summary    median of ${o.rounds} round${o.rounds === 1 ? '' : 's'}; evaluation only (models stay loaded, loading is not timed); ratio = rocketkv / llama.cpp`);
-    o.log(`prefill    ${promptTokens} tokens: ${side('llama.cpp', oursMed.prefillTokensPerSecond, peerMed?.prefillTokensPerSecond, ratio?.prefill)}`);
-    o.log(`decode     ${o.genTokens - 1} steps: ${side('llama.cpp', oursMed.decodeTokensPerSecond, peerMed?.decodeTokensPerSecond, ratio?.decode)}`);
-    if (besideSummary && beside) o.log(`beside     ${describeKv(beside)} decodes ${f1(besideSummary.decodeTokensPerSecond)} tok/s from the same prefill${besideSummary.ratioToPeer !== undefined ? `, ${besideSummary.ratioToPeer.toFixed(2)}x llama.cpp's full-cache decode` : ''}`);
-    o.log(`cpu        ${cpu.model}; ${cpu.features.join(' ') || 'no SIMD flags listed'} (/proc/cpuinfo)`);
-    o.log(`threads    ${threads}${peer ? ' on both sides' : ''}`);
-    o.log(
-      `peer       ${peer ? `${peer.info.binding} ${peer.info.version}, ${peer.info.build}; its CPU features: ${peer.info.cpuFeatures}; KV ${peer.info.kvCache}` : `none (${peerSkipped})`}`,
-    );
-    o.log(
-      `weights    rocketkv ${engine.weightFormat} in memory${c.sourceKind === 'gguf' ? ' (dequantized from the GGUF while loading)' : ''}; file ${fileWeights} weights${peer ? ', which llama.cpp computes on as stored' : ''}`,
-    );
-    o.log(`kv         rocketkv ${report.ours.kv}${beside ? ` and ${describeKv(beside)}` : ''} (f32)${peer ? '; llama.cpp full' : ''}`);
-    return report;
+  if (c.warm) {
+    const warm = prompt.slice(0, Math.min(WARMUP_PROMPT_TOKENS, prompt.length));
+    await runOurs(warm, 2);
+    if (peer) await runPeer(peer, warm, 2);
   }
+
+  o.log('');
+  o.log(`prompt     ${promptTokens} tokens of the seeded essay, then ${o.genTokens} greedy tokens (end-of-sequence ignored); prefill in batches of ${PREFILL_BATCH_TOKENS}; ${o.rounds} round${o.rounds === 1 ? '' : 's'}${o.rounds > 1 && peer ? ', order alternating' : ''}`);
+  const rounds: ModelBenchRound[] = [];
+  for (let r = 0; r < o.rounds; r++) {
+    const oursFirst = r % 2 === 0;
+    let ours: { fig: SideFigures; generated: number[]; beside?: SideFigures } | undefined;
+    let theirs: { fig: SideFigures; generated: number[] } | undefined;
+    if (oursFirst || !peer) ours = await runOurs(prompt, o.genTokens);
+    if (peer) theirs = await runPeer(peer, prompt, o.genTokens);
+    ours ??= await runOurs(prompt, o.genTokens);
+    let agreeTokens: number | undefined;
+    if (theirs && theirs.generated.length > 0) {
+      agreeTokens = 0;
+      while (agreeTokens < Math.min(ours.generated.length, theirs.generated.length) && ours.generated[agreeTokens] === theirs.generated[agreeTokens]) agreeTokens++;
+    }
+    const round: ModelBenchRound = { round: r + 1, first: oursFirst || !peer ? 'rocketkv' : 'llama.cpp', ours: ours.fig, peer: theirs?.fig, beside: ours.beside, agreeTokens };
+    rounds.push(round);
+    o.log('');
+    o.log(`round ${round.round} (${round.first} first)`);
+    o.log(`  ${'side'.padEnd(10)} ${'prefill ms'.padStart(11)} ${'prefill tok/s'.padStart(14)} ${'decode ms'.padStart(10)} ${'decode tok/s'.padStart(13)}`);
+    const row = (name: string, f: SideFigures): string =>
+      `  ${name.padEnd(10)} ${f1(f.prefillMs).padStart(11)} ${f1(f.prefillTokensPerSecond).padStart(14)} ${f1(f.decodeMs).padStart(10)} ${f1(f.decodeTokensPerSecond).padStart(13)}`;
+    o.log(row('rocketkv', ours.fig));
+    if (ours.beside && beside) o.log(`  ${'  beside'.padEnd(10)} ${'-'.padStart(11)} ${'-'.padStart(14)} ${f1(ours.beside.decodeMs).padStart(10)} ${f1(ours.beside.decodeTokensPerSecond).padStart(13)}  (${describeKv(beside)}, from the same prefill)`);
+    if (theirs) o.log(row('llama.cpp', theirs.fig));
+    if (agreeTokens !== undefined) o.log(`  greedy tokens agree: the first ${agreeTokens} of ${o.genTokens}`);
+  }
+
+  const med = (pick: (r: ModelBenchRound) => SideFigures | undefined) => {
+    const figs = rounds.map(pick).filter((f): f is SideFigures => f !== undefined);
+    return figs.length ? { prefillTokensPerSecond: median(figs.map((f) => f.prefillTokensPerSecond)), decodeTokensPerSecond: median(figs.map((f) => f.decodeTokensPerSecond)) } : undefined;
+  };
+  const oursMed = med((r) => r.ours)!;
+  const peerMed = med((r) => r.peer);
+  const ratio = peerMed ? { prefill: oursMed.prefillTokensPerSecond / peerMed.prefillTokensPerSecond, decode: oursMed.decodeTokensPerSecond / peerMed.decodeTokensPerSecond } : undefined;
+  const besideMed = med((r) => r.beside);
+  const besideSummary = besideMed ? { decodeTokensPerSecond: besideMed.decodeTokensPerSecond, ratioToPeer: peerMed ? besideMed.decodeTokensPerSecond / peerMed.decodeTokensPerSecond : undefined } : undefined;
+  const report: ModelBenchReport = {
+    model: o.model,
+    format: c.sourceKind,
+    fileWeights,
+    cpu,
+    threads,
+    promptTokens,
+    genTokens: o.genTokens,
+    ours: { weights: engine.weightFormat, kernels: engine.runtime.kernelBuild, kv: describeKv(kv), beside: beside ? describeKv(beside) : undefined, loadMs: oursLoadMs },
+    peer: peer ? { ...peer.info, loadMs: peer.loadMs, warning: peer.warning } : null,
+    peerSkipped,
+    rounds,
+    median: { ours: oursMed, peer: peerMed, ratio, beside: besideSummary },
+  };
+
+  const side = (name: string, ourValue: number, peerValue: number | undefined, r: number | undefined): string =>
+    peerValue === undefined || r === undefined
+      ? `rocketkv ${f1(ourValue)} tok/s (no peer)`
+      : `rocketkv ${f1(ourValue)} tok/s, ${name} ${f1(peerValue)} tok/s, ratio ${r.toFixed(2)}x`;
+  o.log('');
+  o.log(`summary    median of ${o.rounds} round${o.rounds === 1 ? '' : 's'}; evaluation only (models stay loaded, loading is not timed); ratio = rocketkv / llama.cpp`);
+  o.log(`prefill    ${promptTokens} tokens: ${side('llama.cpp', oursMed.prefillTokensPerSecond, peerMed?.prefillTokensPerSecond, ratio?.prefill)}`);
+  o.log(`decode     ${o.genTokens - 1} steps: ${side('llama.cpp', oursMed.decodeTokensPerSecond, peerMed?.decodeTokensPerSecond, ratio?.decode)}`);
+  if (besideSummary && beside) o.log(`beside     ${describeKv(beside)} decodes ${f1(besideSummary.decodeTokensPerSecond)} tok/s from the same prefill${besideSummary.ratioToPeer !== undefined ? `, ${besideSummary.ratioToPeer.toFixed(2)}x llama.cpp's full-cache decode` : ''}`);
+  o.log(`cpu        ${cpu.model}; ${cpu.features.join(' ') || 'no SIMD flags listed'} (/proc/cpuinfo)`);
+  o.log(`threads    ${threads}${peer ? ' on both sides' : ''}`);
+  o.log(
+    `peer       ${peer ? `${peer.info.binding} ${peer.info.version}, ${peer.info.build}; its CPU features: ${peer.info.cpuFeatures}; KV ${peer.info.kvCache}` : `none (${peerSkipped})`}`,
+  );
+  o.log(
+    `weights    rocketkv ${engine.weightFormat} in memory${c.sourceKind === 'gguf' ? ' (dequantized from the GGUF while loading)' : ''}; file ${fileWeights} weights${peer ? ', which llama.cpp computes on as stored' : ''}`,
+  );
+  o.log(`kv         rocketkv ${report.ours.kv}${beside ? ` and ${describeKv(beside)}` : ''} (f32)${peer ? '; llama.cpp full' : ''}`);
+  return report;
 }
 
 /** Writes the report as JSON. */

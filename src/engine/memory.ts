@@ -10,10 +10,7 @@ export interface WasmMemoryPlan {
   parameters: number;
   /** Weights in wasm memory in the chosen format. */
   weightBytes: number;
-  /**
-   * f32 held in wasm memory while q8 weights are quantized: one slice of rows (LOAD_SLICE_BYTES), or
-   * a whole q/k projection where a GGUF's rows must be restored on the whole tensor.
-   */
+  /** f32 held in wasm memory while q8 weights are quantized: one slice of rows (LOAD_SLICE_BYTES, at least one row). */
   loadPeakExtraBytes: number;
   /** Activations of one 512-token prefill chunk. */
   activationBytes: number;
@@ -27,7 +24,7 @@ export interface WasmMemoryPlan {
 export function planWasmMemory(cfg: ModelConfig, fmt: WeightFormat, chunkTokens = 512): WasmMemoryPlan {
   const { parameterCount: params, weightBytes, kvBytesPer1kTokens } = estimateWeights(cfg, fmt);
   const D = cfg.hiddenSize;
-  const loadPeakExtraBytes = fmt === 'q8' ? Math.max(LOAD_SLICE_BYTES, cfg.numHeads * cfg.headDim * D * 4) : 0;
+  const loadPeakExtraBytes = fmt === 'q8' ? Math.max(LOAD_SLICE_BYTES, 4 * Math.max(D, cfg.numHeads * cfg.headDim, cfg.intermediateSize)) : 0;
   const rowFloats = 3 * D + 2 * cfg.numHeads * cfg.headDim + 2 * cfg.numKvHeads * cfg.headDim + 2 * cfg.intermediateSize;
   const activationBytes = chunkTokens * rowFloats * 4 + cfg.vocabSize * 4;
   const free = WASM32_MAX_BYTES - weightBytes - activationBytes - 64 * 1024 ** 2;

@@ -111,19 +111,15 @@ export class Kernels {
 
   /** Quantizes f32 weights [N,K] to Q8 blocks of 32 along K (allocates qs and scales). */
   quantizeQ8(src: number, N: number, K: number): Q8Weight {
-    if (K % 32 !== 0 || K <= 0 || N <= 0) {
-      throw new UsageError(`quantizeQ8: K must be a positive multiple of 32 (got N=${N}, K=${K}); keep such weights in f32`);
-    }
-    const qs = this.host.alloc(N * K);
-    const scales = this.host.alloc((N * K) / 8);
-    this.run('quantizeQ8Rows', [qs, scales, src, K], N, 1, K * 4);
-    return { qs, scales, N, K };
+    const w = this.allocQ8(N, K, 'quantizeQ8');
+    this.quantizeQ8Slice(w, src, 0, N);
+    return w;
   }
 
   /** Room for int8 weights [N,K] (qs and scales, contents undefined), filled by quantizeQ8Slice. */
-  allocQ8(N: number, K: number): Q8Weight {
+  allocQ8(N: number, K: number, caller = 'allocQ8'): Q8Weight {
     if (K % 32 !== 0 || K <= 0 || N <= 0) {
-      throw new UsageError(`allocQ8: K must be a positive multiple of 32 (got N=${N}, K=${K}); keep such weights in f32`);
+      throw new UsageError(`${caller}: K must be a positive multiple of 32 (got N=${N}, K=${K}); keep such weights in f32`);
     }
     return { qs: this.host.alloc(N * K), scales: this.host.alloc((N * K) / 8), N, K };
   }
@@ -177,7 +173,7 @@ export class Kernels {
       throw new UsageError('matmulQ8Quantized: activation was overwritten by a later quantizeAct/matmulQ8; quantize it again');
     }
     if (M === 1) this.run('gemvQ8', [out, act.xq, act.xs, w.qs, w.scales, bias, K], N, 1, K);
-    else if (path === 'auto' && M >= Q8F_MIN_ROWS && act.xd !== 0) this.run('gemmQ8F', [out, act.xd, w.qs, w.scales, bias, M, K, N], N, 4, M * K);
+    else if (path === 'auto' && M >= Q8F_MIN_ROWS) this.run('gemmQ8F', [out, act.xd, w.qs, w.scales, bias, M, K, N], N, 4, M * K);
     else this.run('gemmQ8', [out, act.xq, act.xs, w.qs, w.scales, bias, M, K, N], N, 1, M * K);
   }
 

@@ -48,19 +48,18 @@ async function readBuild(build: KernelBuild): Promise<Uint8Array<ArrayBuffer>> {
   }
 }
 
-let relaxedSupport: boolean | undefined;
-/** Whether this engine compiles the relaxed build, enabling Node 20's flag for it on first use. */
-function supportsRelaxed(bytes: Uint8Array<ArrayBuffer>): boolean {
-  if (relaxedSupport !== undefined) return relaxedSupport;
-  relaxedSupport = WebAssembly.validate(bytes);
-  if (!relaxedSupport) {
+let relaxedSupport: Promise<boolean> | undefined;
+/** Whether this engine compiles the relaxed build, enabling Node 20's flag for it on first use; asked once per process. */
+function supportsRelaxed(): Promise<boolean> {
+  relaxedSupport ??= readBuild('relaxed').then((bytes) => {
+    if (WebAssembly.validate(bytes)) return true;
     try {
       v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
     } catch {
       // An engine without the flag simply stays on the plain build.
     }
-    relaxedSupport = WebAssembly.validate(bytes);
-  }
+    return WebAssembly.validate(bytes);
+  });
   return relaxedSupport;
 }
 
@@ -73,28 +72,26 @@ export function defaultKernelChoice(): KernelBuildChoice {
   return env as KernelBuildChoice;
 }
 
+/** One compiled module per build, shared by every runtime of the process (a failed one is retried). */
 const modules = new Map<KernelBuild, Promise<WebAssembly.Module>>();
-async function loadModule(choice: KernelBuildChoice): Promise<{ build: KernelBuild; module: WebAssembly.Module }> {
-  let build: KernelBuild = choice === 'auto' ? 'relaxed' : choice;
-  let bytes: Uint8Array<ArrayBuffer> | undefined;
-  if (build === 'relaxed') {
-    bytes = await readBuild('relaxed');
-    if (!supportsRelaxed(bytes)) {
-      if (choice === 'relaxed') {
-        throw new UsageError(`the relaxed-SIMD kernels do not compile on this engine (Node ${process.versions.node}); use kernels "plain" or "auto"`);
-      }
-      build = 'plain';
-      bytes = undefined;
-    }
-  }
+function compiled(build: KernelBuild): Promise<WebAssembly.Module> {
   let p = modules.get(build);
   if (p === undefined) {
-    const b = bytes ?? (await readBuild(build));
-    p = WebAssembly.compile(b);
+    p = readBuild(build).then((bytes) => WebAssembly.compile(bytes));
     modules.set(build, p);
     p.catch(() => modules.delete(build));
   }
-  return { build, module: await p };
+  return p;
+}
+
+async function loadModule(choice: KernelBuildChoice): Promise<{ build: KernelBuild; module: WebAssembly.Module }> {
+  if (choice !== 'plain') {
+    if (await supportsRelaxed()) return { build: 'relaxed', module: await compiled('relaxed') };
+    if (choice === 'relaxed') {
+      throw new UsageError(`the relaxed-SIMD kernels do not compile on this engine (Node ${process.versions.node}); use kernels "plain" or "auto"`);
+    }
+  }
+  return { build: 'plain', module: await compiled('plain') };
 }
 
 export class Runtime {

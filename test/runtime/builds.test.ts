@@ -10,7 +10,7 @@ import { Engine } from '../../src/engine/engine.ts';
 import { Runtime } from '../../src/runtime/wasm.ts';
 import { bundledModelDir } from '../../src/cli/default-model.ts';
 import type { CompressionRequest } from '../../src/compress/registry.ts';
-import { essaySentences } from '../../src/eval/ruler/essay.ts';
+import { benchPrompt } from '../../src/bench/model.ts';
 import { smollm2Path, SMOLLM2_SKIP } from '../helpers/smollm2.ts';
 
 const relaxedOk = await Runtime.create({ threads: 1, kernels: 'auto' }).then(async (rt) => {
@@ -31,10 +31,15 @@ test('kernels: auto picks relaxed where it compiles, plain and relaxed can be as
 
 interface Case { kv: CompressionRequest; label: string }
 
-async function generateOn(model: string, kernels: 'plain' | 'relaxed', prompts: number[][], cases: Case[], maxTokens: number): Promise<{ tokens: number[][]; logits: Float32Array[] }> {
+/** Prompts of the seeded essay in the model's tokenizer, one of each length (bench model's prompt). */
+interface PromptSpec { lengths: number[] }
+
+async function generateOn(model: string, kernels: 'plain' | 'relaxed', spec: PromptSpec, cases: Case[], maxTokens: number): Promise<{ prompts: number[][]; tokens: number[][]; logits: Float32Array[] }> {
   const engine = await Engine.load(model, { threads: 2, kernels });
   try {
     assert.equal(engine.runtime.kernelBuild, kernels);
+    const prompts = spec.lengths.map((n) => benchPrompt(engine.tokenizer, n));
+    prompts.forEach((p, i) => assert.equal(p.length, spec.lengths[i], 'each prompt is long enough for the budgets to evict'));
     const tokens: number[][] = [];
     const logits: Float32Array[] = [];
     for (const p of prompts) {
@@ -47,13 +52,18 @@ async function generateOn(model: string, kernels: 'plain' | 'relaxed', prompts: 
         tokens.push(gen.tokens);
       }
     }
-    return { tokens, logits };
+    return { prompts, tokens, logits };
   } finally {
     await engine.close();
   }
 }
 
-function compareBuilds(t: { diagnostic(s: string): void }, prompts: number[][], cases: Case[], plain: Awaited<ReturnType<typeof generateOn>>, relaxed: typeof plain, tol: number): void {
+/** Runs every case on both builds and checks they agree: the same tokens, prefill logits within tol (relative). */
+async function buildsAgree(t: { diagnostic(s: string): void }, model: string, spec: PromptSpec, cases: Case[], maxTokens: number, tol: number): Promise<void> {
+  const plain = await generateOn(model, 'plain', spec, cases, maxTokens);
+  const relaxed = await generateOn(model, 'relaxed', spec, cases, maxTokens);
+  assert.deepEqual(relaxed.prompts, plain.prompts);
+  const prompts = plain.prompts;
   let worst = 0;
   prompts.forEach((_, i) => {
     const a = plain.logits[i]!, b = relaxed.logits[i]!;
@@ -74,33 +84,20 @@ function compareBuilds(t: { diagnostic(s: string): void }, prompts: number[][], 
 }
 
 test('bundled model: the plain and relaxed builds generate the same tokens, full cache and compressed', { skip: RELAXED_SKIP }, async (t) => {
-  const model = bundledModelDir();
-  const engine = await Engine.load(model, { threads: 1 });
-  const prompts = [3, 11].map((seed) => engine.tokenizer.encode(essaySentences(60 + seed).slice(seed).join(' '), { addSpecialTokens: true }).slice(0, 300));
-  await engine.close();
-  const cases: Case[] = [
+  await buildsAgree(t, bundledModelDir(), { lengths: [300, 257] }, [
     { kv: { method: 'full' }, label: 'full' },
     { kv: { method: 'rocketkv', budget: 64 }, label: 'rocketkv@64' },
     { kv: { method: 'kvcompress', budget: 32 }, label: 'kvcompress@32' },
     { kv: { method: 'snapkv', budget: 64 }, label: 'snapkv@64' },
     { kv: { method: 'quest', budget: 64 }, label: 'quest@64' },
-  ];
-  const plain = await generateOn(model, 'plain', prompts, cases, 24);
-  const relaxed = await generateOn(model, 'relaxed', prompts, cases, 24);
-  compareBuilds(t, prompts, cases, plain, relaxed, 1e-4);
+  ], 24, 1e-4);
 });
 
 const smol = smollm2Path();
 test('SmolLM2: the plain and relaxed builds generate the same tokens, full cache and compressed', { skip: RELAXED_SKIP || (smol ? false : SMOLLM2_SKIP) }, async (t) => {
-  const engine = await Engine.load(smol!, { threads: 1 });
-  const prompts = [5, 17].map((seed) => engine.tokenizer.encode(essaySentences(400 + seed).slice(seed).join(' '), { addSpecialTokens: true }).slice(0, 600));
-  await engine.close();
-  const cases: Case[] = [
+  await buildsAgree(t, smol!, { lengths: [600, 523] }, [
     { kv: { method: 'full' }, label: 'full' },
     { kv: { method: 'rocketkv', budget: 128 }, label: 'rocketkv@128' },
     { kv: { method: 'kvcompress', budget: 64 }, label: 'kvcompress@64' },
-  ];
-  const plain = await generateOn(smol!, 'plain', prompts, cases, 16);
-  const relaxed = await generateOn(smol!, 'relaxed', prompts, cases, 16);
-  compareBuilds(t, prompts, cases, plain, relaxed, 1e-4);
+  ], 16, 1e-4);
 });
