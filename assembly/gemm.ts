@@ -60,6 +60,40 @@ const M_BLOCK: i32 = 64;
   v128.store(o0 + outRow, r1);
 }
 
+/**
+ * The 1x4 micro-kernel: one x row by w rows w0 + j * wRow (j < 4) over k floats, summed in exactly
+ * the order tile2x4 sums each of its rows (one f32x4 accumulator per w row, the same transpose-sum,
+ * tail and bias), so a row's outputs do not depend on whether it ran alone or in a pair: the
+ * matrix-vector product and an odd last row give the bits a GEMM row gives.
+ */
+// @ts-ignore: decorator
+@inline export function tile1x4(o0: usize, x0: usize, w0: usize, wRow: usize, k: i32, first: bool, bias: usize, n: i32): void {
+  const w1 = w0 + wRow;
+  const w2 = w1 + wRow;
+  const w3 = w2 + wRow;
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0), c02 = f32x4.splat(0), c03 = f32x4.splat(0);
+  const kEnd = <usize>(k & ~3) << 2;
+  for (let o: usize = 0; o < kEnd; o += 16) {
+    const a0 = v128.load(x0 + o);
+    c00 = madd(a0, v128.load(w0 + o), c00);
+    c01 = madd(a0, v128.load(w1 + o), c01);
+    c02 = madd(a0, v128.load(w2 + o), c02);
+    c03 = madd(a0, v128.load(w3 + o), c03);
+  }
+  let r0 = hsum4(c00, c01, c02, c03);
+  for (let j = k & ~3; j < k; j++) {
+    const o = <usize>j << 2;
+    const b = f32x4(load<f32>(w0 + o), load<f32>(w1 + o), load<f32>(w2 + o), load<f32>(w3 + o));
+    r0 = madd(f32x4.splat(load<f32>(x0 + o)), b, r0);
+  }
+  if (first) {
+    if (bias != 0) r0 = f32x4.add(r0, v128.load(bias + (<usize>n << 2)));
+  } else {
+    r0 = f32x4.add(r0, v128.load(o0));
+  }
+  v128.store(o0, r0);
+}
+
 // @ts-ignore: decorator
 @inline function single(out: usize, x: usize, w: usize, bias: usize, K: i32, N: i32, m: i32, n: i32): void {
   const rowBytes = <usize>K << 2;
@@ -79,9 +113,7 @@ export function gemmF32(out: usize, x: usize, w: usize, bias: usize, M: i32, K: 
       for (let m = mb; m < mEnd2; m += 2) {
         tile2x4(out + (<usize>m * <usize>N + <usize>n) * 4, <usize>N << 2, x + <usize>m * rowBytes, rowBytes, w + <usize>n * rowBytes, rowBytes, K, true, bias, n);
       }
-      for (let m = mEnd2; m < mbEnd; m++) {
-        for (let j = 0; j < 4; j++) single(out, x, w, bias, K, N, m, n + j);
-      }
+      if (mEnd2 < mbEnd) tile1x4(out + (<usize>mEnd2 * <usize>N + <usize>n) * 4, x + <usize>mEnd2 * rowBytes, w + <usize>n * rowBytes, rowBytes, K, true, bias, n);
     }
     for (let n = nEnd4; n < end; n++) {
       for (let m = mb; m < mbEnd; m++) single(out, x, w, bias, K, N, m, n);
@@ -89,44 +121,16 @@ export function gemmF32(out: usize, x: usize, w: usize, bias: usize, M: i32, K: 
   }
 }
 
-/** Matrix-vector product over weight rows [start, end): streams each w row once. */
+/**
+ * Matrix-vector product over weight rows [start, end): streams each w row once. Four w rows at a
+ * time through tile1x4, so each output is the bits gemmF32 gives that row in any batch (a decode
+ * step batched with other sequences equals the same step run alone).
+ */
 export function gemvF32(out: usize, x: usize, w: usize, bias: usize, K: i32, start: i32, end: i32): void {
   const rowBytes = <usize>K << 2;
-  const kEnd = <usize>(K & ~7) << 2;
   let n = start;
-  for (; n + 4 <= end; n += 4) {
-    const w0 = w + <usize>n * rowBytes;
-    const w1 = w0 + rowBytes;
-    const w2 = w1 + rowBytes;
-    const w3 = w2 + rowBytes;
-    let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
-    let d0 = f32x4.splat(0), d1 = f32x4.splat(0), d2 = f32x4.splat(0), d3 = f32x4.splat(0);
-    for (let o: usize = 0; o < kEnd; o += 32) {
-      const a = v128.load(x + o);
-      const b = v128.load(x + o, 16);
-      c0 = madd(a, v128.load(w0 + o), c0);
-      c1 = madd(a, v128.load(w1 + o), c1);
-      c2 = madd(a, v128.load(w2 + o), c2);
-      c3 = madd(a, v128.load(w3 + o), c3);
-      d0 = madd(b, v128.load(w0 + o, 16), d0);
-      d1 = madd(b, v128.load(w1 + o, 16), d1);
-      d2 = madd(b, v128.load(w2 + o, 16), d2);
-      d3 = madd(b, v128.load(w3 + o, 16), d3);
-    }
-    let r = hsum4(f32x4.add(c0, d0), f32x4.add(c1, d1), f32x4.add(c2, d2), f32x4.add(c3, d3));
-    for (let k = K & ~7; k < K; k++) {
-      const o = <usize>k << 2;
-      const b = f32x4(load<f32>(w0 + o), load<f32>(w1 + o), load<f32>(w2 + o), load<f32>(w3 + o));
-      r = madd(f32x4.splat(load<f32>(x + o)), b, r);
-    }
-    if (bias != 0) r = f32x4.add(r, v128.load(bias + (<usize>n << 2)));
-    v128.store(out + (<usize>n << 2), r);
-  }
-  for (; n < end; n++) {
-    let s = dot(x, w + <usize>n * rowBytes, K);
-    if (bias != 0) s += load<f32>(bias + (<usize>n << 2));
-    store<f32>(out + (<usize>n << 2), s);
-  }
+  for (; n + 4 <= end; n += 4) tile1x4(out + (<usize>n << 2), x, w + <usize>n * rowBytes, rowBytes, K, true, bias, n);
+  for (; n < end; n++) single(out, x, w, bias, K, 0, 0, n);
 }
 
 /** Partial SIMD sum of floats [start, end) at ptr: the bandwidth yardstick for gemvF32. */

@@ -1,7 +1,7 @@
 // Int8 weights with one f32 scale per 32 values along K (GGUF Q8_0 layout, split in two arrays).
 // Activations are quantized the same way but stored as i16 so the dot needs no widening of x.
 import { dot, madd, threadScratch } from './common';
-import { tile2x4 } from './gemm';
+import { tile1x4, tile2x4 } from './gemm';
 
 // @ts-ignore: decorator
 @inline function absMax8(p: usize): f32 {
@@ -117,7 +117,21 @@ export function gemvQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, b
 
 const M_BLOCK_Q: i32 = 64;
 
-/** Int8-weight GEMM over weight rows [start, end): each w row's blocks are reused across 4 x rows. */
+/** One x row's 32-block (i16 at xp) against a widened weight block w0..w3, times `scale`, added to acc. */
+// @ts-ignore: decorator
+@inline function scaledBlock(w0: v128, w1: v128, w2: v128, w3: v128, xp: usize, scale: f32, acc: v128): v128 {
+  const i = i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xp)), i32x4.dot_i16x8_s(w1, v128.load(xp, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), i32x4.dot_i16x8_s(w3, v128.load(xp, 48))));
+  return madd(f32x4.convert_i32x4_s(i), f32x4.splat(scale), acc);
+}
+
+/**
+ * Int8-weight GEMM over weight rows [start, end): each w row's blocks are widened once and reused
+ * across 4 x rows. Every x row sums its blocks as gemvQ8 does (even blocks on one accumulator, odd
+ * on another, then added), so a row's outputs are the bits gemvQ8 gives it alone: decode steps of
+ * several sequences batched into one product equal each one's step run alone.
+ */
 export function gemmQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, M: i32, K: i32, N: i32, start: i32, end: i32): void {
   const nb = K >> 5;
   const xRow = <usize>K << 1;
@@ -133,7 +147,9 @@ export function gemmQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, b
       for (; m + 4 <= mbEnd; m += 4) {
         const x0 = xq + <usize>m * xRow;
         const s0 = xs + <usize>m * sRow;
-        let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+        // eN: even blocks of row m+N, oN: odd blocks.
+        let e0 = f32x4.splat(0), e1 = f32x4.splat(0), e2 = f32x4.splat(0), e3 = f32x4.splat(0);
+        let o0 = f32x4.splat(0), o1 = f32x4.splat(0), o2 = f32x4.splat(0), o3 = f32x4.splat(0);
         for (let b = 0; b < nb; b++) {
           const wp = wqn + (<usize>b << 5);
           const w0 = v128.load8x8_s(wp);
@@ -142,44 +158,37 @@ export function gemmQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, b
           const w3 = v128.load8x8_s(wp, 24);
           const so = <usize>b << 2;
           const sw = load<f32>(wsn + so);
-          let xp = x0 + (<usize>b << 6);
-          let sp = s0 + so;
-          let i = i32x4.add(
-            i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xp)), i32x4.dot_i16x8_s(w1, v128.load(xp, 16))),
-            i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), i32x4.dot_i16x8_s(w3, v128.load(xp, 48))));
-          a0 = madd(f32x4.convert_i32x4_s(i), f32x4.splat(sw * load<f32>(sp)), a0);
-          xp += xRow; sp += sRow;
-          i = i32x4.add(
-            i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xp)), i32x4.dot_i16x8_s(w1, v128.load(xp, 16))),
-            i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), i32x4.dot_i16x8_s(w3, v128.load(xp, 48))));
-          a1 = madd(f32x4.convert_i32x4_s(i), f32x4.splat(sw * load<f32>(sp)), a1);
-          xp += xRow; sp += sRow;
-          i = i32x4.add(
-            i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xp)), i32x4.dot_i16x8_s(w1, v128.load(xp, 16))),
-            i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), i32x4.dot_i16x8_s(w3, v128.load(xp, 48))));
-          a2 = madd(f32x4.convert_i32x4_s(i), f32x4.splat(sw * load<f32>(sp)), a2);
-          xp += xRow; sp += sRow;
-          i = i32x4.add(
-            i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xp)), i32x4.dot_i16x8_s(w1, v128.load(xp, 16))),
-            i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), i32x4.dot_i16x8_s(w3, v128.load(xp, 48))));
-          a3 = madd(f32x4.convert_i32x4_s(i), f32x4.splat(sw * load<f32>(sp)), a3);
+          const xp = x0 + (<usize>b << 6);
+          const sp = s0 + so;
+          if ((b & 1) == 0) {
+            e0 = scaledBlock(w0, w1, w2, w3, xp, sw * load<f32>(sp), e0);
+            e1 = scaledBlock(w0, w1, w2, w3, xp + xRow, sw * load<f32>(sp + sRow), e1);
+            e2 = scaledBlock(w0, w1, w2, w3, xp + 2 * xRow, sw * load<f32>(sp + 2 * sRow), e2);
+            e3 = scaledBlock(w0, w1, w2, w3, xp + 3 * xRow, sw * load<f32>(sp + 3 * sRow), e3);
+          } else {
+            o0 = scaledBlock(w0, w1, w2, w3, xp, sw * load<f32>(sp), o0);
+            o1 = scaledBlock(w0, w1, w2, w3, xp + xRow, sw * load<f32>(sp + sRow), o1);
+            o2 = scaledBlock(w0, w1, w2, w3, xp + 2 * xRow, sw * load<f32>(sp + 2 * sRow), o2);
+            o3 = scaledBlock(w0, w1, w2, w3, xp + 3 * xRow, sw * load<f32>(sp + 3 * sRow), o3);
+          }
         }
         const o = out + <usize>m * outRow + (<usize>n << 2);
-        store<f32>(o, hsumF(a0) + bv);
-        store<f32>(o + outRow, hsumF(a1) + bv);
-        store<f32>(o + 2 * outRow, hsumF(a2) + bv);
-        store<f32>(o + 3 * outRow, hsumF(a3) + bv);
+        store<f32>(o, hsumF(f32x4.add(e0, o0)) + bv);
+        store<f32>(o + outRow, hsumF(f32x4.add(e1, o1)) + bv);
+        store<f32>(o + 2 * outRow, hsumF(f32x4.add(e2, o2)) + bv);
+        store<f32>(o + 3 * outRow, hsumF(f32x4.add(e3, o3)) + bv);
       }
       for (; m < mbEnd; m++) {
         const x0 = xq + <usize>m * xRow;
         const s0 = xs + <usize>m * sRow;
-        let a0 = f32x4.splat(0);
+        let e0 = f32x4.splat(0), o0 = f32x4.splat(0);
         for (let b = 0; b < nb; b++) {
           const so = <usize>b << 2;
           const i = blockDot(wqn + (<usize>b << 5), x0 + (<usize>b << 6));
-          a0 = madd(f32x4.convert_i32x4_s(i), f32x4.splat(load<f32>(wsn + so) * load<f32>(s0 + so)), a0);
+          const t = madd(f32x4.convert_i32x4_s(i), f32x4.splat(load<f32>(wsn + so) * load<f32>(s0 + so)), (b & 1) == 0 ? e0 : o0);
+          if ((b & 1) == 0) e0 = t; else o0 = t;
         }
-        store<f32>(out + <usize>m * outRow + (<usize>n << 2), hsumF(a0) + bv);
+        store<f32>(out + <usize>m * outRow + (<usize>n << 2), hsumF(f32x4.add(e0, o0)) + bv);
       }
     }
   }
@@ -267,7 +276,7 @@ export function gemmQ8F(out: usize, xd: usize, wq: usize, ws: usize, bias: usize
             // The panel's rows are kc floats apart.
             tile2x4(out + <usize>m * outRow + (<usize>n << 2), outRow, xk + <usize>m * xRow, xRow, panel, <usize>kc << 2, kc, first, bias, n);
           }
-          if (mEnd2 < mbEnd) panelRow(out + <usize>mEnd2 * outRow + (<usize>n << 2), xk + <usize>mEnd2 * xRow, panel, kc, 4, first, bias, n);
+          if (mEnd2 < mbEnd) tile1x4(out + <usize>mEnd2 * outRow + (<usize>n << 2), xk + <usize>mEnd2 * xRow, panel, <usize>kc << 2, kc, first, bias, n);
         } else {
           for (let m = mb; m < mbEnd; m++) panelRow(out + <usize>m * outRow + (<usize>n << 2), xk + <usize>m * xRow, panel, kc, rows, first, bias, n);
         }

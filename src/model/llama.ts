@@ -1,4 +1,5 @@
 import type { Runtime } from '../runtime/wasm.ts';
+import { Q8F_MIN_ROWS } from '../runtime/kernels.ts';
 import type { ModelConfig } from './config.ts';
 import { ropeInvFreq } from './config.ts';
 import type { Linear, ModelWeights } from './weights.ts';
@@ -68,6 +69,13 @@ class Activations {
   }
 }
 
+/**
+ * Rows of a forward call that run as one product: every decode row together (one read of the
+ * weights for all sequences decoding), each prompt chunk on its own (its arithmetic that of the
+ * chunk run alone).
+ */
+interface RowGroup { r0: number; rows: number; decode: boolean }
+
 /** Query rows per attention job during prefill: small enough to spread a chunk over threads. */
 const ROWS_PER_JOB = 16;
 const JOB_FIELDS = 8;
@@ -103,26 +111,44 @@ export class LlamaModel {
     rt.f32(this.invFreq, inv.length).set(inv);
   }
 
-  private linear(out: number, x: number, w: Linear, M: number): void {
-    if (w.kind === 'f32') this.rt.k.matmul(out, x, w.ptr, w.bias, M, w.K, w.N);
-    else this.rt.k.matmulQ8(out, x, w.q, w.bias, M);
+  /**
+   * out[rows] = x[rows] · w^T for row ranges of the call: each range is one product. Decode rows
+   * take the integer path of int8 weights at any row count (gemvQ8's arithmetic per row), so a
+   * decode step gives the same bits batched or alone.
+   */
+  private linear(out: number, x: number, w: Linear, groups: readonly RowGroup[]): void {
+    for (const g of groups) {
+      const xo = x + g.r0 * w.K * 4;
+      const oo = out + g.r0 * w.N * 4;
+      if (w.kind === 'f32') this.rt.k.matmul(oo, xo, w.ptr, w.bias, g.rows, w.K, w.N);
+      else this.rt.k.matmulQ8Quantized(oo, this.rt.k.quantizeAct(xo, g.rows, w.K, !g.decode && g.rows >= Q8F_MIN_ROWS), w.q, w.bias, g.rows, g.decode ? 'integer' : 'auto');
+    }
   }
 
-  /** Several projections of one input: int8 weights share one quantization of the input. */
-  private linears(x: number, M: number, pairs: [out: number, w: Linear][]): void {
+  /** Several projections of one input: int8 weights share one quantization of each row range. */
+  private linears(x: number, groups: readonly RowGroup[], pairs: [out: number, w: Linear][]): void {
     if (!pairs.every(([, w]) => w.kind === 'q8')) {
-      for (const [out, w] of pairs) this.linear(out, x, w, M);
+      for (const [out, w] of pairs) this.linear(out, x, w, groups);
       return;
     }
-    const act = this.rt.k.quantizeAct(x, M, pairs[0]![1].K);
-    for (const [out, w] of pairs) if (w.kind === 'q8') this.rt.k.matmulQ8Quantized(out, act, w.q, w.bias, M);
+    const K = pairs[0]![1].K;
+    for (const g of groups) {
+      const act = this.rt.k.quantizeAct(x + g.r0 * K * 4, g.rows, K, !g.decode && g.rows >= Q8F_MIN_ROWS);
+      for (const [out, w] of pairs) {
+        if (w.kind === 'q8') this.rt.k.matmulQ8Quantized(out + g.r0 * w.N * 4, act, w.q, w.bias, g.rows, g.decode ? 'integer' : 'auto');
+      }
+    }
   }
 
   /**
    * Run the new tokens of every item through the model, appending their K/V to each sequence's
    * store. Returns the logits of each item's last token ([vocab] f32, a copy).
    */
-  forward(items: ForwardItem[]): Float32Array[] {
+  forward(input: ForwardItem[]): Float32Array[] {
+    // Decode rows first, so that they form one row range (one product per projection for all).
+    const isDecode = (it: ForwardItem): boolean => it.decode === true && it.tokens.length === 1;
+    const order = input.map((_, i) => i).sort((i, j) => Number(isDecode(input[j]!)) - Number(isDecode(input[i]!)) || i - j);
+    const items = order.map((i) => input[i]!);
     const rt = this.rt;
     const k = rt.k;
     const c = this.cfg;
@@ -152,6 +178,9 @@ export class LlamaModel {
       r += it.tokens.length;
     }
     rt.i32(a.pos, M).set(positions);
+    const decodeRows = items.filter(isDecode).length;
+    const groups: RowGroup[] = decodeRows ? [{ r0: 0, rows: decodeRows, decode: true }] : [];
+    for (let i = decodeRows; i < items.length; i++) groups.push({ r0: rowStart[i]!, rows: items[i]!.tokens.length, decode: false });
 
     this.planJobs(items);
     const scale = 1 / Math.sqrt(d);
@@ -160,7 +189,7 @@ export class LlamaModel {
       const w = this.weights.layers[l]!;
       // Attention block: x += Wo · attn(RoPE(Wq·n(x)), RoPE(Wk·n(x)), Wv·n(x))
       k.rmsnorm(a.xb, a.x, w.attnNorm, M, D, c.rmsNormEps);
-      this.linears(a.xb, M, [[a.q, w.q], [a.k, w.k], [a.v, w.v]]);
+      this.linears(a.xb, groups, [[a.q, w.q], [a.k, w.k], [a.v, w.v]]);
       if (items.some((it) => it.hooks?.onPreRopeQueries)) {
         const qAll = rt.f32(a.q, M * qDim);
         items.forEach((it, i) => it.hooks?.onPreRopeQueries?.(l, qAll.subarray(rowStart[i]! * qDim, (rowStart[i]! + it.tokens.length) * qDim), it.tokens.length));
@@ -182,16 +211,16 @@ export class LlamaModel {
       }
       // Grouped heads (G query heads per stored head) and expanded ones (one each) run as two calls.
       const [grouped, expanded] = this.fillJobs(items, rowStart, l, a.q, a.att);
-      if (grouped) k.attendPaged(this.jobs, grouped, this.pool.basePtr, this.pool.blockSlots, d, G, qDim, scale);
-      if (expanded) k.attendPaged(this.jobs + grouped * JOB_FIELDS * 4, expanded, this.pool.basePtr, this.pool.blockSlots, d, 1, qDim, scale);
-      this.linear(a.proj, a.att, w.o, M);
+      this.attend(this.jobs, grouped, G, qDim, scale);
+      this.attend(this.jobs + grouped.reduce((x, y) => x + y, 0) * JOB_FIELDS * 4, expanded, 1, qDim, scale);
+      this.linear(a.proj, a.att, w.o, groups);
       k.add(a.x, a.x, a.proj, M * D);
 
       // MLP block: x += Wdown · (silu(Wgate·n(x)) * Wup·n(x))
       k.rmsnorm(a.xb, a.x, w.mlpNorm, M, D, c.rmsNormEps);
-      this.linears(a.xb, M, [[a.gate, w.gate], [a.up, w.up]]);
+      this.linears(a.xb, groups, [[a.gate, w.gate], [a.up, w.up]]);
       k.siluMul(a.gate, a.gate, a.up, M * I);
-      this.linear(a.proj, a.gate, w.down, M);
+      this.linear(a.proj, a.gate, w.down, groups);
       k.add(a.x, a.x, a.proj, M * D);
     }
 
@@ -212,10 +241,37 @@ export class LlamaModel {
       this.logits = rt.alloc(n * c.vocabSize * 4, 64);
       this.logitsRows = n;
     }
-    this.linear(this.logits, a.xb, this.weights.lmHead, n);
-    const out: Float32Array[] = [];
-    for (let i = 0; i < n; i++) out.push(rt.f32(this.logits + i * c.vocabSize * 4, c.vocabSize).slice());
+    // One row per item, each with a decode row's arithmetic: an item's logits do not depend on the others.
+    this.linear(this.logits, a.xb, this.weights.lmHead, [{ r0: 0, rows: n, decode: true }]);
+    const out: Float32Array[] = new Array(n);
+    for (let i = 0; i < n; i++) out[order[i]!] = rt.f32(this.logits + i * c.vocabSize * 4, c.vocabSize).slice();
     return out;
+  }
+
+  /**
+   * Runs the paged-attention jobs of one pass, `counts[i]` consecutive jobs per item. Whether a
+   * decode step's keys are split into ranges (and into how many) is decided for each item from its
+   * own jobs, so an item attends the same way in a batch as alone.
+   */
+  private attend(ptr: number, counts: number[], G: number, rowStride: number, scale: number): void {
+    const k = this.rt.k;
+    const bytes = JOB_FIELDS * 4;
+    let runStart = 0;
+    let runJobs = 0;
+    let runParts = 0;
+    let j = 0;
+    for (const n of counts) {
+      if (n === 0) continue;
+      const parts = k.decodeKeyParts(ptr + j * bytes, n);
+      if (runJobs > 0 && parts !== runParts) {
+        k.attendPaged(ptr + runStart * bytes, runJobs, this.pool.basePtr, this.pool.blockSlots, this.cfg.headDim, G, rowStride, scale, runParts);
+        runJobs = 0;
+      }
+      if (runJobs === 0) { runStart = j; runParts = parts; }
+      runJobs += n;
+      j += n;
+    }
+    if (runJobs > 0) k.attendPaged(ptr + runStart * bytes, runJobs, this.pool.basePtr, this.pool.blockSlots, this.cfg.headDim, G, rowStride, scale, runParts);
   }
 
   /** Size the job table and the per-job score scratch for the most jobs any layer can need. */
@@ -252,9 +308,9 @@ export class LlamaModel {
   /**
    * One job per (item, stored head, group of query rows) over that head's slots in this layer:
    * grouped heads first, then heads of expanded layers. Decode steps ask the item's selector which
-   * slots to read and count the bytes read. Returns the two job counts.
+   * slots to read and count the bytes read. Returns each pass's job count per item.
    */
-  private fillJobs(items: ForwardItem[], rowStart: number[], layer: number, q: number, out: number): [number, number] {
+  private fillJobs(items: ForwardItem[], rowStart: number[], layer: number, q: number, out: number): [number[], number[]] {
     const c = this.cfg;
     const d = c.headDim;
     const G = c.numHeads / c.numKvHeads;
@@ -291,7 +347,7 @@ export class LlamaModel {
     let slotPtr = this.slots;
     let scratch = this.scratch;
     let j = 0;
-    const counts: [number, number] = [0, 0];
+    const counts: [number[], number[]] = [items.map(() => 0), items.map(() => 0)];
     /** The jobs of one stored head for the query heads from `qh0` (the job's kind sets how many), over `list` or all slots. */
     const emit = (i: number, T: number, tablePtr: number, length: number, qh0: number, list: Int32Array | null, pass: number): void => {
       let listPtr = 0;
@@ -317,7 +373,7 @@ export class LlamaModel {
         jobs[o + 7] = 0;
         scratch += nKeys * 4;
         j++;
-        counts[pass]!++;
+        counts[pass]![i]!++;
       }
     };
     // Pass 0: grouped heads (a group's query heads in one job). Pass 1: one query head per job, for

@@ -136,14 +136,15 @@ export class Kernels {
   /**
    * Quantizes activation rows x [M,K] into runtime scratch, for one or more matmulQ8Quantized calls
    * on the same input (e.g. q, k, v projections). K must be a multiple of 32. Overwrites the previous one.
+   * `dequantized` = false skips the f32 copy gemmQ8F reads (products that take the integer path).
    */
-  quantizeAct(x: number, M: number, K: number): QuantizedAct {
+  quantizeAct(x: number, M: number, K: number, dequantized = M >= Q8F_MIN_ROWS): QuantizedAct {
     if (K % 32 !== 0 || K <= 0 || M <= 0) {
       throw new UsageError(`quantizeAct: need M > 0 and K a positive multiple of 32 (got M=${M}, K=${K})`);
     }
     const xqBytes = M * K * 2;
     const xsBytes = (M * K) / 8;
-    const need = xqBytes + Math.ceil(xsBytes / 64) * 64 + (M >= Q8F_MIN_ROWS ? M * K * 4 : 0);
+    const need = xqBytes + Math.ceil(xsBytes / 64) * 64 + (dequantized ? M * K * 4 : 0);
     if (need > this.actScratchBytes) {
       if (this.actScratch !== 0) this.host.free(this.actScratch);
       this.actScratch = this.host.alloc(need);
@@ -153,7 +154,7 @@ export class Kernels {
     const xs = xq + xqBytes;
     this.run('quantizeActQ8', [xq, xs, x, K], M, 1, K * 4);
     let xd = 0;
-    if (M >= Q8F_MIN_ROWS) {
+    if (dequantized) {
       xd = xq + xqBytes + Math.ceil(xsBytes / 64) * 64;
       this.run('dequantActQ8', [xd, xq, xs, K], M, 1, K * 2);
     }
@@ -171,6 +172,9 @@ export class Kernels {
     }
     if (act.generation !== this.actGeneration) {
       throw new UsageError('matmulQ8Quantized: activation was overwritten by a later quantizeAct/matmulQ8; quantize it again');
+    }
+    if (path === 'auto' && M >= Q8F_MIN_ROWS && act.xd === 0) {
+      throw new UsageError('matmulQ8Quantized: this activation was quantized without its f32 copy; quantize it with dequantized = true or take the integer path');
     }
     if (M === 1) this.run('gemvQ8', [out, act.xq, act.xs, w.qs, w.scales, bias, K], N, 1, K);
     else if (path === 'auto' && M >= Q8F_MIN_ROWS) this.run('gemmQ8F', [out, act.xd, w.qs, w.scales, bias, M, K, N], N, 4, M * K);
@@ -219,14 +223,16 @@ export class Kernels {
    * Paged attention over nJobs job records (8 i32 each); parallel over jobs. When every job is one
    * row (a decode step) and there are fewer jobs than threads, each job's keys are split into
    * ranges run on different threads and merged (attendPagedPart, attendMerge), so long contexts
-   * use every thread however few KV heads there are. `split` = false keeps one range per job.
+   * use every thread however few KV heads there are. `split` = false keeps one range per job; a
+   * number sets the ranges per job.
    * The split sums in another order, so such a step's logits differ from an unsplit run (one with
    * as many jobs as threads, or fewer threads) by float rounding: results are reproducible at a
    * given thread count, not across thread counts, once a step has fewer jobs than half the threads.
    */
-  attendPaged(jobsPtr: number, nJobs: number, poolPtr: number, blockSlots: number, d: number, G: number, rowStride: number, scale: number, split = true): void {
-    const parts = split ? this.keyParts(jobsPtr, nJobs) : 1;
-    if (parts <= 1) {
+  attendPaged(jobsPtr: number, nJobs: number, poolPtr: number, blockSlots: number, d: number, G: number, rowStride: number, scale: number, split: boolean | number = true): void {
+    const parts = typeof split === 'number' ? split : split ? this.decodeKeyParts(jobsPtr, nJobs) : 1;
+    if (!Number.isInteger(parts) || parts < 1) throw new UsageError(`attendPaged: key ranges per job must be a positive integer, got ${parts}`);
+    if (parts === 1) {
       this.run('attendPaged', [jobsPtr, poolPtr, blockSlots, d, G, rowStride, scale], nJobs, 1, PARALLEL_MIN_WORK);
       return;
     }
@@ -240,8 +246,11 @@ export class Kernels {
     this.run('attendMerge', [jobsPtr, d, G, parts, this.partial], nJobs, 1, G * d * parts);
   }
 
-  /** Key ranges per job for a split decode step: 1 when the jobs are not all single rows or too short. */
-  private keyParts(jobsPtr: number, nJobs: number): number {
+  /**
+   * Key ranges per job for a split decode step: 1 when the jobs are not all single rows or too
+   * short, or already as many as the threads. The forward pass asks it per sequence.
+   */
+  decodeKeyParts(jobsPtr: number, nJobs: number): number {
     const threads = this.host.threads;
     if (threads <= 1 || nJobs === 0 || nJobs >= threads) return 1;
     const f = this.host.i32(jobsPtr, nJobs * 8);

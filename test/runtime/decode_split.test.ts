@@ -18,10 +18,11 @@ test('decode attention split by key range gives the logits of one range per job'
     const k = engine.runtime.k;
     const attend = k.attendPaged.bind(k);
     let splitCalls = 0;
-    k.attendPaged = (jobs, n, pool, bs, d, G, rs, scale) => {
-      const parts = (k as unknown as { keyParts(j: number, n: number): number }).keyParts(jobs, n);
-      if (split && parts > 1) splitCalls++;
-      attend(jobs, n, pool, bs, d, G, rs, scale, split);
+    // The forward pass passes each sequence's key ranges; `split` false forces one range per job.
+    k.attendPaged = (jobs, n, pool, bs, d, G, rs, scale, parts = true) => {
+      const ranges = typeof parts === 'number' ? parts : parts ? k.decodeKeyParts(jobs, n) : 1;
+      if (split && ranges > 1) splitCalls++;
+      attend(jobs, n, pool, bs, d, G, rs, scale, split ? parts : false);
     };
     try {
       const tokens = engine.tokenizer.encode(prompt);
@@ -70,11 +71,11 @@ test('decode attention split by key range over selected slot lists (quest per qu
     const k = engine.runtime.k;
     const attend = k.attendPaged.bind(k);
     let listed = 0;
-    k.attendPaged = (jobs, n, pool, bs, d, G, rs, scale) => {
-      const parts = (k as unknown as { keyParts(j: number, n: number): number }).keyParts(jobs, n);
+    k.attendPaged = (jobs, n, pool, bs, d, G, rs, scale, parts = true) => {
+      const ranges = typeof parts === 'number' ? parts : parts ? k.decodeKeyParts(jobs, n) : 1;
       const f = engine.runtime.i32(jobs, n * 8);
-      if (split && parts > 1 && G === 1 && f[4] !== 0) listed++;
-      attend(jobs, n, pool, bs, d, G, rs, scale, split);
+      if (split && ranges > 1 && G === 1 && f[4] !== 0) listed++;
+      attend(jobs, n, pool, bs, d, G, rs, scale, split ? parts : false);
     };
     try {
       const g = engine.generate(prompt, { maxTokens: 12, temperature: 0, ignoreEos: true, kv: { method: 'quest', budget: 1024, dense_layers: 0, gqa: 'head' } });
