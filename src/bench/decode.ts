@@ -1,7 +1,7 @@
 import { Runtime } from '../runtime/wasm.ts';
 import { loadWeights, type WeightFormat } from '../model/weights.ts';
 import { LlamaModel } from '../model/llama.ts';
-import { BlockPool, fmtBytes } from '../kv/pool.ts';
+import { BlockPool, blockBytesFor, fmtBytes } from '../kv/pool.ts';
 import { SequenceKV } from '../kv/store.ts';
 import { makeRng } from '../engine/sampling.ts';
 import { shapeConfig, syntheticTensors } from './shapes.ts';
@@ -65,7 +65,7 @@ export async function benchDecode(o: DecodeBenchOptions): Promise<DecodeBenchRep
       }
     })();
     o.log(`${source ? 'model' : 'random'} weights ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${fmtBytes(weights.bytes)}`);
-    const pool = new BlockPool(rt, { headDim: cfg.headDim, initialBlocks: Math.ceil((o.contextTokens + o.steps + 16) / 16) * cfg.numLayers * cfg.numKvHeads });
+    const pool = new BlockPool(rt, { headDim: cfg.headDim, maxBytes: 2 * Math.ceil((o.contextTokens + o.steps + 16) / 16) * cfg.numLayers * cfg.numKvHeads * blockBytesFor(cfg.headDim, 16) });
     const model = new LlamaModel(rt, cfg, weights, pool);
     const requests = o.methods ?? [{ method: 'full' }];
     const resolved = requests.map((r) => resolveCompression(r));

@@ -7,12 +7,12 @@ import { openModelSource } from '../model/source.ts';
 import { StreamDecoder, type Tokenizer } from '../model/tokenizer.ts';
 import { loadWeights, defaultWeightFormat, type WeightFormat } from '../model/weights.ts';
 import { LlamaModel } from '../model/llama.ts';
-import { BlockPool } from '../kv/pool.ts';
+import { BlockPool, fmtBytes } from '../kv/pool.ts';
 import { SequenceKV } from '../kv/store.ts';
 import { Sampler, validateSampling, type SamplingOptions } from './sampling.ts';
 import { StopMatcher } from './stop.ts';
 import { checkFitsWasm } from './memory.ts';
-import { ContextLengthError, ModelLoadError, UsageError } from '../errors.ts';
+import { ContextLengthError, ModelLoadError, UsageError, WasmMemoryError } from '../errors.ts';
 import { createCompression, resolveCompression, type CompressionRequest, type ResolvedCompression } from '../compress/registry.ts';
 import { CompressionSession, QueryWindow } from '../compress/session.ts';
 import { QueryStats } from '../compress/query-stats.ts';
@@ -31,7 +31,10 @@ export interface EngineOptions {
   weights?: WeightFormat;
   /** Most tokens one sequence may hold (default: the model's context length). */
   maxContextTokens?: number;
-  /** Limit on the KV pool's bytes (default: unlimited within wasm32 memory). */
+  /**
+   * The KV pool's byte limit, fixed at load (default: KV_MEMORY_SHARE of what wasm32's 4 GiB leaves
+   * after the weights and ACTIVATION_RESERVE_BYTES for activations).
+   */
   kvMemoryBytes?: number;
   onProgress?: (p: LoadProgress) => void;
 }
@@ -187,7 +190,7 @@ export class Engine {
         format: fmt,
         onProgress: (done, total) => opts.onProgress?.({ stage: 'weights', done, total }),
       });
-      const pool = new BlockPool(rt, { headDim: cfg.headDim, blockSlots: 16, maxBytes: opts.kvMemoryBytes });
+      const pool = new BlockPool(rt, { headDim: cfg.headDim, blockSlots: 16, maxBytes: kvMemoryLimit(rt, opts.kvMemoryBytes) });
       const model = new LlamaModel(rt, cfg, weights, pool);
       return new Engine(dir, cfg, tokenizer, rt, pool, model, fmt, maxCtx, fingerprint);
     } catch (e) {
@@ -483,6 +486,25 @@ export class Engine {
   async close(): Promise<void> {
     await this.runtime.close();
   }
+}
+
+/** Wasm memory kept free of the KV pool for activations, attention scratch and logits. */
+export const ACTIVATION_RESERVE_BYTES = 512 * 2 ** 20;
+/** Share of the rest that the KV pool takes by default. */
+export const KV_MEMORY_SHARE = 0.9;
+
+/** The KV pool's byte limit: the one asked for, checked against what is left, or the default share. */
+export function kvMemoryLimit(rt: Runtime, asked: number | undefined): number {
+  const left = Math.max(0, rt.bytesLeft() - ACTIVATION_RESERVE_BYTES);
+  if (asked === undefined) {
+    if (left < 64 * 2 ** 20) throw new WasmMemoryError(`the weights leave ${fmtBytes(left)} of wasm32's 4 GiB for the KV cache; use int8 weights or a smaller model`);
+    return Math.floor(left * KV_MEMORY_SHARE);
+  }
+  if (!Number.isFinite(asked) || asked <= 0) throw new UsageError(`KV memory limit must be a positive number of bytes, got ${asked}`);
+  if (asked > left) {
+    throw new UsageError(`KV memory limit ${fmtBytes(asked)} is more than wasm32 leaves after the weights and ${fmtBytes(ACTIVATION_RESERVE_BYTES)} for activations (${fmtBytes(left)}); lower it`);
+  }
+  return asked;
 }
 
 function yieldToEventLoop(): Promise<void> {

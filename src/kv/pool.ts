@@ -10,10 +10,8 @@ export interface BlockPoolOptions {
   headDim: number;
   /** Token slots per block (KV-Compress uses 16). */
   blockSlots?: number;
-  /** Blocks reserved up front; the pool grows by doubling past it. */
-  initialBlocks?: number;
-  /** Hard limit on the pool's bytes; allocation past it throws PoolExhaustedError. */
-  maxBytes?: number;
+  /** The pool's byte limit: its capacity is this many bytes of whole blocks, fixed for its life. */
+  maxBytes: number;
 }
 
 /** The pool cannot hand out another block within its byte limit. */
@@ -21,20 +19,29 @@ export class PoolExhaustedError extends WasmMemoryError {}
 
 /**
  * One contiguous region of wasm memory cut into fixed-size blocks, shared by every sequence.
- * A block holds K and V of one (sequence, layer, KV head). Kernels address block b at
- * `basePtr + b * blockBytes`, so growing the pool moves the region but never renumbers blocks.
+ * A block holds K and V of one (sequence, layer, KV head). The capacity is fixed from the byte
+ * limit; the region is taken from the runtime once, at the first block handed out or reserved, so a
+ * pool costs nothing until used and its blocks never move. Kernels address block b at
+ * `basePtr + b * blockBytes`.
+ *
+ * A step reserves the blocks it will append before any kernel runs (`reserve`, all or nothing),
+ * then takes them (`allocate(true)`); blocks taken without a reservation come from what is neither
+ * in use nor reserved. The pool only counts: who may grow is the scheduler's decision.
  */
 export class BlockPool {
   readonly headDim: number;
   readonly blockSlots: number;
   readonly blockBytes: number;
   readonly maxBytes: number;
+  /** Blocks the pool can hold: floor(maxBytes / blockBytes). */
+  readonly capacityBlocks: number;
   private rt: Runtime;
   private base = 0;
-  private capacity = 0;
-  private freeIds: Int32Array = new Int32Array(0);
+  private mapped = false;
+  private freeIds: Int32Array;
   private freeCount = 0;
   private inUse = 0;
+  private reservedCount = 0;
   private peak = 0;
 
   constructor(rt: Runtime, opts: BlockPoolOptions) {
@@ -42,35 +49,56 @@ export class BlockPool {
     this.headDim = opts.headDim;
     this.blockSlots = opts.blockSlots ?? 16;
     this.blockBytes = blockBytesFor(this.headDim, this.blockSlots);
-    this.maxBytes = opts.maxBytes ?? Number.POSITIVE_INFINITY;
-    const limit = Math.floor(this.maxBytes / this.blockBytes);
-    if (limit < 1) throw new PoolExhaustedError(`KV memory limit ${fmtBytes(this.maxBytes)} is below one block of ${this.blockBytes} bytes; raise it`);
-    this.grow(Math.max(1, Math.min(limit, opts.initialBlocks ?? 64)));
+    if (!(opts.maxBytes > 0) || !Number.isFinite(opts.maxBytes)) throw new RangeError(`KV memory limit must be a positive number of bytes, got ${opts.maxBytes}`);
+    this.maxBytes = opts.maxBytes;
+    this.capacityBlocks = Math.floor(this.maxBytes / this.blockBytes);
+    if (this.capacityBlocks < 1) throw new PoolExhaustedError(`KV memory limit ${fmtBytes(this.maxBytes)} is below one block of ${this.blockBytes} bytes; raise it`);
+    this.freeIds = new Int32Array(this.capacityBlocks);
+    // Hand out low ids first: the stack holds ids in descending order.
+    for (let id = this.capacityBlocks - 1; id >= 0; id--) this.freeIds[this.freeCount++] = id;
   }
 
-  /** Byte offset of the pool region (changes when the pool grows). */
-  get basePtr(): number { return this.base; }
-  get capacityBlocks(): number { return this.capacity; }
+  /** Byte offset of the pool region (fixed once the region is taken). */
+  get basePtr(): number { this.map(); return this.base; }
   get blocksInUse(): number { return this.inUse; }
+  /** Blocks promised to steps that have not taken them yet. */
+  get reservedBlocks(): number { return this.reservedCount; }
+  /** Blocks neither in use nor reserved. */
+  get freeBlocks(): number { return this.capacityBlocks - this.inUse - this.reservedCount; }
   /** Bytes held by allocated blocks: the figure every memory claim uses. */
   get bytesInUse(): number { return this.inUse * this.blockBytes; }
   get peakBytes(): number { return this.peak * this.blockBytes; }
   resetPeak(): void { this.peak = this.inUse; }
 
   /** Byte offset of block `id`'s K rows; V rows follow at + blockSlots*headDim*4. */
-  blockPtr(id: number): number { return this.base + id * this.blockBytes; }
+  blockPtr(id: number): number { return this.basePtr + id * this.blockBytes; }
 
-  allocate(): number {
-    if (this.freeCount === 0) {
-      const limit = Math.floor(this.maxBytes / this.blockBytes);
-      if (this.capacity >= limit) {
-        throw new PoolExhaustedError(
-          `KV pool is full: ${this.inUse} blocks of ${this.blockBytes} bytes in use, limit ${fmtBytes(this.maxBytes)}; ` +
-            'raise the KV memory limit, shorten the prompt or use a compression method',
-        );
-      }
-      this.grow(Math.min(limit, this.capacity * 2));
+  /** Promise `n` blocks to a step: all of them (true) or none (false). */
+  reserve(n: number): boolean {
+    if (!Number.isInteger(n) || n < 0) throw new RangeError(`reserve: block count must be an integer >= 0, got ${n}`);
+    if (n > this.freeBlocks) return false;
+    this.reservedCount += n;
+    return true;
+  }
+
+  /** Give back `n` reserved blocks that were not taken. */
+  unreserve(n: number): void {
+    if (n > this.reservedCount) throw new RangeError(`unreserve: ${n} blocks given back, ${this.reservedCount} reserved`);
+    this.reservedCount -= n;
+  }
+
+  /** A block: from a reservation made earlier (`reserved`), else from the free ones. */
+  allocate(reserved = false): number {
+    if (reserved) {
+      if (this.reservedCount === 0) throw new RangeError('allocate: no block is reserved');
+      this.reservedCount--;
+    } else if (this.freeBlocks === 0) {
+      throw new PoolExhaustedError(
+        `KV pool is full: ${this.inUse} blocks of ${this.blockBytes} bytes in use${this.reservedCount ? `, ${this.reservedCount} reserved` : ''}, limit ${fmtBytes(this.maxBytes)}; ` +
+          'raise the KV memory limit, shorten the prompt or use a compression method',
+      );
     }
+    this.map();
     const id = this.freeIds[--this.freeCount]!;
     this.inUse++;
     if (this.inUse > this.peak) this.peak = this.inUse;
@@ -82,27 +110,16 @@ export class BlockPool {
     this.inUse--;
   }
 
-  private grow(newCapacity: number): void {
-    const bytes = newCapacity * this.blockBytes;
-    const ptr = this.rt.alloc(bytes, 64);
-    if (this.capacity > 0) {
-      this.rt.u8(ptr, this.capacity * this.blockBytes).set(this.rt.u8(this.base, this.capacity * this.blockBytes));
-      this.rt.free(this.base);
-    }
-    const ids = new Int32Array(newCapacity);
-    ids.set(this.freeIds.subarray(0, this.freeCount));
-    let n = this.freeCount;
-    // Hand out low ids first: push new ids in descending order onto the stack.
-    for (let id = newCapacity - 1; id >= this.capacity; id--) ids[n++] = id;
-    this.freeIds = ids;
-    this.freeCount = n;
-    this.base = ptr;
-    this.capacity = newCapacity;
+  /** Takes the region from the runtime, once. */
+  private map(): void {
+    if (this.mapped) return;
+    this.base = this.rt.alloc(this.capacityBlocks * this.blockBytes, 64);
+    this.mapped = true;
   }
 
   dispose(): void {
-    if (this.capacity > 0) this.rt.free(this.base);
-    this.capacity = 0;
+    if (this.mapped) this.rt.free(this.base);
+    this.mapped = false;
   }
 }
 

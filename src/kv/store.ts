@@ -56,6 +56,11 @@ export class SequenceKV {
   readonly pool: BlockPool;
   private released = false;
   private summaryPage = 0;
+  /** Blocks this sequence holds, and the most it has held since `resetPeak`. */
+  private held = 0;
+  private heldPeak = 0;
+  /** Blocks reserved for this sequence's next appends (taken before unreserved ones). */
+  private reserved = 0;
 
   constructor(rt: Runtime, pool: BlockPool, opts: SequenceKVOptions) {
     this.rt = rt;
@@ -71,6 +76,46 @@ export class SequenceKV {
       this.layerHeads.push(hs);
       this.groups.push(0);
     }
+  }
+
+  /** A block for this sequence: from its reservation first, else from the pool's free blocks. */
+  private takeBlock(): number {
+    const id = this.pool.allocate(this.reserved > 0);
+    if (this.reserved > 0) this.reserved--;
+    if (++this.held > this.heldPeak) this.heldPeak = this.held;
+    return id;
+  }
+
+  private giveBlock(id: number): void {
+    this.pool.release(id);
+    this.held--;
+  }
+
+  /** Blocks this sequence holds now. */
+  get blocksHeld(): number { return this.held; }
+  /** The most blocks it held at once since it was made or since `resetPeak`. */
+  get peakBlocks(): number { return this.heldPeak; }
+  resetPeak(): void { this.heldPeak = this.held; }
+
+  /** New blocks that appending T tokens to every head would take (expanded layers included). */
+  blocksToAppend(T: number): number {
+    const bs = this.pool.blockSlots;
+    let n = 0;
+    for (const heads of this.layerHeads) for (const h of heads) n += Math.ceil((h.length + T) / bs) - h.blocks;
+    return n;
+  }
+
+  /** Reserve n more blocks in the pool for this sequence: all (true) or none (false). */
+  tryReserve(n: number): boolean {
+    if (!this.pool.reserve(n)) return false;
+    this.reserved += n;
+    return true;
+  }
+
+  /** Give back whatever of the reservation was not taken. */
+  dropReservation(): void {
+    if (this.reserved > 0) this.pool.unreserve(this.reserved);
+    this.reserved = 0;
   }
 
   private newHead(): HeadKV {
@@ -125,7 +170,7 @@ export class SequenceKV {
     }
     const slot = head.length;
     if (slot % bs === 0) {
-      const id = pool.allocate();
+      const id = this.takeBlock();
       this.table(head)[head.blocks++] = id;
     }
     // Allocation may have grown memory and moved the pool: take a fresh view and table.
@@ -221,7 +266,7 @@ export class SequenceKV {
     }
     head.length = keep.length;
     const blocks = Math.ceil(head.length / bs);
-    for (let b = blocks; b < head.blocks; b++) this.pool.release(table[b]!);
+    for (let b = blocks; b < head.blocks; b++) this.giveBlock(table[b]!);
     head.blocks = blocks;
     if (head.summary) head.summary.rebuild(this.readKeys(layer, h), head.length);
   }
@@ -279,7 +324,7 @@ export class SequenceKV {
           const from = src[h]!;
           const to = copy.layerHeads[l]![h]!;
           for (let b = 0; b < from.blocks; b++) {
-            const id = this.pool.allocate();
+            const id = copy.takeBlock();
             copy.table(to)[to.blocks++] = id;
             // Allocation may move the pool: addresses are taken after it.
             const srcId = this.table(from)[b]!;
@@ -341,7 +386,7 @@ export class SequenceKV {
   private releaseHeads(heads: HeadKV[]): void {
     for (const head of heads) {
       const table = this.table(head);
-      for (let b = 0; b < head.blocks; b++) this.pool.release(table[b]!);
+      for (let b = 0; b < head.blocks; b++) this.giveBlock(table[b]!);
       head.blocks = 0;
       head.length = 0;
       this.rt.free(head.tablePtr);
@@ -352,6 +397,7 @@ export class SequenceKV {
   release(): void {
     if (this.released) return;
     this.released = true;
+    this.dropReservation();
     for (const heads of this.layerHeads) this.releaseHeads(heads);
   }
 }

@@ -217,6 +217,8 @@ export class Runtime {
   }
 
   bytesInUse(): number { return this.inUse; }
+  /** Bytes wasm32 can still hand out: its 4 GiB less what is allocated. */
+  bytesLeft(): number { return MAX_BYTES - this.inUse; }
   peakBytes(): number { return this.peak; }
 
   f32(ptr: number, n: number): Float32Array { return new Float32Array(this.memory.buffer, ptr, n); }

@@ -10,6 +10,7 @@ import { createCompression, resolveCompression, type CompressionRequest } from '
 import type { SequenceKV } from '../../src/kv/store.ts';
 import { makeRng } from '../../src/engine/sampling.ts';
 import { argmax } from '../../src/engine/sampling.ts';
+import { PoolExhaustedError } from '../../src/kv/pool.ts';
 
 let dir = '';
 let engine: Engine;
@@ -89,23 +90,33 @@ test('kvcompress: heads end with different lengths, the average respects the bud
   seq.release();
 });
 
-test('kvcompress: blocks freed by one sequence serve another sequence in the same pool', () => {
-  const { seq: a } = prefill({ method: 'kvcompress', budget: 48, continual: false }, 800);
-  const capacity = engine.pool.capacityBlocks;
-  const inUse = engine.pool.blocksInUse;
-  const free = capacity - inUse;
-  const evictedByA = Math.ceil(800 / BLOCK) * a.heads.length - blocksNeeded(a);
-  // B needs more blocks than were free before A's eviction returned its blocks.
-  const b = engine.newSequence();
-  const tokens = Array.from({ length: 800 }, (_, i) => (i * 7) % 256);
-  for (let i = 0; i < tokens.length; i += 200) engine.model.forward([{ seq: b, tokens: tokens.slice(i, i + 200) }]);
-  const used = engine.pool.blocksInUse - inUse;
-  assert.ok(used > 0);
-  assert.equal(engine.pool.capacityBlocks, capacity, 'the pool did not grow: freed blocks were reused');
-  assert.ok(used <= free);
-  assert.ok(used > free - evictedByA, `B (${used} blocks) could not have fit without A's ${evictedByA} freed blocks (${free - evictedByA} free otherwise)`);
-  a.release();
-  b.release();
+test('kvcompress: blocks freed by one sequence serve another sequence in the same pool', async () => {
+  // A pool of 1.5 full 800-token caches: B's full prefill fits beside A only once A has evicted.
+  const fullBlocks = Math.ceil(800 / BLOCK) * shape().numLayers * shape().numKvHeads;
+  const small = await Engine.load(dir, { threads: 2, weights: 'f32', kvMemoryBytes: Math.floor(1.5 * fullBlocks) * engine.pool.blockBytes });
+  try {
+    const rng = makeRng(3);
+    const tokens = (n: number) => Array.from({ length: n }, () => Math.floor(rng() * 256));
+    const holdA = async (kv: CompressionRequest) => {
+      const conv = small.conversation(kv);
+      for await (const _ of conv.send({ tokens: tokens(800) }, { maxTokens: 1 })) { /* drain */ }
+      return conv;
+    };
+    const runB = async () => { for await (const _ of small.generate({ tokens: tokens(800) }, { maxTokens: 1 })) { /* drain */ } };
+    const a = await holdA({ method: 'kvcompress', budget: 48, continual: false });
+    const held = small.pool.blocksInUse;
+    assert.ok(held < fullBlocks / 4, `A holds ${held} blocks after eviction (${fullBlocks} uncompressed)`);
+    await runB();
+    assert.equal(small.pool.blocksInUse, held, 'B returned its blocks; A keeps its own');
+    a.close();
+    // The same without eviction: A's full cache leaves too little for B.
+    const full = await holdA({ method: 'full' });
+    await assert.rejects(runB(), PoolExhaustedError);
+    full.close();
+    assert.equal(small.pool.blocksInUse, 0);
+  } finally {
+    await small.close();
+  }
 });
 
 test('kvcompress continual: a long generation stays within budget + one block per head at every step', () => {

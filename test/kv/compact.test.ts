@@ -27,7 +27,7 @@ test('compaction moves K, V and positions down, returns trailing blocks, keeps p
     const d = 8;
     const kvHeads = 2;
     const page = 3;
-    const pool = new BlockPool(rt, { headDim: d, blockSlots: 16 });
+    const pool = new BlockPool(rt, { headDim: d, blockSlots: 16, maxBytes: 64 * 2 ** 20 });
     const seq = new SequenceKV(rt, pool, { layers: 1, kvHeads, maxTokens: 256 });
     seq.enableSummaries(page);
     const rng = makeRng(5);

@@ -9,7 +9,7 @@ test('pool: blocks per head are ceil(length/16), freed on release, reused, and k
   try {
     const d = 8;
     const kvHeads = 2;
-    const pool = new BlockPool(rt, { headDim: d, blockSlots: 16, initialBlocks: 2 });
+    const pool = new BlockPool(rt, { headDim: d, blockSlots: 16, maxBytes: 64 * 2 ** 20 });
     const seq = new SequenceKV(rt, pool, { layers: 2, kvHeads, maxTokens: 100 });
     const T = 37;
     const k = rt.alloc(T * kvHeads * d * 4);
@@ -48,7 +48,7 @@ test('pool: blocks per head are ceil(length/16), freed on release, reused, and k
     assert.equal(pool.blocksInUse, 1);
     other.release();
 
-    const small = new BlockPool(rt, { headDim: d, initialBlocks: 1, maxBytes: 2 * pool.blockBytes });
+    const small = new BlockPool(rt, { headDim: d, maxBytes: 2 * pool.blockBytes });
     small.allocate();
     small.allocate();
     assert.throws(() => small.allocate(), PoolExhaustedError);
