@@ -3,7 +3,7 @@ import { loadWeights, type WeightFormat } from '../model/weights.ts';
 import { LlamaModel } from '../model/llama.ts';
 import { BlockPool, blockBytesFor, fmtBytes } from '../kv/pool.ts';
 import { SequenceKV } from '../kv/store.ts';
-import { makeRng } from '../engine/sampling.ts';
+import { feedRandomWindow, fillRandomKV } from './synthetic.ts';
 import { shapeConfig, syntheticTensors } from './shapes.ts';
 import { openModelSource } from '../model/source.ts';
 import { measureBandwidth } from './bandwidth.ts';
@@ -82,12 +82,7 @@ export async function benchDecode(o: DecodeBenchOptions): Promise<DecodeBenchRep
         kv.budget,
       );
       // The cache stands for a prefilled prompt: random observation-window queries, then eviction.
-      const W = session.parts.eviction?.windowSize ?? 0;
-      if (W > 0) {
-        const rng = makeRng(11);
-        const q = new Float32Array(W * cfg.numHeads * cfg.headDim).map(() => rng() * 2 - 1);
-        for (let l = 0; l < cfg.numLayers; l++) session.onQueries(l, q, W);
-      }
+      feedRandomWindow(session, cfg.numLayers, session.parts.eviction?.windowSize ?? 0, cfg.numHeads * cfg.headDim);
       const te = performance.now();
       session.afterPrefill(o.contextTokens);
       const evictMs = performance.now() - te;
@@ -151,26 +146,4 @@ export async function benchDecode(o: DecodeBenchOptions): Promise<DecodeBenchRep
   } finally {
     await rt.close();
   }
-}
-
-/** Random K/V rows for `tokens` positions in every layer: decode speed does not depend on values. */
-function fillRandomKV(rt: Runtime, seq: SequenceKV, rowFloats: number, tokens: number): void {
-  const chunk = 256;
-  const k = rt.alloc(chunk * rowFloats * 4);
-  const v = rt.alloc(chunk * rowFloats * 4);
-  const rng = makeRng(3);
-  const fill = (ptr: number) => {
-    const a = rt.f32(ptr, chunk * rowFloats);
-    for (let i = 0; i < a.length; i++) a[i] = rng() * 2 - 1;
-  };
-  fill(k);
-  fill(v);
-  for (let start = 0; start < tokens; start += chunk) {
-    const T = Math.min(chunk, tokens - start);
-    const pos = Int32Array.from({ length: T }, (_, i) => start + i);
-    for (let l = 0; l < seq.layers; l++) seq.append(l, k, v, T, pos);
-  }
-  seq.nextPosition = tokens;
-  rt.free(k);
-  rt.free(v);
 }

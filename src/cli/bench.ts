@@ -7,6 +7,9 @@ import { resolveCompression, type CompressionRequest } from '../compress/registr
 import { benchModelLengths, writeModelBenchJson } from '../bench/model.ts';
 import { resolveModelOption } from './default-model.ts';
 import { UsageError } from '../errors.ts';
+import { benchServe } from '../bench/serve.ts';
+import { listArg, parseBytes } from './common.ts';
+import { writeFileSync } from 'node:fs';
 
 const log = (line: string): void => { process.stdout.write(line + '\n'); };
 
@@ -62,6 +65,41 @@ export async function benchModelCommand(opts: {
   if (opts.json) {
     // One length: its report; several: an array of them, in the order asked.
     writeModelBenchJson(opts.json, reports.length === 1 ? reports[0]! : reports);
+    log(`figures written to ${opts.json}`);
+  }
+}
+
+/** METHOD, METHOD@BUDGET or METHOD@RATEx (budget = prompt tokens / rate, rounded up). */
+export function serveMethod(spec: string, promptTokens: number): CompressionRequest {
+  const m = /^([A-Za-z0-9_+-]+)(?:@(\d+)(x?))?$/.exec(spec);
+  if (!m) throw new UsageError(`--methods items must be METHOD, METHOD@BUDGET or METHOD@RATEx (e.g. kvcompress@64x), got '${spec}'`);
+  if (m[2] === undefined) return kvRequestFromFlags(m[1]!, undefined, []);
+  const n = Number(m[2]);
+  if (!(n > 0)) throw new UsageError(`--methods: the budget or rate in '${spec}' must be positive`);
+  return kvRequestFromFlags(m[1]!, String(m[3] ? Math.ceil(promptTokens / n) : n), []);
+}
+
+export async function benchServeCommand(opts: {
+  model?: string; kvMemory: string; requests: number; promptTokens: number; newTokens: number; methods: string;
+  synthetic?: boolean; rounds: number; threads?: number; weights?: string; json?: string;
+}): Promise<void> {
+  const methods = listArg('methods', opts.methods).map((s) => serveMethod(s, opts.promptTokens));
+  for (const m of methods) resolveCompression(m);
+  const report = await benchServe({
+    model: await resolveModelOption(opts.model),
+    kvMemoryBytes: parseBytes('kv-memory', opts.kvMemory),
+    requests: opts.requests,
+    promptTokens: opts.promptTokens,
+    newTokens: opts.newTokens,
+    methods,
+    synthetic: opts.synthetic ?? false,
+    rounds: opts.rounds,
+    threads: opts.threads,
+    weights: parseWeightFormat(opts.weights),
+    log,
+  });
+  if (opts.json) {
+    writeFileSync(opts.json, JSON.stringify(report, null, 2) + '\n');
     log(`figures written to ${opts.json}`);
   }
 }

@@ -1,5 +1,14 @@
 import type { WeightFormat } from '../model/weights.ts';
 import { UsageError } from '../errors.ts';
+import bytes from 'bytes';
+
+/** A byte size: a number of bytes, or with a unit (KB, MB, GB, TB or KiB, MiB, GiB, TiB: powers of 1024). */
+export function parseBytes(name: string, v: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$/i.exec(v);
+  const n = m ? bytes.parse(m[1]! + (m[2] ?? 'B').replace(/iB$/i, 'B')) : null;
+  if (n === null || !(n > 0)) throw new UsageError(`--${name} must be a size in bytes such as 600MB or 2GiB (units are powers of 1024), got '${v}'`);
+  return Math.floor(n);
+}
 
 export function parseWeightFormat(v: string | undefined): WeightFormat | undefined {
   if (v === undefined) return undefined;

@@ -6,7 +6,7 @@ import { evalRulerCommand, evalNiahCommand, evalSampleCommand, evalReportCommand
 import { evalPromptsCommand } from './eval-prompts.ts';
 import { inspectCommand } from './inspect.ts';
 import { exportGgufCommand } from './export-gguf.ts';
-import { benchKernelsCommand, benchDecodeCommand, benchModelCommand } from './bench.ts';
+import { benchKernelsCommand, benchDecodeCommand, benchModelCommand, benchServeCommand } from './bench.ts';
 import { duoHeadsCommand } from './duo-heads.ts';
 import { pullCommand } from './pull.ts';
 
@@ -53,6 +53,7 @@ export function buildProgram(): Command {
     .option('--threads <n>', 'kernel threads (default: all cores)', intArg('threads', 1))
     .option('--weights <fmt>', 'in-memory weights: f32 or q8 (default q8 above 300M parameters)')
     .option('--ctx <n>', 'most tokens a sequence may hold (default: the model\'s context)', intArg('ctx', 1))
+    .option('--kv-memory <bytes>', 'KV pool limit, e.g. 600MB (default: 90% of what wasm32 leaves after the weights)')
     .option('--kv-method <name>', 'KV compression method (see `rocketkv methods`)', 'full')
     .option('--kv-budget <n>', 'KV budget in tokens (its meaning per method: see `rocketkv methods`)')
     .option('--kv-opt <key=value>', 'method option, repeatable', collect, [] as string[])
@@ -184,6 +185,21 @@ export function buildProgram(): Command {
     .option('--beside <method@budget>', 'a second method of ours decoded from the same prefill each round, e.g. rocketkv@256')
     .option('--json <file>', 'also write the figures as JSON (an array when several lengths)')
     .action(benchModelCommand);
+  bench
+    .command('serve')
+    .description('total decode tokens/s of N requests at once under one KV memory limit, per method, over the first (full)')
+    .option('-m, --model <dir>', 'GGUF file, Hugging Face model directory, or a pulled repo id ORG/NAME[:FILE] (default: the bundled model)')
+    .option('--kv-memory <bytes>', 'the KV pool limit every method runs under, e.g. 600MB', '256MB')
+    .option('--requests <n>', 'requests submitted at once', intArg('requests', 1), 32)
+    .option('--prompt-tokens <n>', 'prompt tokens per request', intArg('prompt-tokens', 1), 6000)
+    .option('--new-tokens <n>', 'tokens generated per request (end-of-sequence ignored)', intArg('new-tokens', 1), 32)
+    .option('--methods <list>', 'METHOD or METHOD@BUDGET or METHOD@RATEx (budget = prompt tokens / RATE), comma-separated; the first is the baseline', 'full,kvcompress@8x,kvcompress@64x,rocketkv@256')
+    .option('--synthetic', 'fill prompt caches with random K/V instead of running the prompts (decode speed and memory as in a real run; tokens meaningless)')
+    .option('--rounds <n>', 'rounds, alternating the order of the methods', intArg('rounds', 1), 1)
+    .option('--threads <n>', 'kernel threads (default: all cores)', intArg('threads', 1))
+    .option('--weights <fmt>', 'in-memory weights: f32 or q8 (default q8 above 300M parameters)')
+    .option('--json <file>', 'also write the figures as JSON')
+    .action(benchServeCommand);
 
   return program;
 }

@@ -5,7 +5,7 @@ import { fmtBytes } from '../kv/pool.ts';
 import type { KvReport } from '../engine/report.ts';
 import { resolveModelOption } from './default-model.ts';
 import { progressBar } from './progress.ts';
-import { parseWeightFormat } from './common.ts';
+import { parseBytes, parseWeightFormat } from './common.ts';
 import { parseOptionPairs, resolveCompression, type CompressionRequest } from '../compress/registry.ts';
 
 export interface RunOptions {
@@ -21,6 +21,7 @@ export interface RunOptions {
   threads?: number;
   weights?: string;
   ctx?: number;
+  kvMemory?: string;
   kvMethod: string;
   kvBudget?: string;
   kvOpt?: string[];
@@ -63,6 +64,7 @@ export async function runCommand(promptArg: string | undefined, opts: RunOptions
     threads: opts.threads,
     weights,
     maxContextTokens: opts.ctx,
+    kvMemoryBytes: opts.kvMemory === undefined ? undefined : parseBytes('kv-memory', opts.kvMemory),
     onProgress: (p) => bar.update(p.done, p.total),
   }).finally(() => bar.stop());
   try {

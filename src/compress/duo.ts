@@ -93,6 +93,11 @@ export class Duo implements EvictionMethod {
     this.minLengthToEvict = budget;
   }
 
+  /** The budget is the average kept per KV head. */
+  keptPerHead(): number {
+    return this.budget;
+  }
+
   score(view: LayerView): Float32Array[] {
     // The rule is per head, not per slot: positions carry it to plan.
     return Array.from({ length: view.heads }, () => new Float32Array(0));

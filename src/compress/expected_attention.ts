@@ -35,6 +35,8 @@ export interface ExpectedAttentionOptions {
 
 export class ExpectedAttention extends TopKScorer {
   readonly name = 'expected_attention';
+  /** Its plan keeps whole layers by index (keepAll). */
+  override readonly layerwise: boolean = false;
   /** Pre-RoPE query moments over the prompt, leaving out its first `skip` rows. */
   readonly queryStats: { skip: number };
   private opts: ExpectedAttentionOptions;

@@ -170,6 +170,11 @@ export class KvCompress implements EvictionMethod {
     }
   }
 
+  /** The budget is an average per head, rounded up to whole blocks as the fork's scheduler does. */
+  keptPerHead(budget: number, blockSlots: number): number {
+    return Math.ceil(budget / blockSlots) * blockSlots;
+  }
+
   score(view: LayerView): Float32Array[] {
     return kvcompressMetric(view, this.opts.metricWindow, this.opts.pooling === 'max' ? POOL_KERNEL : 1);
   }

@@ -67,6 +67,16 @@ export interface EvictionMethod {
   readonly expandGqa: boolean;
   /** Evict only when the prompt is longer than this (e.g. SnapKV++'s prompt budget); 0 = always. */
   readonly minLengthToEvict: number;
+  /**
+   * True when the plan of a layer depends on that layer's scores alone: the session may then evict
+   * each layer as soon as it has seen the whole prompt (layer-by-layer prefill), with the same result.
+   */
+  readonly layerwise?: boolean;
+  /**
+   * For memory forecasts: the average slots a stored head keeps right after eviction, given the
+   * request's budget (absent: unknown, forecast as no saving).
+   */
+  keptPerHead?(budget: number, blockSlots: number): number;
   /** Present when the method scores from the prompt's pre-RoPE query moments (rows from `skip` on). */
   readonly queryStats?: { skip: number };
   /** Per stored head of the layer: one score per slot (higher = keep). */

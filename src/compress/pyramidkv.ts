@@ -46,6 +46,7 @@ export function pyramidLayerBudgets(budget: number, window: number, length: numb
 }
 
 export class PyramidKV extends SnapKV {
+  override readonly layerwise: boolean = false;
   override readonly name = 'pyramidkv';
   private readonly beta: number;
 

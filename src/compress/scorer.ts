@@ -10,9 +10,15 @@ export abstract class TopKScorer implements EvictionMethod {
   abstract readonly name: string;
   readonly expandGqa = false;
   readonly minLengthToEvict: number;
+  /** Top-B per head of each layer (a subclass whose plan looks across layers says otherwise). */
+  readonly layerwise: boolean = true;
 
   constructor(protected readonly budget: number, readonly windowSize: number) {
     this.minLengthToEvict = budget;
+  }
+
+  keptPerHead(): number {
+    return this.budget;
   }
 
   /** Per stored head of the layer: one score per slot (higher = keep). */

@@ -28,6 +28,9 @@ export class CompressionSession implements ForwardHooks {
   private views: (Int32Array | null)[][] = [];
   private viewSummaries: (PageSummary | null)[][] = [];
   evictions = 0;
+  /** Set by `evictLayerwise`: each layer is evicted as soon as a layer-by-layer prefill finishes it. */
+  private layerwiseOn = false;
+  private layersEvicted = new Set<number>();
 
   constructor(seq: SequenceKV, parts: CompressionParts, shape: ModelShape, budget: number) {
     this.seq = seq;
@@ -159,15 +162,36 @@ export class CompressionSession implements ForwardHooks {
     this.stats?.clear();
   }
 
-  private planContext(): PlanContext {
+  /**
+   * Whether this method can evict a prompt of `promptLength` tokens layer by layer (its plan per
+   * layer alone, the cache evicted rather than viewed); if so, and `enable`, from now on each layer
+   * is evicted when a layer-by-layer prefill reports it done (onLayerPrefilled).
+   */
+  evictLayerwise(promptLength: number, enable: boolean): boolean {
+    const ev = this.parts.eviction;
+    const ok = !!ev?.layerwise && this.parts.mode !== 'view' && promptLength > ev.minLengthToEvict;
+    if (ok && enable) this.layerwiseOn = true;
+    return ok;
+  }
+
+  onLayerPrefilled(layer: number, promptLength: number): void {
+    if (!this.layerwiseOn || this.layersEvicted.has(layer)) return;
+    const ev = this.parts.eviction!;
+    if (ev.expandGqa) this.seq.expandLayer(layer, this.shape.numHeads / this.shape.numKvHeads);
+    const plan = ev.plan([ev.score(this.layerView(layer, promptLength))], this.planContext([layer], promptLength));
+    this.applyLayer(layer, plan[0]!);
+    this.layersEvicted.add(layer);
+  }
+
+  private planContext(layers?: number[], tokensSeen?: number): PlanContext {
     const seq = this.seq;
     const lengths: number[][] = [];
     const positions: Int32Array[][] = [];
-    for (let l = 0; l < seq.layers; l++) {
+    for (const l of layers ?? Array.from({ length: seq.layers }, (_, i) => i)) {
       lengths.push(seq.headsIn(l).map((hd) => hd.length));
       positions.push(seq.headsIn(l).map((hd) => hd.positions.subarray(0, hd.length)));
     }
-    return { shape: this.shape, budget: this.budget, blockSlots: seq.pool.blockSlots, lengths, positions, tokensSeen: seq.nextPosition };
+    return { shape: this.shape, budget: this.budget, blockSlots: seq.pool.blockSlots, lengths, positions, tokensSeen: tokensSeen ?? seq.nextPosition };
   }
 
   /** The layer at the end of a prefill; `promptLength` = tokens seen so far (all turns). */
@@ -225,6 +249,15 @@ export class CompressionSession implements ForwardHooks {
     this.views = [];
     this.viewSummaries = [];
     if (!ev || promptLength <= ev.minLengthToEvict) { this.dropObservations(); return; }
+    if (this.layerwiseOn) {
+      // Evicted layer by layer during the prefill: whatever layer was not (none, normally) goes now.
+      for (let l = 0; l < seq.layers; l++) this.onLayerPrefilled(l, promptLength);
+      this.layerwiseOn = false;
+      this.layersEvicted.clear();
+      this.evictions++;
+      this.dropObservations();
+      return;
+    }
     const group = this.shape.numHeads / this.shape.numKvHeads;
     if (ev.expandGqa) for (let l = 0; l < seq.layers; l++) seq.expandLayer(l, group);
     const scores: Float32Array[][] = [];
@@ -283,18 +316,19 @@ export class CompressionSession implements ForwardHooks {
   }
 
   private apply(kept: Int32Array[][]): void {
-    const seq = this.seq;
-    const ev = this.parts.eviction!;
     this.evictions++;
-    for (let l = 0; l < seq.layers; l++) {
-      const heads = seq.headsIn(l);
-      for (let h = 0; h < heads.length; h++) {
-        const keep = kept[l]?.[h];
-        if (!keep) throw new Error(`${ev.name}: plan returned no slots for layer ${l} head ${h}`);
-        if (keep.length === heads[h]!.length) continue;
-        seq.compact(l, h, keep);
-        ev.onCompact?.(l, h, keep);
-      }
+    for (let l = 0; l < this.seq.layers; l++) this.applyLayer(l, kept[l]);
+  }
+
+  private applyLayer(l: number, kept: Int32Array[] | undefined): void {
+    const ev = this.parts.eviction!;
+    const heads = this.seq.headsIn(l);
+    for (let h = 0; h < heads.length; h++) {
+      const keep = kept?.[h];
+      if (!keep) throw new Error(`${ev.name}: plan returned no slots for layer ${l} head ${h}`);
+      if (keep.length === heads[h]!.length) continue;
+      this.seq.compact(l, h, keep);
+      ev.onCompact?.(l, h, keep);
     }
   }
 }

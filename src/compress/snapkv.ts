@@ -78,6 +78,8 @@ export function snapkvConfig(method: string, budget: number, opts: OptionValues)
 
 export class SnapKV implements EvictionMethod {
   readonly name: string = 'snapkv';
+  /** Top-B per head of each layer (PyramidKV, whose budgets depend on the layer, says otherwise). */
+  readonly layerwise: boolean = true;
   readonly windowSize: number;
   readonly expandGqa: boolean;
   /** Prompts within the budget keep everything: no scoring, and no GQA expansion either. */
@@ -89,6 +91,10 @@ export class SnapKV implements EvictionMethod {
     this.windowSize = cfg.window;
     this.expandGqa = cfg.expandGqa;
     this.minLengthToEvict = cfg.budget;
+  }
+
+  keptPerHead(): number {
+    return this.cfg.budget;
   }
 
   score(view: LayerView): Float32Array[] {

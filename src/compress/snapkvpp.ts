@@ -44,6 +44,7 @@ export class SnapKVPlusPlus implements EvictionMethod {
   readonly windowSize: number;
   readonly expandGqa = false;
   readonly minLengthToEvict: number;
+  readonly layerwise = true;
   readonly promptBudget: number;
   private readonly kernel: number;
 
@@ -53,6 +54,10 @@ export class SnapKVPlusPlus implements EvictionMethod {
     this.windowSize = Math.min(cfg.window, cfg.promptBudget);
     this.kernel = cfg.kernel;
     this.minLengthToEvict = cfg.promptBudget;
+  }
+
+  keptPerHead(): number {
+    return this.promptBudget;
   }
 
   score(view: LayerView): Float32Array[] {

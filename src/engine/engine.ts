@@ -19,6 +19,11 @@ import { QueryStats } from '../compress/query-stats.ts';
 import { ropeInvFreq } from '../model/config.ts';
 import { modelFingerprint } from '../model/fingerprint.ts';
 import { kvReport, type KvReport } from './report.ts';
+import { Scheduler } from './scheduler.ts';
+import { Sequence, type SequenceHost } from './sequence.ts';
+import { TokenStream } from './stream.ts';
+import { forecastBlocks } from '../compress/forecast.ts';
+import { feedRandomWindow, fillRandomKV } from '../bench/synthetic.ts';
 
 export interface LoadProgress { stage: 'weights'; done: number; total: number }
 
@@ -71,6 +76,22 @@ export interface GenerateOptions extends SamplingOptions {
    * of a sample from one prefill this way.
    */
   from?: PrefilledPrompt;
+  /** Cancels the request: its blocks are freed before the next step and iteration throws the reason. */
+  signal?: AbortSignal;
+  /**
+   * 'auto' (default): a prompt whose method evicts each layer on its own (rocketkv, snapkv, ...) is
+   * prefilled layer by layer when it runs alone (nothing else admitted or waiting), each layer
+   * evicted as soon as it is done, so the prompt's whole uncompressed KV never exists; otherwise in
+   * chunks, so that other requests keep decoding. 'chunk' always chunks. The results are the same
+   * either way, bit for bit; only the peak memory differs.
+   */
+  prefillOrder?: 'auto' | 'chunk';
+  /**
+   * Benchmarks only: the prompt's KV is filled with random values (and the observation window with
+   * random queries) instead of running the model, so serving runs at long prompts take seconds.
+   * Decode speed and memory are those of a real run; the tokens are meaningless.
+   */
+  syntheticPrompt?: boolean;
 }
 
 /**
@@ -103,7 +124,7 @@ export const PREFILL_WINDOW = 128;
 
 export interface GenerateEvent { token: number; text: string }
 
-export type FinishReason = 'eos' | 'stop' | 'length';
+export type FinishReason = 'eos' | 'stop' | 'length' | 'cancelled';
 
 export interface GenerateStats {
   promptTokens: number;
@@ -119,6 +140,10 @@ export interface GenerateStats {
   finishReason: FinishReason;
   /** What the KV cache held and what decode read, measured on the store. */
   kv: KvReport;
+  /** Times the scheduler preempted the request (its work was recomputed, with the same result). */
+  preemptions?: number;
+  /** How the prompt ran: in chunks through all layers, or layer by layer (evicting each when done). */
+  prefillOrder?: 'chunk' | 'layer';
 }
 
 /** One conversation: turns share one KV sequence and one compression method. */
@@ -155,6 +180,8 @@ export class Engine {
   readonly maxContextTokens: number;
   /** modelFingerprint() of the checkpoint (files kept beside a model name it). */
   readonly fingerprint: string;
+  /** Continuous batching of every request of this engine (generate and submit). */
+  readonly scheduler: Scheduler;
 
   private constructor(dir: string, cfg: ModelConfig, tok: Tokenizer, rt: Runtime, pool: BlockPool, model: LlamaModel, fmt: WeightFormat, maxCtx: number, fingerprint: string) {
     this.fingerprint = fingerprint;
@@ -166,6 +193,7 @@ export class Engine {
     this.model = model;
     this.weightFormat = fmt;
     this.maxContextTokens = maxCtx;
+    this.scheduler = new Scheduler(model, pool);
   }
 
   /** Loads a GGUF file or a Hugging Face model directory. */
@@ -250,25 +278,68 @@ export class Engine {
     return { tokens: prompt, seq, window: rec, stats, logits, prefillMs, release: () => seq.release() };
   }
 
-  /** Stream one request's tokens. Validates everything before any work starts. */
+  /**
+   * Stream one request's tokens. Validates everything before any work starts; the request joins the
+   * scheduler at the first read, so it is batched with every other request running then.
+   */
   generate(input: PromptInput, opts: GenerateOptions = {}): Generation {
+    return this.request(input, opts);
+  }
+
+  /**
+   * Queue a request now (continuous batching with every other request): validated, and refused
+   * if it could never fit the KV memory limit, before any work. Read its tokens from the result;
+   * `opts.signal` or leaving the loop early cancels it and frees its blocks.
+   */
+  submit(input: PromptInput, opts: GenerateOptions = {}): Generation {
+    const stream = this.request(input, opts);
+    stream.start();
+    return stream;
+  }
+
+  private request(input: PromptInput, opts: GenerateOptions): TokenStream {
     const kv = resolveCompression(opts.kv ?? { method: 'full' });
     const turn = this.prepareTurn(input, opts, 0);
-    const engine = this;
-    const gen: Generation = {
-      stats: null,
-      text: '',
-      tokens: [],
-      async *[Symbol.asyncIterator]() {
-        const state = engine.newState(kv, turn.prompt.length, opts.kvPlanMaxNewTokens ?? turn.maxTokens, opts.from);
-        try {
-          yield* engine.runTurn(state, turn.prompt, turn.maxTokens, turn.chunk, opts, gen, false);
-        } finally {
-          state.seq.release();
-        }
+    const from = opts.from;
+    if (from && (from.tokens.length !== turn.prompt.length || from.tokens.some((t, i) => t !== turn.prompt[i]))) {
+      throw new UsageError('the prompt differs from the prefilled one given in `from`; give the same tokens');
+    }
+    if (from?.seq.isReleased) throw new UsageError('cannot fork a released sequence (the prefilled prompt was released before a request started from it)');
+    const P = turn.prompt.length;
+    const plan = opts.kvPlanMaxNewTokens ?? turn.maxTokens;
+    const c = this.config;
+    const forecast = forecastBlocks(this.compressionFor(kv, P, plan), kv.budget, P, turn.maxTokens, {
+      layers: c.numLayers, kvHeads: c.numKvHeads, group: c.numHeads / c.numKvHeads, blockSlots: this.pool.blockSlots,
+    });
+    const host: SequenceHost = {
+      tokenizer: this.tokenizer,
+      blockBytes: this.pool.blockBytes,
+      newStore: () => this.newSequence(),
+      newSession: (store) => new CompressionSession(store, this.compressionFor(kv, P, plan), this.shape(), kv.budget),
+      fillSynthetic: (store, session, n) => {
+        fillRandomKV(this.runtime, store, c.numKvHeads * c.headDim, n);
+        feedRandomWindow(session, c.numLayers, session.parts.eviction?.windowSize ?? 0, c.numHeads * c.headDim);
       },
+      vocabSize: c.vocabSize,
     };
-    return gen;
+    const signal = opts.signal;
+    let seq: Sequence;
+    const stream = new TokenStream(
+      () => {
+        if (signal?.aborted) { seq.cancel(); stream.end(abortReason(signal)); return; }
+        signal?.addEventListener('abort', () => seq.cancel(), { once: true });
+        this.scheduler.add(seq);
+      },
+      () => seq.cancel(),
+    );
+    seq = new Sequence(
+      host,
+      { ...opts, prompt: turn.prompt, maxTokens: turn.maxTokens, chunk: turn.chunk },
+      kv, forecast, stream,
+      (ev) => stream.push(ev),
+      (err) => stream.end(err ?? (seq.finish === 'cancelled' && signal?.aborted ? abortReason(signal) : null)),
+    );
+    return stream;
   }
 
   /**
@@ -401,10 +472,9 @@ export class Engine {
     if (from && (from.tokens.length !== prompt.length || from.tokens.some((t, i) => t !== prompt[i]))) {
       throw new UsageError('the prompt differs from the prefilled one given in `from`; give the same tokens');
     }
-    // A prefilled prompt this sequence was forked from holds its blocks in the pool while it lives
-    // (0 once released): they are not this request's. The fork itself is counted from here on.
-    const heldElsewhere = state.from?.seq.blockBytes() ?? 0;
-    this.pool.resetPeak();
+    // Peaks are this sequence's own blocks (a prefilled prompt it was forked from is not counted).
+    const bb = this.pool.blockBytes;
+    seq.resetPeak();
     const readsBefore = { ...seq.reads };
     let finish: FinishReason = 'length';
     const t0 = performance.now();
@@ -425,8 +495,8 @@ export class Engine {
     // From a shared prefill: its time plus this request's own part (the fork's eviction).
     const prefillMs = (from ? from.prefillMs : 0) + performance.now() - t0;
     // The decode phase's peak is measured on its own (RocketKV's paper resets the peak before decoding).
-    const prefillPeakBytes = this.pool.peakBytes - heldElsewhere;
-    this.pool.resetPeak();
+    const prefillPeakBytes = seq.peakBlocks * bb;
+    seq.resetPeak();
     const t1 = performance.now();
     // The sampled token not yet run through the model. In a conversation it joins the cache when
     // the turn ends, however it ends (a consumer breaking out included), so the next turn follows it.
@@ -476,14 +546,15 @@ export class Engine {
       prefillMs,
       decodeMs,
       kvBytes: seq.blockBytes(),
-      kvPeakBytes: Math.max(prefillPeakBytes, this.pool.peakBytes - heldElsewhere),
-      kvPeakDecodeBytes: this.pool.peakBytes - heldElsewhere,
+      kvPeakBytes: Math.max(prefillPeakBytes, seq.peakBlocks * bb),
+      kvPeakDecodeBytes: seq.peakBlocks * bb,
       finishReason: finish,
-      kv: kvReport(seq, kv.entry.name, kv.budget, { request: Math.max(prefillPeakBytes, this.pool.peakBytes - heldElsewhere), decode: this.pool.peakBytes - heldElsewhere }, session.evictions, turnReads),
+      kv: kvReport(seq, kv.entry.name, kv.budget, { request: Math.max(prefillPeakBytes, seq.peakBlocks * bb), decode: seq.peakBlocks * bb }, session.evictions, turnReads),
     };
   }
 
   async close(): Promise<void> {
+    this.scheduler.close(new UsageError('the engine was closed'));
     await this.runtime.close();
   }
 }
@@ -505,6 +576,10 @@ export function kvMemoryLimit(rt: Runtime, asked: number | undefined): number {
     throw new UsageError(`KV memory limit ${fmtBytes(asked)} is more than wasm32 leaves after the weights and ${fmtBytes(ACTIVATION_RESERVE_BYTES)} for activations (${fmtBytes(left)}); lower it`);
   }
   return asked;
+}
+
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new DOMException('the request was aborted', 'AbortError');
 }
 
 function yieldToEventLoop(): Promise<void> {

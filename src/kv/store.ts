@@ -118,6 +118,9 @@ export class SequenceKV {
     this.reserved = 0;
   }
 
+  /** True once `release` returned the blocks. */
+  get isReleased(): boolean { return this.released; }
+
   private newHead(): HeadKV {
     return new HeadKV(this.rt, Math.ceil(this.maxTokens / this.pool.blockSlots), this.pool.blockSlots);
   }

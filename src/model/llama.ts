@@ -36,6 +36,8 @@ export interface ForwardHooks {
    * or null for all. `q` is the group's queries, [group, headDim].
    */
   select?(layer: number, h: number, q: Float32Array, group: number): Int32Array | Int32Array[] | null;
+  /** Layer-by-layer prefill (`prefillByLayer`): the layer has seen the whole prompt (`tokens` long). */
+  onLayerPrefilled?(layer: number, tokens: number): void;
 }
 
 /** Per-row activation buffers, reallocated only when a call needs more rows than before. */
@@ -150,16 +152,8 @@ export class LlamaModel {
     const order = input.map((_, i) => i).sort((i, j) => Number(isDecode(input[j]!)) - Number(isDecode(input[i]!)) || i - j);
     const items = order.map((i) => input[i]!);
     const rt = this.rt;
-    const k = rt.k;
     const c = this.cfg;
     const D = c.hiddenSize;
-    const d = c.headDim;
-    const Hq = c.numHeads;
-    const Hkv = c.numKvHeads;
-    const G = Hq / Hkv;
-    const qDim = Hq * d;
-    const kvDim = Hkv * d;
-    const I = c.intermediateSize;
 
     let M = 0;
     for (const it of items) M += it.tokens.length;
@@ -183,46 +177,7 @@ export class LlamaModel {
     for (let i = decodeRows; i < items.length; i++) groups.push({ r0: rowStart[i]!, rows: items[i]!.tokens.length, decode: false });
 
     this.planJobs(items);
-    const scale = 1 / Math.sqrt(d);
-
-    for (let l = 0; l < c.numLayers; l++) {
-      const w = this.weights.layers[l]!;
-      // Attention block: x += Wo · attn(RoPE(Wq·n(x)), RoPE(Wk·n(x)), Wv·n(x))
-      k.rmsnorm(a.xb, a.x, w.attnNorm, M, D, c.rmsNormEps);
-      this.linears(a.xb, groups, [[a.q, w.q], [a.k, w.k], [a.v, w.v]]);
-      if (items.some((it) => it.hooks?.onPreRopeQueries)) {
-        const qAll = rt.f32(a.q, M * qDim);
-        items.forEach((it, i) => it.hooks?.onPreRopeQueries?.(l, qAll.subarray(rowStart[i]! * qDim, (rowStart[i]! + it.tokens.length) * qDim), it.tokens.length));
-      }
-      if (items.some((it) => it.hooks?.onPreRopeKeys)) {
-        const kAll = rt.f32(a.k, M * kvDim);
-        items.forEach((it, i) => it.hooks?.onPreRopeKeys?.(l, kAll.subarray(rowStart[i]! * kvDim, (rowStart[i]! + it.tokens.length) * kvDim), it.tokens.length));
-      }
-      k.rope(a.q, M, Hq, d, a.pos, this.invFreq);
-      k.rope(a.k, M, Hkv, d, a.pos, this.invFreq);
-      for (let i = 0; i < items.length; i++) {
-        const it = items[i]!;
-        const r0 = rowStart[i]!;
-        it.seq.append(l, a.k + r0 * kvDim * 4, a.v + r0 * kvDim * 4, it.tokens.length, positions.subarray(r0, r0 + it.tokens.length));
-      }
-      if (items.some((it) => it.hooks?.onQueries)) {
-        const qAll = rt.f32(a.q, M * qDim);
-        items.forEach((it, i) => it.hooks?.onQueries?.(l, qAll.subarray(rowStart[i]! * qDim, (rowStart[i]! + it.tokens.length) * qDim), it.tokens.length));
-      }
-      // Grouped heads (G query heads per stored head) and expanded ones (one each) run as two calls.
-      const [grouped, expanded] = this.fillJobs(items, rowStart, l, a.q, a.att);
-      this.attend(this.jobs, grouped, G, qDim, scale);
-      this.attend(this.jobs + grouped.reduce((x, y) => x + y, 0) * JOB_FIELDS * 4, expanded, 1, qDim, scale);
-      this.linear(a.proj, a.att, w.o, groups);
-      k.add(a.x, a.x, a.proj, M * D);
-
-      // MLP block: x += Wdown · (silu(Wgate·n(x)) * Wup·n(x))
-      k.rmsnorm(a.xb, a.x, w.mlpNorm, M, D, c.rmsNormEps);
-      this.linears(a.xb, groups, [[a.gate, w.gate], [a.up, w.up]]);
-      k.siluMul(a.gate, a.gate, a.up, M * I);
-      this.linear(a.proj, a.gate, w.down, groups);
-      k.add(a.x, a.x, a.proj, M * D);
-    }
+    for (let l = 0; l < c.numLayers; l++) this.layer(l, items, rowStart, groups, M, a.x, positions);
 
     for (const it of items) {
       if (it.decode) it.seq.reads.steps++;
@@ -235,7 +190,18 @@ export class LlamaModel {
       const last = rowStart[i]! + items[i]!.tokens.length - 1;
       rt.f32(a.xb + i * D * 4, D).set(rt.f32(a.x + last * D * 4, D));
     }
-    k.rmsnorm(a.xb, a.xb, this.weights.finalNorm, n, D, c.rmsNormEps);
+    const logits = this.head(n);
+    const out: Float32Array[] = new Array(n);
+    for (let i = 0; i < n; i++) out[order[i]!] = logits[i]!;
+    return out;
+  }
+
+  /** Final norm and output head over the n rows at the activation buffer's xb (copies of the logits). */
+  private head(n: number): Float32Array[] {
+    const rt = this.rt;
+    const c = this.cfg;
+    const a = this.act;
+    rt.k.rmsnorm(a.xb, a.xb, this.weights.finalNorm, n, c.hiddenSize, c.rmsNormEps);
     if (this.logitsRows < n) {
       if (this.logitsRows) rt.free(this.logits);
       this.logits = rt.alloc(n * c.vocabSize * 4, 64);
@@ -243,9 +209,105 @@ export class LlamaModel {
     }
     // One row per item, each with a decode row's arithmetic: an item's logits do not depend on the others.
     this.linear(this.logits, a.xb, this.weights.lmHead, [{ r0: 0, rows: n, decode: true }]);
-    const out: Float32Array[] = new Array(n);
-    for (let i = 0; i < n; i++) out[order[i]!] = rt.f32(this.logits + i * c.vocabSize * 4, c.vocabSize).slice();
+    const out: Float32Array[] = [];
+    for (let i = 0; i < n; i++) out.push(rt.f32(this.logits + i * c.vocabSize * 4, c.vocabSize).slice());
     return out;
+  }
+
+  /**
+   * One layer over M rows: hidden states at x (updated in place), RoPE positions in the activation
+   * buffer's pos, each item's K/V appended to its store.
+   */
+  private layer(l: number, items: ForwardItem[], rowStart: number[], groups: RowGroup[], M: number, x: number, positions: Int32Array): void {
+    const rt = this.rt;
+    const k = rt.k;
+    const c = this.cfg;
+    const a = this.act;
+    const D = c.hiddenSize;
+    const d = c.headDim;
+    const Hq = c.numHeads;
+    const Hkv = c.numKvHeads;
+    const G = Hq / Hkv;
+    const qDim = Hq * d;
+    const kvDim = Hkv * d;
+    const I = c.intermediateSize;
+    const scale = 1 / Math.sqrt(d);
+    const w = this.weights.layers[l]!;
+    // Attention block: x += Wo · attn(RoPE(Wq·n(x)), RoPE(Wk·n(x)), Wv·n(x))
+    k.rmsnorm(a.xb, x, w.attnNorm, M, D, c.rmsNormEps);
+    this.linears(a.xb, groups, [[a.q, w.q], [a.k, w.k], [a.v, w.v]]);
+    if (items.some((it) => it.hooks?.onPreRopeQueries)) {
+      const qAll = rt.f32(a.q, M * qDim);
+      items.forEach((it, i) => it.hooks?.onPreRopeQueries?.(l, qAll.subarray(rowStart[i]! * qDim, (rowStart[i]! + it.tokens.length) * qDim), it.tokens.length));
+    }
+    if (items.some((it) => it.hooks?.onPreRopeKeys)) {
+      const kAll = rt.f32(a.k, M * kvDim);
+      items.forEach((it, i) => it.hooks?.onPreRopeKeys?.(l, kAll.subarray(rowStart[i]! * kvDim, (rowStart[i]! + it.tokens.length) * kvDim), it.tokens.length));
+    }
+    k.rope(a.q, M, Hq, d, a.pos, this.invFreq);
+    k.rope(a.k, M, Hkv, d, a.pos, this.invFreq);
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      const r0 = rowStart[i]!;
+      it.seq.append(l, a.k + r0 * kvDim * 4, a.v + r0 * kvDim * 4, it.tokens.length, positions.subarray(r0, r0 + it.tokens.length));
+    }
+    if (items.some((it) => it.hooks?.onQueries)) {
+      const qAll = rt.f32(a.q, M * qDim);
+      items.forEach((it, i) => it.hooks?.onQueries?.(l, qAll.subarray(rowStart[i]! * qDim, (rowStart[i]! + it.tokens.length) * qDim), it.tokens.length));
+    }
+    // Grouped heads (G query heads per stored head) and expanded ones (one each) run as two calls.
+    const [grouped, expanded] = this.fillJobs(items, rowStart, l, a.q, a.att);
+    this.attend(this.jobs, grouped, G, qDim, scale);
+    this.attend(this.jobs + grouped.reduce((x, y) => x + y, 0) * JOB_FIELDS * 4, expanded, 1, qDim, scale);
+    this.linear(a.proj, a.att, w.o, groups);
+    k.add(x, x, a.proj, M * D);
+
+    // MLP block: x += Wdown · (silu(Wgate·n(x)) * Wup·n(x))
+    k.rmsnorm(a.xb, x, w.mlpNorm, M, D, c.rmsNormEps);
+    this.linears(a.xb, groups, [[a.gate, w.gate], [a.up, w.up]]);
+    k.siluMul(a.gate, a.gate, a.up, M * I);
+    this.linear(a.proj, a.gate, w.down, groups);
+    k.add(x, x, a.proj, M * D);
+  }
+
+  /**
+   * One prompt run layer by layer: every chunk through layer 0, then every chunk through layer 1,
+   * and so on. Each chunk meets the same kernels with the same rows as in `forward` (chunk after
+   * chunk), so the logits and the KV are those of a chunked prefill, bit for bit; after each layer
+   * `hooks.onLayerPrefilled` may evict that layer, so the whole prompt's KV of every layer never
+   * exists at once. Holds the prompt's hidden states ([tokens, hidden] f32) meanwhile.
+   */
+  prefillByLayer(item: { seq: SequenceKV; tokens: ArrayLike<number>; hooks?: ForwardHooks }, chunk: number, onLayer?: (done: number) => void): Float32Array {
+    const rt = this.rt;
+    const c = this.cfg;
+    const D = c.hiddenSize;
+    const P = item.tokens.length;
+    if (P === 0) return new Float32Array(c.vocabSize);
+    const a = this.act;
+    a.ensure(Math.min(chunk, P));
+    const hidden = rt.alloc(P * D * 4, 64);
+    try {
+      embedTokens(rt, this.weights.embed, item.tokens, hidden);
+      const base = item.seq.nextPosition;
+      const tokens = Array.from(item.tokens);
+      for (let l = 0; l < c.numLayers; l++) {
+        for (let c0 = 0; c0 < P; c0 += chunk) {
+          const T = Math.min(chunk, P - c0);
+          const sub: ForwardItem = { seq: item.seq, tokens: tokens.slice(c0, c0 + T), hooks: item.hooks };
+          const positions = Int32Array.from({ length: T }, (_, t) => base + c0 + t);
+          rt.i32(a.pos, T).set(positions);
+          this.planJobs([sub]);
+          this.layer(l, [sub], [0], [{ r0: 0, rows: T, decode: false }], T, hidden + c0 * D * 4, positions);
+        }
+        item.hooks?.onLayerPrefilled?.(l, base + P);
+        onLayer?.(l + 1);
+      }
+      item.seq.nextPosition = base + P;
+      rt.f32(a.xb, D).set(rt.f32(hidden + (P - 1) * D * 4, D));
+    } finally {
+      rt.free(hidden);
+    }
+    return this.head(1)[0]!;
   }
 
   /**

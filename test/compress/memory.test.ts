@@ -142,8 +142,8 @@ test('peak KV memory is reported for the whole request and for the decode phase 
   const tokens = Array.from({ length: 600 }, () => Math.floor(rng() * 256));
   const blockBytes = engine.pool.blockBytes;
   const heads = engine.config.numLayers * engine.config.numKvHeads;
-  const run = async (kv: CompressionRequest) => {
-    const gen = engine.generate({ tokens }, { maxTokens: 20, ignoreEos: true, kv });
+  const run = async (kv: CompressionRequest, prefillOrder: 'auto' | 'chunk' = 'chunk') => {
+    const gen = engine.generate({ tokens }, { maxTokens: 20, ignoreEos: true, kv, prefillOrder });
     for await (const _ of gen) { /* drain */ }
     return gen.stats!;
   };
@@ -160,4 +160,11 @@ test('peak KV memory is reported for the whole request and for the decode phase 
   assert.equal(snap.kvPeakDecodeBytes, heads * Math.ceil((64 + 19) / BLOCK) * blockBytes);
   assert.equal(snap.kv.poolPeakDecodeBytes, snap.kvPeakDecodeBytes);
   assert.equal(snap.kv.poolPeakBytes, snap.kvPeakBytes);
+  // Layer by layer (the default for a request alone): one layer holds the whole prompt at a time.
+  const byLayer = await run({ method: 'streaming_llm', budget: 64 }, 'auto');
+  assert.equal(byLayer.prefillOrder, 'layer');
+  const layers = engine.config.numLayers;
+  const perLayer = (heads / layers) * blockBytes;
+  assert.equal(byLayer.kvPeakBytes, perLayer * (Math.ceil(600 / BLOCK) + (layers - 1) * Math.ceil(64 / BLOCK)));
+  assert.equal(byLayer.kvPeakDecodeBytes, snap.kvPeakDecodeBytes);
 });

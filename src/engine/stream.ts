@@ -1,0 +1,63 @@
+/**
+ * A request's tokens as an async iterable: the scheduler pushes events as they are made, the
+ * consumer reads them at its own pace. Breaking out of the loop cancels the request; an abort
+ * signal cancels it and the loop throws the signal's reason.
+ */
+import type { GenerateEvent, GenerateStats, Generation } from './engine.ts';
+
+export class TokenStream implements Generation {
+  stats: GenerateStats | null = null;
+  text = '';
+  tokens: number[] = [];
+  private queue: GenerateEvent[] = [];
+  private wake: (() => void) | null = null;
+  private done = false;
+  private error: Error | null = null;
+  private started = false;
+
+  /** `start` runs at the first read (or at once when called); `cancel` when the reader leaves early. */
+  constructor(private readonly onStart: () => void, private readonly onCancel: () => void) {}
+
+  push(ev: GenerateEvent): void {
+    this.queue.push(ev);
+    this.notify();
+  }
+
+  end(err: Error | null): void {
+    this.done = true;
+    this.error = err;
+    this.notify();
+  }
+
+  /** Starts the request now rather than at the first read. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.onStart();
+  }
+
+  get ended(): boolean { return this.done; }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<GenerateEvent> {
+    this.start();
+    try {
+      for (;;) {
+        const ev = this.queue.shift();
+        if (ev !== undefined) { yield ev; continue; }
+        if (this.done) {
+          if (this.error) throw this.error;
+          return;
+        }
+        await new Promise<void>((resolve) => { this.wake = resolve; });
+      }
+    } finally {
+      if (!this.done) this.onCancel();
+    }
+  }
+}
