@@ -1,6 +1,7 @@
 import { Runtime } from '../runtime/wasm.ts';
 import { loadWeights, type WeightFormat } from '../model/weights.ts';
 import { LlamaModel } from '../model/llama.ts';
+import type { ModelConfig } from '../model/config.ts';
 import { BlockPool, blockBytesFor, fmtBytes } from '../kv/pool.ts';
 import { SequenceKV } from '../kv/store.ts';
 import { feedRandomWindow, fillRandomKV } from './synthetic.ts';
@@ -20,6 +21,8 @@ export interface DecodeBenchOptions {
   threads?: number;
   /** KV methods to time on the same cache, each a `{ method, budget, ...options }` request (default: full). */
   methods?: CompressionRequest[];
+  /** Also time one decode step of this many sequences (full caches of contextTokens) against one alone. */
+  batch?: number;
   log: (line: string) => void;
 }
 
@@ -43,6 +46,8 @@ export interface DecodeBenchReport {
   rooflineTokensPerSecond: number;
   fractionOfRoofline: number;
   methods: MethodDecodeReport[];
+  /** One step of `batch` sequences over one sequence's step (median of alternate timings). */
+  batch?: { sequences: number; msSingle: number; msBatch: number; ratio: number };
 }
 
 /**
@@ -65,7 +70,8 @@ export async function benchDecode(o: DecodeBenchOptions): Promise<DecodeBenchRep
       }
     })();
     o.log(`${source ? 'model' : 'random'} weights ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${fmtBytes(weights.bytes)}`);
-    const pool = new BlockPool(rt, { headDim: cfg.headDim, maxBytes: 2 * Math.ceil((o.contextTokens + o.steps + 16) / 16) * cfg.numLayers * cfg.numKvHeads * blockBytesFor(cfg.headDim, 16) });
+    const seqBlocks = Math.ceil((o.contextTokens + 2 * o.steps + 16) / 16) * cfg.numLayers * cfg.numKvHeads;
+    const pool = new BlockPool(rt, { headDim: cfg.headDim, maxBytes: Math.max(2, o.batch ?? 1) * seqBlocks * blockBytesFor(cfg.headDim, 16) });
     const model = new LlamaModel(rt, cfg, weights, pool);
     const requests = o.methods ?? [{ method: 'full' }];
     const resolved = requests.map((r) => resolveCompression(r));
@@ -110,6 +116,8 @@ export async function benchDecode(o: DecodeBenchOptions): Promise<DecodeBenchRep
       );
       seq.release();
     }
+    let batch: DecodeBenchReport['batch'];
+    if (o.batch !== undefined && o.batch > 1) batch = timeBatch(rt, model, pool, cfg, o);
     const base = perMethod[0]!;
     for (const r of perMethod.slice(1)) {
       o.log(`${r.method} vs ${base.method}: step time ${(r.msPerToken / base.msPerToken).toFixed(3)}x, KV bytes read ${(r.kvReadBytesPerStep / Math.max(1, base.kvReadBytesPerStep)).toFixed(4)}x`);
@@ -134,6 +142,7 @@ export async function benchDecode(o: DecodeBenchOptions): Promise<DecodeBenchRep
       rooflineTokensPerSecond: roofline,
       fractionOfRoofline: tps / roofline,
       methods: perMethod,
+      ...(batch ? { batch } : {}),
     };
     o.log(`context ${o.contextTokens} tokens, ${o.steps} timed steps (median); roofline for ${base.method}`);
     o.log(`decode        ${tps.toFixed(2)} tokens/s (${msPerToken.toFixed(1)} ms/token)`);
@@ -145,5 +154,38 @@ export async function benchDecode(o: DecodeBenchOptions): Promise<DecodeBenchRep
     return report;
   } finally {
     await rt.close();
+  }
+}
+
+/**
+ * One decode step of `o.batch` sequences (full caches of o.contextTokens each) in one forward call
+ * against the step of one of them alone, timed alternately; the weights are read once per step
+ * either way, so the ratio shows what the extra rows cost.
+ */
+function timeBatch(rt: Runtime, model: LlamaModel, pool: BlockPool, cfg: ModelConfig, o: DecodeBenchOptions): NonNullable<DecodeBenchReport['batch']> {
+  const n = o.batch!;
+  const seqs = Array.from({ length: n }, (_, i) => {
+    const seq = new SequenceKV(rt, pool, { layers: cfg.numLayers, kvHeads: cfg.numKvHeads, maxTokens: o.contextTokens + 2 * o.steps + 8 });
+    fillRandomKV(rt, seq, cfg.numKvHeads * cfg.headDim, o.contextTokens, 3 + i);
+    return seq;
+  });
+  try {
+    const step = (k: number): number => {
+      const t = performance.now();
+      model.forward(seqs.slice(0, k).map((seq, i) => ({ seq, tokens: [1 + i], decode: true })));
+      return performance.now() - t;
+    };
+    step(1); step(n);
+    const single: number[] = [];
+    const many: number[] = [];
+    for (let i = 0; i < o.steps; i++) {
+      if (i % 2 === 0) { single.push(step(1)); many.push(step(n)); } else { many.push(step(n)); single.push(step(1)); }
+    }
+    const med = (xs: number[]): number => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const r = { sequences: n, msSingle: med(single), msBatch: med(many), ratio: med(many) / med(single) };
+    o.log(`batched decode: ${n} sequences in one step ${r.msBatch.toFixed(2)} ms vs one sequence ${r.msSingle.toFixed(2)} ms (median of ${o.steps} alternate steps each): ${r.ratio.toFixed(2)}x the step time for ${n}x the tokens`);
+    return r;
+  } finally {
+    for (const s of seqs) s.release();
   }
 }

@@ -168,6 +168,7 @@ export function buildProgram(): Command {
     .option('--methods <list>', 'KV methods timed on the same cache, comma-separated; the first sets the roofline', 'full')
     .option('--kv-budget <n>', 'KV budget for every method but full')
     .option('--kv-opt <key=value>', 'method option for every method but full, repeatable', collect, [] as string[])
+    .option('--batch <n>', 'also time one step of n sequences (full caches) against one sequence alone', intArg('batch', 2))
     .action(benchDecodeCommand);
   bench
     .command('model')
