@@ -102,17 +102,18 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchReport
         // Synthetic fills run on the scheduler's thread between steps: their time is not decoding.
         const decodeSeconds = o.synthetic ? Math.max(1e-9, seconds - fill) : seconds;
         const r = reports[i]!;
+        const maxBatch = st.maxDecodeBatch;
         r.rounds.push({ seconds, fillSeconds: o.synthetic ? fill : 0, tokens, tokensPerSecond: tokens / decodeSeconds });
-        r.maxDecodeBatch = Math.max(r.maxDecodeBatch, st.maxDecodeBatch);
+        r.maxDecodeBatch = Math.max(r.maxDecodeBatch, maxBatch);
         const steps = st.decodeSteps - before.decodeSteps;
         r.meanDecodeBatch = steps > 0 ? (st.decodeRows - before.decodeRows) / steps : 0;
         r.preemptions += st.preemptions - before.preemptions;
         r.poolPeakBytes = Math.max(r.poolPeakBytes, pool.peakBytes);
         r.compression = compression / gens.length;
-        st.maxDecodeBatch = Math.max(before.maxDecodeBatch, st.maxDecodeBatch);
+        st.maxDecodeBatch = Math.max(before.maxDecodeBatch, maxBatch);
         o.log(
           `round ${round + 1} ${r.label}: ${tokens} tokens in ${seconds.toFixed(1)} s${o.synthetic ? ` (synthetic fills ${fill.toFixed(1)} s)` : ''}: ` +
-            `${(tokens / decodeSeconds).toFixed(1)} tokens/s; up to ${st.maxDecodeBatch} sequences per step (mean ${r.meanDecodeBatch.toFixed(1)}); ` +
+            `${(tokens / decodeSeconds).toFixed(1)} tokens/s; up to ${maxBatch} sequences per step (mean ${r.meanDecodeBatch.toFixed(1)}); ` +
             `${st.preemptions - before.preemptions} preemptions; pool peak ${fmtBytes(pool.peakBytes)}; compression ${r.compression.toFixed(1)}x`,
         );
       }
