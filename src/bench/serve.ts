@@ -120,7 +120,8 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchReport
     }
     for (const r of reports) {
       const v = r.rounds.map((x) => x.tokensPerSecond).sort((a, b) => a - b);
-      r.tokensPerSecond = v[Math.floor(v.length / 2)]!;
+      const mid = v.length >> 1;
+      r.tokensPerSecond = v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
     }
     for (const r of reports) r.ratioToFirst = r.tokensPerSecond / reports[0]!.tokensPerSecond;
     o.log('method | sequences per step (max / mean) | decode tokens/s (median) | over ' + reports[0]!.label + ' | compression | preemptions');

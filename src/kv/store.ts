@@ -164,7 +164,12 @@ export class SequenceKV {
   }
 
   /** Append one slot from K and V rows at `kOff`/`vOff` of `k`/`v` (wasm views or plain arrays). */
-  private pushSlot(head: HeadKV, k: Float32Array, kOff: number, v: Float32Array, vOff: number, position: number): void {
+  /**
+   * Append one slot to a head. `mem` and `table` are views of wasm memory and of the head's block
+   * table (valid for the whole append: the pool's region is fixed, and taking a block allocates
+   * nothing).
+   */
+  private pushSlot(head: HeadKV, k: Float32Array, kOff: number, v: Float32Array, vOff: number, position: number, mem: Float32Array, table: Int32Array): void {
     const pool = this.pool;
     const d = pool.headDim;
     const bs = pool.blockSlots;
@@ -172,13 +177,8 @@ export class SequenceKV {
       throw new ContextLengthError(`a sequence would hold more than the context of ${this.maxTokens} tokens; shorten the prompt or lower max tokens`);
     }
     const slot = head.length;
-    if (slot % bs === 0) {
-      const id = this.takeBlock();
-      this.table(head)[head.blocks++] = id;
-    }
-    // Allocation may have grown memory and moved the pool: take a fresh view and table.
-    const mem = this.view();
-    const dst = this.slotOffset(this.table(head), slot);
+    if (slot % bs === 0) table[head.blocks++] = this.takeBlock();
+    const dst = this.slotOffset(table, slot);
     mem.set(k.subarray(kOff, kOff + d), dst);
     mem.set(v.subarray(vOff, vOff + d), dst + bs * d);
     if (head.positions.length <= slot) {
@@ -207,13 +207,14 @@ export class SequenceKV {
         );
       }
     }
+    void this.pool.basePtr; // the pool's region exists before the view is taken
+    const mem = this.view();
     for (let i = 0; i < heads.length; i++) {
       const h = (i / copies) | 0;
+      const table = this.table(heads[i]!);
       for (let t = 0; t < T; t++) {
         const src = t * rowFloats + h * d;
-        // Activations were allocated before any growth, so an older view still covers them.
-        const act = this.view();
-        this.pushSlot(heads[i]!, act, (kPtr >>> 2) + src, act, (vPtr >>> 2) + src, positions[t]!);
+        this.pushSlot(heads[i]!, mem, (kPtr >>> 2) + src, mem, (vPtr >>> 2) + src, positions[t]!, mem, table);
       }
     }
   }
@@ -293,7 +294,10 @@ export class SequenceKV {
           const head = this.newHead();
           fresh.push(head);
           if (this.summaryPage) head.summary = new PageSummary(this.summaryPage, d);
-          for (let s = 0; s < src.length; s++) this.pushSlot(head, k, s * d, v, s * d, src.positions[s]!);
+          void this.pool.basePtr;
+          const mem = this.view();
+          const table = this.table(head);
+          for (let s = 0; s < src.length; s++) this.pushSlot(head, k, s * d, v, s * d, src.positions[s]!, mem, table);
         }
       }
     } catch (e) {
