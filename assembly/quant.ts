@@ -85,31 +85,36 @@ export function quantizeActQ8(xq: usize, xs: usize, x: usize, K: i32, start: i32
 }
 
 /**
+ * Weight row at wr (scales sr) against one quantized x row (xr, scales tr): even blocks' scaled
+ * integer dots on one accumulator, odd blocks' on another, then added. gemvQ8 and every row of
+ * gemmQ8 sum this way.
+ */
+// @ts-ignore: decorator
+@inline function rowQ8(wr: usize, sr: usize, xr: usize, tr: usize, nb: i32): f32 {
+  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0);
+  // Pointer induction variables keep the loop to a few adds (V8 spills index arithmetic).
+  let wp = wr, xp = xr, sp = sr, tp = tr;
+  const wEnd = wr + (<usize>(nb & ~1) << 5);
+  for (; wp < wEnd; wp += 64, xp += 128, sp += 8, tp += 8) {
+    const i0 = blockDot(wp, xp);
+    const i1 = blockDot(wp + 32, xp + 64);
+    acc0 = madd(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(sp) * load<f32>(tp)), acc0);
+    acc1 = madd(f32x4.convert_i32x4_s(i1), f32x4.splat(load<f32>(sp, 4) * load<f32>(tp, 4)), acc1);
+  }
+  if ((nb & 1) != 0) acc0 = madd(f32x4.convert_i32x4_s(blockDot(wp, xp)), f32x4.splat(load<f32>(sp) * load<f32>(tp)), acc0);
+  return hsumF(f32x4.add(acc0, acc1));
+}
+
+/**
  * Matrix-vector with int8 weights over rows [start, end); x already quantized (xq, xs).
  * One row at a time so the weights stream strictly sequentially (rows are contiguous), two blocks
- * per step on two accumulators. Wider unrolls make V8 hoist every load and spill registers.
+ * per step. Wider unrolls make V8 hoist every load and spill registers.
  */
 export function gemvQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, K: i32, start: i32, end: i32): void {
   const nb = K >> 5;
   const sRow = <usize>nb << 2;
   for (let n = start; n < end; n++) {
-    const wr = wq + <usize>n * <usize>K;
-    const sr = ws + <usize>n * sRow;
-    let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0);
-    // Pointer induction variables keep the loop to a few adds (V8 spills index arithmetic).
-    let wp = wr, xp = xq, sp = sr, tp = xs;
-    const wEnd = wr + (<usize>(nb & ~1) << 5);
-    for (; wp < wEnd; wp += 64, xp += 128, sp += 8, tp += 8) {
-      const i0 = blockDot(wp, xp);
-      const i1 = blockDot(wp + 32, xp + 64);
-      acc0 = madd(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(sp) * load<f32>(tp)), acc0);
-      acc1 = madd(f32x4.convert_i32x4_s(i1), f32x4.splat(load<f32>(sp, 4) * load<f32>(tp, 4)), acc1);
-    }
-    if ((nb & 1) != 0) {
-      const i0 = blockDot(wp, xp);
-      acc0 = madd(f32x4.convert_i32x4_s(i0), f32x4.splat(load<f32>(sp) * load<f32>(tp)), acc0);
-    }
-    let s = hsumF(f32x4.add(acc0, acc1));
+    let s = rowQ8(wq + <usize>n * <usize>K, ws + <usize>n * sRow, xq, xs, nb);
     if (bias != 0) s += load<f32>(bias + (<usize>n << 2));
     store<f32>(out + (<usize>n << 2), s);
   }
@@ -117,20 +122,21 @@ export function gemvQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, b
 
 const M_BLOCK_Q: i32 = 64;
 
-/** One x row's 32-block (i16 at xp) against a widened weight block w0..w3, times `scale`, added to acc. */
+/** Integer dot of one 32-block whose int8 weights were widened already (w0..w3) with i16 activations at x. */
 // @ts-ignore: decorator
-@inline function scaledBlock(w0: v128, w1: v128, w2: v128, w3: v128, xp: usize, scale: f32, acc: v128): v128 {
-  const i = i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xp)), i32x4.dot_i16x8_s(w1, v128.load(xp, 16))),
-    i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xp, 32)), i32x4.dot_i16x8_s(w3, v128.load(xp, 48))));
-  return madd(f32x4.convert_i32x4_s(i), f32x4.splat(scale), acc);
+@inline function wideDot(w0: v128, w1: v128, w2: v128, w3: v128, x: usize): v128 {
+  const p0 = i32x4.dot_i16x8_s(w0, v128.load(x));
+  const p1 = i32x4.dot_i16x8_s(w1, v128.load(x, 16));
+  const p2 = i32x4.dot_i16x8_s(w2, v128.load(x, 32));
+  const p3 = i32x4.dot_i16x8_s(w3, v128.load(x, 48));
+  return i32x4.add(i32x4.add(p0, p1), i32x4.add(p2, p3));
 }
 
 /**
- * Int8-weight GEMM over weight rows [start, end): each w row's blocks are widened once and reused
- * across 4 x rows. Every x row sums its blocks as gemvQ8 does (even blocks on one accumulator, odd
- * on another, then added), so a row's outputs are the bits gemvQ8 gives it alone: decode steps of
- * several sequences batched into one product equal each one's step run alone.
+ * Int8-weight GEMM over weight rows [start, end), for decode batches and other small row counts:
+ * each weight block is widened once and reused by 4 x rows. Every x row sums its blocks as
+ * rowQ8 does (even and odd blocks apart, then added), so a row's outputs are the bits gemvQ8 gives it alone:
+ * decode steps of several sequences batched into one product equal each one's step run alone.
  */
 export function gemmQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, M: i32, K: i32, N: i32, start: i32, end: i32): void {
   const nb = K >> 5;
@@ -147,30 +153,32 @@ export function gemmQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, b
       for (; m + 4 <= mbEnd; m += 4) {
         const x0 = xq + <usize>m * xRow;
         const s0 = xs + <usize>m * sRow;
-        // eN: even blocks of row m+N, oN: odd blocks.
+        // eN / oN: even / odd blocks of row m + N (rowQ8's order).
         let e0 = f32x4.splat(0), e1 = f32x4.splat(0), e2 = f32x4.splat(0), e3 = f32x4.splat(0);
         let o0 = f32x4.splat(0), o1 = f32x4.splat(0), o2 = f32x4.splat(0), o3 = f32x4.splat(0);
-        for (let b = 0; b < nb; b++) {
-          const wp = wqn + (<usize>b << 5);
-          const w0 = v128.load8x8_s(wp);
-          const w1 = v128.load8x8_s(wp, 8);
-          const w2 = v128.load8x8_s(wp, 16);
-          const w3 = v128.load8x8_s(wp, 24);
-          const so = <usize>b << 2;
-          const sw = load<f32>(wsn + so);
-          const xp = x0 + (<usize>b << 6);
-          const sp = s0 + so;
-          if ((b & 1) == 0) {
-            e0 = scaledBlock(w0, w1, w2, w3, xp, sw * load<f32>(sp), e0);
-            e1 = scaledBlock(w0, w1, w2, w3, xp + xRow, sw * load<f32>(sp + sRow), e1);
-            e2 = scaledBlock(w0, w1, w2, w3, xp + 2 * xRow, sw * load<f32>(sp + 2 * sRow), e2);
-            e3 = scaledBlock(w0, w1, w2, w3, xp + 3 * xRow, sw * load<f32>(sp + 3 * sRow), e3);
-          } else {
-            o0 = scaledBlock(w0, w1, w2, w3, xp, sw * load<f32>(sp), o0);
-            o1 = scaledBlock(w0, w1, w2, w3, xp + xRow, sw * load<f32>(sp + sRow), o1);
-            o2 = scaledBlock(w0, w1, w2, w3, xp + 2 * xRow, sw * load<f32>(sp + 2 * sRow), o2);
-            o3 = scaledBlock(w0, w1, w2, w3, xp + 3 * xRow, sw * load<f32>(sp + 3 * sRow), o3);
-          }
+        let wp = wqn, sp = wsn, xp = x0, tp = s0;
+        const wEnd = wqn + (<usize>(nb & ~1) << 5);
+        for (; wp < wEnd; wp += 64, xp += 128, sp += 8, tp += 8) {
+          let w0 = v128.load8x8_s(wp), w1 = v128.load8x8_s(wp, 8), w2 = v128.load8x8_s(wp, 16), w3 = v128.load8x8_s(wp, 24);
+          let sw = load<f32>(sp);
+          e0 = madd(f32x4.convert_i32x4_s(wideDot(w0, w1, w2, w3, xp)), f32x4.splat(sw * load<f32>(tp)), e0);
+          e1 = madd(f32x4.convert_i32x4_s(wideDot(w0, w1, w2, w3, xp + xRow)), f32x4.splat(sw * load<f32>(tp + sRow)), e1);
+          e2 = madd(f32x4.convert_i32x4_s(wideDot(w0, w1, w2, w3, xp + 2 * xRow)), f32x4.splat(sw * load<f32>(tp + 2 * sRow)), e2);
+          e3 = madd(f32x4.convert_i32x4_s(wideDot(w0, w1, w2, w3, xp + 3 * xRow)), f32x4.splat(sw * load<f32>(tp + 3 * sRow)), e3);
+          w0 = v128.load8x8_s(wp, 32); w1 = v128.load8x8_s(wp, 40); w2 = v128.load8x8_s(wp, 48); w3 = v128.load8x8_s(wp, 56);
+          sw = load<f32>(sp, 4);
+          o0 = madd(f32x4.convert_i32x4_s(wideDot(w0, w1, w2, w3, xp + 64)), f32x4.splat(sw * load<f32>(tp, 4)), o0);
+          o1 = madd(f32x4.convert_i32x4_s(wideDot(w0, w1, w2, w3, xp + xRow + 64)), f32x4.splat(sw * load<f32>(tp + sRow, 4)), o1);
+          o2 = madd(f32x4.convert_i32x4_s(wideDot(w0, w1, w2, w3, xp + 2 * xRow + 64)), f32x4.splat(sw * load<f32>(tp + 2 * sRow, 4)), o2);
+          o3 = madd(f32x4.convert_i32x4_s(wideDot(w0, w1, w2, w3, xp + 3 * xRow + 64)), f32x4.splat(sw * load<f32>(tp + 3 * sRow, 4)), o3);
+        }
+        if ((nb & 1) != 0) {
+          const w0 = v128.load8x8_s(wp), w1 = v128.load8x8_s(wp, 8), w2 = v128.load8x8_s(wp, 16), w3 = v128.load8x8_s(wp, 24);
+          const sw = load<f32>(sp);
+          e0 = madd(f32x4.convert_i32x4_s(wideDot(w0, w1, w2, w3, xp)), f32x4.splat(sw * load<f32>(tp)), e0);
+          e1 = madd(f32x4.convert_i32x4_s(wideDot(w0, w1, w2, w3, xp + xRow)), f32x4.splat(sw * load<f32>(tp + sRow)), e1);
+          e2 = madd(f32x4.convert_i32x4_s(wideDot(w0, w1, w2, w3, xp + 2 * xRow)), f32x4.splat(sw * load<f32>(tp + 2 * sRow)), e2);
+          e3 = madd(f32x4.convert_i32x4_s(wideDot(w0, w1, w2, w3, xp + 3 * xRow)), f32x4.splat(sw * load<f32>(tp + 3 * sRow)), e3);
         }
         const o = out + <usize>m * outRow + (<usize>n << 2);
         store<f32>(o, hsumF(f32x4.add(e0, o0)) + bv);
@@ -179,16 +187,7 @@ export function gemmQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, b
         store<f32>(o + 3 * outRow, hsumF(f32x4.add(e3, o3)) + bv);
       }
       for (; m < mbEnd; m++) {
-        const x0 = xq + <usize>m * xRow;
-        const s0 = xs + <usize>m * sRow;
-        let e0 = f32x4.splat(0), o0 = f32x4.splat(0);
-        for (let b = 0; b < nb; b++) {
-          const so = <usize>b << 2;
-          const i = blockDot(wqn + (<usize>b << 5), x0 + (<usize>b << 6));
-          const t = madd(f32x4.convert_i32x4_s(i), f32x4.splat(load<f32>(wsn + so) * load<f32>(s0 + so)), (b & 1) == 0 ? e0 : o0);
-          if ((b & 1) == 0) e0 = t; else o0 = t;
-        }
-        store<f32>(out + <usize>m * outRow + (<usize>n << 2), hsumF(f32x4.add(e0, o0)) + bv);
+        store<f32>(out + <usize>m * outRow + (<usize>n << 2), rowQ8(wqn, wsn, xq + <usize>m * xRow, xs + <usize>m * sRow, nb) + bv);
       }
     }
   }
