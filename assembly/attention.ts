@@ -2,6 +2,7 @@
 // key count is bounded only by memory. The G query heads that share a KV head are processed
 // together: each key and value row is fetched once per chunk for all of them.
 import { dot, hsum4, madd, threadScratch, threadScratchBytes } from './common';
+import { JOB_BYTES, JOB_KEYS, JOB_OUT, JOB_Q, JOB_ROWS, JOB_SLOTS, JOB_TABLE } from '../src/kv/job';
 
 /**
  * f32x4 e^x (Cephes-style: 2^n split plus degree-5 polynomial, ~2 ulp). n = round(x*log2(e)) is
@@ -380,8 +381,8 @@ export function attnCausal(out: usize, q: usize, k: usize, v: usize, T: i32, S: 
 }
 
 /**
- * Paged attention over jobs [start, end). Job fields (i32 x8): qPtr, outPtr, tablePtr, nKeys,
- * slotsPtr, nRows, scratchPtr, 0. Row r of a job (rowStride floats apart) sees the first
+ * Paged attention over jobs [start, end). Job fields (src/kv/job.ts): qPtr, outPtr, tablePtr, nKeys,
+ * slotsPtr, nRows, scratchPtr. Row r of a job (rowStride floats apart) sees the first
  * nKeys - nRows + r + 1 keys. Key i is slot i, or slots[i] when slotsPtr is set; slot s is in
  * block table[s / blockSlots] at s % blockSlots; a block holds K [blockSlots, d] then
  * V [blockSlots, d]. Rows run in tiles of TILE_ROWS that share each key chunk. (The job scratch
@@ -393,13 +394,13 @@ export function attendPaged(jobs: usize, pool: usize, blockSlots: i32, d: i32, G
   const blockBytes = vOffset << 1;
   const rowBytes = <usize>rowStride << 2;
   for (let jb = start; jb < end; jb++) {
-    const jp = jobs + (<usize>jb << 5);
-    const qPtr = <usize>load<u32>(jp);
-    const outPtr = <usize>load<u32>(jp, 4);
-    const table = <usize>load<u32>(jp, 8);
-    const nKeys = load<i32>(jp, 12);
-    const slots = <usize>load<u32>(jp, 16);
-    const nRows = load<i32>(jp, 20);
+    const jp = jobs + <usize>jb * JOB_BYTES;
+    const qPtr = <usize>load<u32>(jp, JOB_Q * 4);
+    const outPtr = <usize>load<u32>(jp, JOB_OUT * 4);
+    const table = <usize>load<u32>(jp, JOB_TABLE * 4);
+    const nKeys = load<i32>(jp, JOB_KEYS * 4);
+    const slots = <usize>load<u32>(jp, JOB_SLOTS * 4);
+    const nRows = load<i32>(jp, JOB_ROWS * 4);
     for (let r = 0; r < nRows; r += TILE_ROWS) {
       const R = min(TILE_ROWS, nRows - r);
       const C = chunkKeys(R * G);
@@ -440,11 +441,11 @@ export function attendPagedPart(jobs: usize, pool: usize, blockSlots: i32, d: i3
   for (let it = start; it < end; it++) {
     const jb = it / parts;
     const part = it - jb * parts;
-    const jp = jobs + (<usize>jb << 5);
-    const qPtr = <usize>load<u32>(jp);
-    const table = <usize>load<u32>(jp, 8);
-    const nKeys = load<i32>(jp, 12);
-    const slots = <usize>load<u32>(jp, 16);
+    const jp = jobs + <usize>jb * JOB_BYTES;
+    const qPtr = <usize>load<u32>(jp, JOB_Q * 4);
+    const table = <usize>load<u32>(jp, JOB_TABLE * 4);
+    const nKeys = load<i32>(jp, JOB_KEYS * 4);
+    const slots = <usize>load<u32>(jp, JOB_SLOTS * 4);
     const k0 = <i32>((<i64>part * <i64>nKeys) / <i64>parts);
     const k1 = <i32>((<i64>(part + 1) * <i64>nKeys) / <i64>parts);
     const op = partial + <usize>it * itemBytes;
@@ -465,7 +466,7 @@ export function attendPagedPart(jobs: usize, pool: usize, blockSlots: i32, d: i3
 export function attendMerge(jobs: usize, d: i32, G: i32, parts: i32, partial: usize, start: i32, end: i32): void {
   const itemBytes = (<usize>(G * d + 2 * G)) << 2;
   for (let jb = start; jb < end; jb++) {
-    const outPtr = <usize>load<u32>(jobs + (<usize>jb << 5), 4);
+    const outPtr = <usize>load<u32>(jobs + <usize>jb * JOB_BYTES, JOB_OUT * 4);
     const first = partial + <usize>(jb * parts) * itemBytes;
     for (let g = 0; g < G; g++) {
       let M: f32 = -Infinity;

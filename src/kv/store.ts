@@ -177,7 +177,11 @@ export class SequenceKV {
       throw new ContextLengthError(`a sequence would hold more than the context of ${this.maxTokens} tokens; shorten the prompt or lower max tokens`);
     }
     const slot = head.length;
-    if (slot % bs === 0) table[head.blocks++] = this.takeBlock();
+    if (slot % bs === 0) {
+      // The block first: a pool that is full throws before the head counts it.
+      const id = this.takeBlock();
+      table[head.blocks++] = id;
+    }
     const dst = this.slotOffset(table, slot);
     mem.set(k.subarray(kOff, kOff + d), dst);
     mem.set(v.subarray(vOff, vOff + d), dst + bs * d);

@@ -6,6 +6,7 @@ import type { Linear, ModelWeights } from './weights.ts';
 import { embedTokens } from './weights.ts';
 import type { SequenceKV } from '../kv/store.ts';
 import type { BlockPool } from '../kv/pool.ts';
+import { PagedAttention } from '../kv/attend.ts';
 
 /** One sequence's share of a forward call: its new tokens, appended at `seq.nextPosition`. */
 export interface ForwardItem {
@@ -78,9 +79,6 @@ class Activations {
  */
 interface RowGroup { r0: number; rows: number; decode: boolean }
 
-/** Query rows per attention job during prefill: small enough to spread a chunk over threads. */
-const ROWS_PER_JOB = 16;
-const JOB_FIELDS = 8;
 
 /**
  * The decoder-only transformer of the Llama family (Llama 2/3, Qwen2, Mistral), written as the
@@ -93,14 +91,9 @@ export class LlamaModel {
   private pool: BlockPool;
   private act: Activations;
   private invFreq: number;
-  private jobs = 0;
-  private jobsCap = 0;
-  private scratch = 0;
-  private scratchFloats = 0;
+  private attention: PagedAttention;
   private logits = 0;
   private logitsRows = 0;
-  private slots = 0;
-  private slotsCap = 0;
 
   constructor(rt: Runtime, cfg: ModelConfig, weights: ModelWeights, pool: BlockPool) {
     this.rt = rt;
@@ -108,6 +101,7 @@ export class LlamaModel {
     this.weights = weights;
     this.pool = pool;
     this.act = new Activations(rt, cfg);
+    this.attention = new PagedAttention(rt, pool, cfg);
     const inv = ropeInvFreq(cfg);
     this.invFreq = rt.alloc(inv.length * 4);
     rt.f32(this.invFreq, inv.length).set(inv);
@@ -176,7 +170,7 @@ export class LlamaModel {
     const groups: RowGroup[] = decodeRows ? [{ r0: 0, rows: decodeRows, decode: true }] : [];
     for (let i = decodeRows; i < items.length; i++) groups.push({ r0: rowStart[i]!, rows: items[i]!.tokens.length, decode: false });
 
-    this.planJobs(items);
+    this.attention.plan(items);
     for (let l = 0; l < c.numLayers; l++) this.layer(l, items, rowStart, groups, M, a.x, positions);
 
     for (const it of items) {
@@ -256,9 +250,7 @@ export class LlamaModel {
       items.forEach((it, i) => it.hooks?.onQueries?.(l, qAll.subarray(rowStart[i]! * qDim, (rowStart[i]! + it.tokens.length) * qDim), it.tokens.length));
     }
     // Grouped heads (G query heads per stored head) and expanded ones (one each) run as two calls.
-    const [grouped, expanded] = this.fillJobs(items, rowStart, l, a.q, a.att);
-    this.attend(this.jobs, grouped, G, qDim, scale);
-    this.attend(this.jobs + grouped.reduce((x, y) => x + y, 0) * JOB_FIELDS * 4, expanded, 1, qDim, scale);
+    this.attention.run(items, rowStart, l, a.q, a.att);
     this.linear(a.proj, a.att, w.o, groups);
     k.add(x, x, a.proj, M * D);
 
@@ -296,7 +288,7 @@ export class LlamaModel {
           const sub: ForwardItem = { seq: item.seq, tokens: tokens.slice(c0, c0 + T), hooks: item.hooks };
           const positions = Int32Array.from({ length: T }, (_, t) => base + c0 + t);
           rt.i32(a.pos, T).set(positions);
-          this.planJobs([sub]);
+          this.attention.plan([sub]);
           this.layer(l, [sub], [0], [{ r0: 0, rows: T, decode: false }], T, hidden + c0 * D * 4, positions);
         }
         item.hooks?.onLayerPrefilled?.(l, base + P);
@@ -310,176 +302,10 @@ export class LlamaModel {
     return this.head(1)[0]!;
   }
 
-  /**
-   * Runs the paged-attention jobs of one pass, `counts[i]` consecutive jobs per item. Whether a
-   * decode step's keys are split into ranges (and into how many) is decided for each item from its
-   * own jobs, so an item attends the same way in a batch as alone.
-   */
-  private attend(ptr: number, counts: number[], G: number, rowStride: number, scale: number): void {
-    const k = this.rt.k;
-    const bytes = JOB_FIELDS * 4;
-    let runStart = 0;
-    let runJobs = 0;
-    let runParts = 0;
-    let j = 0;
-    for (const n of counts) {
-      if (n === 0) continue;
-      const parts = k.decodeKeyParts(ptr + j * bytes, n);
-      if (runJobs > 0 && parts !== runParts) {
-        k.attendPaged(ptr + runStart * bytes, runJobs, this.pool.basePtr, this.pool.blockSlots, this.cfg.headDim, G, rowStride, scale, runParts);
-        runJobs = 0;
-      }
-      if (runJobs === 0) { runStart = j; runParts = parts; }
-      runJobs += n;
-      j += n;
-    }
-    if (runJobs > 0) k.attendPaged(ptr + runStart * bytes, runJobs, this.pool.basePtr, this.pool.blockSlots, this.cfg.headDim, G, rowStride, scale, runParts);
-  }
-
-  /** Size the job table and the per-job score scratch for the most jobs any layer can need. */
-  private planJobs(items: ForwardItem[]): void {
-    let nJobs = 0;
-    let floats = 0;
-    for (const it of items) {
-      const chunks = Math.ceil(it.tokens.length / ROWS_PER_JOB);
-      // Heads may differ in length after eviction, and expanded layers store one head per query head.
-      let longest = 0;
-      let most = 0;
-      for (let l = 0; l < it.seq.layers; l++) {
-        const heads = it.seq.headsIn(l);
-        most = Math.max(most, heads.length);
-        for (const head of heads) longest = Math.max(longest, head.length);
-      }
-      // A decode selector may give each query head its own slot list: one job per query head.
-      if (it.decode && it.hooks?.select) most = Math.max(most, this.cfg.numHeads);
-      nJobs += chunks * most;
-      floats += chunks * most * (longest + it.tokens.length);
-    }
-    if (nJobs > this.jobsCap) {
-      if (this.jobsCap) this.rt.free(this.jobs);
-      this.jobs = this.rt.alloc(nJobs * JOB_FIELDS * 4, 16);
-      this.jobsCap = nJobs;
-    }
-    if (floats > this.scratchFloats) {
-      if (this.scratchFloats) this.rt.free(this.scratch);
-      this.scratch = this.rt.alloc(floats * 4, 64);
-      this.scratchFloats = floats;
-    }
-  }
-
-  /**
-   * One job per (item, stored head, group of query rows) over that head's slots in this layer:
-   * grouped heads first, then heads of expanded layers. Decode steps ask the item's selector which
-   * slots to read and count the bytes read. Returns each pass's job count per item.
-   */
-  private fillJobs(items: ForwardItem[], rowStart: number[], layer: number, q: number, out: number): [number[], number[]] {
-    const c = this.cfg;
-    const d = c.headDim;
-    const G = c.numHeads / c.numKvHeads;
-    const rowFloats = c.numHeads * d;
-    const rowBytes = rowFloats * 4;
-
-    // Selections first: their total size decides the slot buffer.
-    const selections: (Int32Array | Int32Array[] | null)[][] = [];
-    let selected = 0;
-    for (let i = 0; i < items.length; i++) {
-      const it = items[i]!;
-      const heads = it.seq.headsIn(layer);
-      const group = it.seq.isExpanded(layer) ? 1 : G;
-      const sel: (Int32Array | Int32Array[] | null)[] = [];
-      if (it.decode && it.tokens.length === 1 && it.hooks?.select) {
-        const qRow = this.rt.f32(q + rowStart[i]! * rowBytes, rowFloats);
-        for (let h = 0; h < heads.length; h++) {
-          const s = it.hooks.select(layer, h, qRow.subarray(h * group * d, (h + 1) * group * d), group);
-          if (Array.isArray(s) && s.length !== group) throw new Error(`a selector returned ${s.length} slot lists for a group of ${group}`);
-          sel.push(s);
-          if (Array.isArray(s)) for (const x of s) selected += x.length;
-          else if (s) selected += s.length;
-        }
-      }
-      selections.push(sel);
-    }
-    if (selected > this.slotsCap) {
-      if (this.slotsCap) this.rt.free(this.slots);
-      this.slots = this.rt.alloc(selected * 4, 16);
-      this.slotsCap = selected;
-    }
-
-    const jobs = this.rt.i32(this.jobs, this.jobsCap * JOB_FIELDS);
-    let slotPtr = this.slots;
-    let scratch = this.scratch;
-    let j = 0;
-    const counts: [number[], number[]] = [items.map(() => 0), items.map(() => 0)];
-    /** The jobs of one stored head for the query heads from `qh0` (the job's kind sets how many), over `list` or all slots. */
-    const emit = (i: number, T: number, tablePtr: number, length: number, qh0: number, list: Int32Array | null, pass: number): void => {
-      let listPtr = 0;
-      let visible = length;
-      if (list) {
-        this.rt.i32(slotPtr, list.length).set(list);
-        listPtr = slotPtr;
-        visible = list.length;
-        slotPtr += list.length * 4;
-      }
-      for (let a = 0; a < T; a += ROWS_PER_JOB) {
-        const b = Math.min(T, a + ROWS_PER_JOB);
-        const nKeys = visible - T + b;
-        const off = (rowStart[i]! + a) * rowBytes + qh0 * d * 4;
-        const o = j * JOB_FIELDS;
-        jobs[o] = q + off;
-        jobs[o + 1] = out + off;
-        jobs[o + 2] = tablePtr;
-        jobs[o + 3] = nKeys;
-        jobs[o + 4] = listPtr;
-        jobs[o + 5] = b - a;
-        jobs[o + 6] = scratch;
-        jobs[o + 7] = 0;
-        scratch += nKeys * 4;
-        j++;
-        counts[pass]![i]!++;
-      }
-    };
-    // Pass 0: grouped heads (a group's query heads in one job). Pass 1: one query head per job, for
-    // expanded layers and for grouped heads whose selection differs per query head.
-    for (const pass of [0, 1]) {
-      for (let i = 0; i < items.length; i++) {
-        const it = items[i]!;
-        const expanded = it.seq.isExpanded(layer);
-        if (pass === 0 && expanded) continue;
-        const T = it.tokens.length;
-        const heads = it.seq.headsIn(layer);
-        const group = expanded ? 1 : G;
-        for (let h = 0; h < heads.length; h++) {
-          const head = heads[h]!;
-          const sel = selections[i]![h] ?? null;
-          const perQueryHead = Array.isArray(sel);
-          if (pass === 0 ? perQueryHead : !expanded && !perQueryHead) continue;
-          if (it.decode) {
-            // Bytes read: every slot that some query head of the group reads, once.
-            let visible = head.length;
-            if (Array.isArray(sel)) {
-              const union = new Set<number>();
-              for (const list of sel) for (const x of list) union.add(x);
-              visible = union.size;
-            } else if (sel) {
-              visible = sel.length;
-            }
-            it.seq.reads.kBytes += visible * d * 4;
-            it.seq.reads.vBytes += visible * d * 4;
-          }
-          if (Array.isArray(sel)) sel.forEach((list, g) => emit(i, T, head.tablePtr, head.length, h * G + g, list, 1));
-          else emit(i, T, head.tablePtr, head.length, h * group, sel, pass);
-        }
-      }
-    }
-    return counts;
-  }
-
   dispose(): void {
     this.act.dispose();
-    if (this.jobsCap) this.rt.free(this.jobs);
-    if (this.scratchFloats) this.rt.free(this.scratch);
+    this.attention.dispose();
     if (this.logitsRows) this.rt.free(this.logits);
-    if (this.slotsCap) this.rt.free(this.slots);
     this.rt.free(this.invFreq);
   }
 }

@@ -1,5 +1,6 @@
 // Typed wrappers over the AssemblyScript kernels: argument checks, thread split, scratch.
 import { UsageError } from '../errors.ts';
+import { JOB_FIELDS, JOB_KEYS, JOB_ROWS } from '../kv/job.ts';
 
 /** Names of the parallel kernels, in the order workers index them. */
 export const KERNEL_NAMES = [
@@ -253,11 +254,11 @@ export class Kernels {
   decodeKeyParts(jobsPtr: number, nJobs: number): number {
     const threads = this.host.threads;
     if (threads <= 1 || nJobs === 0 || nJobs >= threads) return 1;
-    const f = this.host.i32(jobsPtr, nJobs * 8);
+    const f = this.host.i32(jobsPtr, nJobs * JOB_FIELDS);
     let shortest = Infinity;
     for (let j = 0; j < nJobs; j++) {
-      if (f[j * 8 + 5] !== 1) return 1;
-      shortest = Math.min(shortest, f[j * 8 + 3]!);
+      if (f[j * JOB_FIELDS + JOB_ROWS] !== 1) return 1;
+      shortest = Math.min(shortest, f[j * JOB_FIELDS + JOB_KEYS]!);
     }
     // Whole multiples of the jobs only: threads / nJobs ranges each keep every item on its own thread.
     return Math.max(1, Math.min(Math.floor(threads / nJobs), Math.floor(shortest / MIN_KEYS_PER_PART)));
