@@ -1,28 +1,25 @@
-import { readFile, stat } from 'node:fs/promises';
 import { statSync } from 'node:fs';
-import { join } from 'node:path';
 import { Runtime, type KernelBuildChoice } from '../runtime/wasm.ts';
-import { parseConfig, type ModelConfig } from '../model/config.ts';
+import type { ModelConfig } from '../model/config.ts';
 import { openModelSource } from '../model/source.ts';
-import { StreamDecoder, type Tokenizer } from '../model/tokenizer.ts';
+import type { Tokenizer } from '../model/tokenizer.ts';
 import { loadWeights, defaultWeightFormat, type WeightFormat } from '../model/weights.ts';
 import { LlamaModel } from '../model/llama.ts';
 import { BlockPool, fmtBytes } from '../kv/pool.ts';
 import { SequenceKV } from '../kv/store.ts';
-import { Sampler, validateSampling, type SamplingOptions } from './sampling.ts';
-import { StopMatcher } from './stop.ts';
+import { validateSampling, type SamplingOptions } from './sampling.ts';
 import { checkFitsWasm } from './memory.ts';
-import { ContextLengthError, ModelLoadError, UsageError, WasmMemoryError } from '../errors.ts';
+import { ContextLengthError, UsageError, WasmMemoryError } from '../errors.ts';
 import { createCompression, resolveCompression, type CompressionRequest, type ResolvedCompression } from '../compress/registry.ts';
 import { CompressionSession, QueryWindow } from '../compress/session.ts';
 import { QueryStats } from '../compress/query-stats.ts';
 import { ropeInvFreq } from '../model/config.ts';
 import { modelFingerprint } from '../model/fingerprint.ts';
-import { kvReport, type KvReport } from './report.ts';
+import type { KvReport } from './report.ts';
 import { Scheduler } from './scheduler.ts';
 import { Sequence, type SequenceHost } from './sequence.ts';
 import { TokenStream } from './stream.ts';
-import { forecastBlocks } from '../compress/forecast.ts';
+import { forecastBlocks, type BlockForecast } from '../compress/forecast.ts';
 import { feedRandomWindow, fillRandomKV } from '../bench/synthetic.ts';
 
 export interface LoadProgress { stage: 'weights'; done: number; total: number }
@@ -146,19 +143,22 @@ export interface GenerateStats {
   prefillOrder?: 'chunk' | 'layer';
 }
 
+/** How a conversation's turn links to its conversation (engine.request). */
+interface ConversationLink {
+  kv: ResolvedCompression;
+  plan?: { promptTokens: number; maxNewTokens: number };
+  /** The cache as the previous turn left it (null before the first turn). */
+  state(): { store: SequenceKV; session: CompressionSession } | null;
+  /** Runs `go` once the previous turn has ended (with an error if the conversation cannot go on). */
+  after(go: (err?: Error) => void): void;
+  ended(seq: Sequence, err: Error | null): void;
+}
+
 /** One conversation: turns share one KV sequence and one compression method. */
 export interface Conversation {
   send(input: PromptInput, opts?: GenerateOptions): Generation;
   /** Return the conversation's KV blocks to the pool. */
   close(): void;
-}
-
-interface TurnState {
-  seq: SequenceKV;
-  /** The prefilled prompt the sequence was forked from, if any. */
-  from?: PrefilledPrompt;
-  session: CompressionSession;
-  kv: ResolvedCompression;
 }
 
 /** One request's stream of tokens; `stats` and `text` are filled once iteration ends. */
@@ -297,25 +297,33 @@ export class Engine {
     return stream;
   }
 
-  private request(input: PromptInput, opts: GenerateOptions): TokenStream {
-    const kv = resolveCompression(opts.kv ?? { method: 'full' });
-    const turn = this.prepareTurn(input, opts, 0);
+  private request(input: PromptInput, opts: GenerateOptions, conv?: ConversationLink): TokenStream {
+    const kv = conv?.kv ?? resolveCompression(opts.kv ?? { method: 'full' });
+    const turn = this.prepareTurn(input, opts, conv?.state()?.store.nextPosition ?? 0);
     const from = opts.from;
     if (from && (from.tokens.length !== turn.prompt.length || from.tokens.some((t, i) => t !== turn.prompt[i]))) {
       throw new UsageError('the prompt differs from the prefilled one given in `from`; give the same tokens');
     }
     if (from?.seq.isReleased) throw new UsageError('cannot fork a released sequence (the prefilled prompt was released before a request started from it)');
     const P = turn.prompt.length;
-    const plan = opts.kvPlanMaxNewTokens ?? turn.maxTokens;
+    const planP = conv?.plan?.promptTokens ?? P;
+    const planN = conv?.plan?.maxNewTokens ?? opts.kvPlanMaxNewTokens ?? turn.maxTokens;
     const c = this.config;
-    const forecast = forecastBlocks(this.compressionFor(kv, P, plan), kv.budget, P, turn.maxTokens, {
-      layers: c.numLayers, kvHeads: c.numKvHeads, group: c.numHeads / c.numKvHeads, blockSlots: this.pool.blockSlots,
-    });
+    const shape = { layers: c.numLayers, kvHeads: c.numKvHeads, group: c.numHeads / c.numKvHeads, blockSlots: this.pool.blockSlots };
+    // A conversation's later turn appends to its cache: what it holds plus the new tokens, uncompressed.
+    const forecastNow = (): BlockForecast => {
+      const carried = conv?.state();
+      if (!carried) return forecastBlocks(this.compressionFor(kv, planP, planN), kv.budget, P, turn.maxTokens, shape);
+      const held = carried.store.blocksHeld;
+      const prefillPeak = held + carried.store.blocksToAppend(P);
+      const final = held + carried.store.blocksToAppend(P + turn.maxTokens);
+      return { prefillPeak, compressed: prefillPeak, final, peak: Math.max(prefillPeak, final) };
+    };
     const host: SequenceHost = {
       tokenizer: this.tokenizer,
       blockBytes: this.pool.blockBytes,
       newStore: () => this.newSequence(),
-      newSession: (store) => new CompressionSession(store, this.compressionFor(kv, P, plan), this.shape(), kv.budget),
+      newSession: (store) => new CompressionSession(store, this.compressionFor(kv, planP, planN), this.shape(), kv.budget),
       fillSynthetic: (store, session, n) => {
         fillRandomKV(this.runtime, store, c.numKvHeads * c.headDim, n);
         feedRandomWindow(session, c.numLayers, session.parts.eviction?.windowSize ?? 0, c.numHeads * c.headDim);
@@ -323,22 +331,39 @@ export class Engine {
       vocabSize: c.vocabSize,
     };
     const signal = opts.signal;
-    let seq: Sequence;
+    const cancel = (): void => { seq.cancel(); this.scheduler.poke(); };
     const stream = new TokenStream(
       () => {
         if (signal?.aborted) { seq.cancel(); stream.end(abortReason(signal)); return; }
-        signal?.addEventListener('abort', () => seq.cancel(), { once: true });
-        this.scheduler.add(seq);
+        signal?.addEventListener('abort', cancel, { once: true });
+        if (!conv) { this.scheduler.add(seq); return; }
+        conv.after((err) => {
+          if (err) { seq.fail(err); return; }
+          if (seq.cancelRequested) { seq.end('cancelled'); return; }
+          try {
+            // A conversation's turn starts from the cache as its previous turn left it.
+            seq.settings.carry = conv.state() ?? undefined;
+            seq.forecast = forecastNow();
+            this.scheduler.add(seq);
+          } catch (e) {
+            seq.fail(e as Error);
+          }
+        });
       },
-      () => seq.cancel(),
+      cancel,
+      () => { if (conv) this.scheduler.poke(); },
     );
-    seq = new Sequence(
+    const seq: Sequence = new Sequence(
       host,
-      { ...opts, prompt: turn.prompt, maxTokens: turn.maxTokens, chunk: turn.chunk },
-      kv, forecast, stream,
+      { ...opts, prompt: turn.prompt, maxTokens: turn.maxTokens, chunk: turn.chunk, ...(conv ? { keepLast: true, backpressure: true } : {}) },
+      kv, forecastNow(), stream,
       (ev) => stream.push(ev),
-      (err) => stream.end(err ?? (seq.finish === 'cancelled' && signal?.aborted ? abortReason(signal) : null)),
+      (err) => {
+        conv?.ended(seq, err);
+        stream.end(err ?? (seq.finish === 'cancelled' && signal?.aborted ? abortReason(signal) : null));
+      },
     );
+    if (conv) seq.readerBehind = () => !stream.waitingForEvents;
     return stream;
   }
 
@@ -353,41 +378,46 @@ export class Engine {
     plan?: { promptTokens: number; maxNewTokens: number },
   ): Conversation {
     const kv = resolveCompression(kvRequest);
-    let state: TurnState | null = null;
+    let state: { store: SequenceKV; session: CompressionSession } | null = null;
     let failed: Error | null = null;
     let closed = false;
+    let turns = 0;
+    // Turns run one after another: a turn starts once the previous one has ended.
+    let previous: Promise<void> = Promise.resolve();
     const engine = this;
     return {
       send(input: PromptInput, opts: GenerateOptions = {}): Generation {
         if (closed) throw new UsageError('this conversation is closed; start a new one');
         if (failed) throw new UsageError(`this conversation failed earlier (${failed.message}); start a new one`);
-        if (opts.from && state) throw new UsageError('only the first turn of a conversation can start from a prefilled prompt');
-        const turn = engine.prepareTurn(input, opts, state?.seq.nextPosition ?? 0);
-        const gen: Generation = {
-          stats: null,
-          text: '',
-          tokens: [],
-          async *[Symbol.asyncIterator]() {
-            if (closed || failed) throw new UsageError('this conversation is closed or failed; start a new one');
-            state ??= engine.newState(kv, plan?.promptTokens ?? turn.prompt.length, plan?.maxNewTokens ?? turn.maxTokens, opts.from);
-            state.session.beginTurn();
-            try {
-              yield* engine.runTurn(state, turn.prompt, turn.maxTokens, turn.chunk, opts, gen, true);
-            } catch (e) {
-              // A forward that failed halfway leaves heads of unequal lengths: the cache cannot go on.
-              failed = e as Error;
-              state.seq.release();
-              state = null;
-              throw e;
-            }
+        if (opts.from && turns > 0) throw new UsageError('only the first turn of a conversation can start from a prefilled prompt');
+        const first = turns++ === 0;
+        const wait = previous;
+        let done!: () => void;
+        previous = new Promise<void>((resolve) => { done = resolve; });
+        return engine.request(input, opts, {
+          kv,
+          plan: first ? plan : undefined,
+          state: () => state,
+          after: (go) => {
+            void wait.then(() => go(closed || failed ? new UsageError('this conversation is closed or failed; start a new one') : undefined));
           },
-        };
-        return gen;
+          ended: (seq, err) => {
+            if (seq.kept) state = seq.kept;
+            if (err && seq.everAdmitted) {
+              // A turn that failed once running leaves heads of unequal lengths: the cache cannot go on.
+              failed = err;
+              if (state && !state.store.isReleased) state.store.release();
+              state = null;
+            }
+            done();
+          },
+        });
       },
       close(): void {
         closed = true;
-        state?.seq.release();
+        state?.store.release();
         state = null;
+        engine.scheduler.poke();
       },
     };
   }
@@ -446,111 +476,6 @@ export class Engine {
   prefillNeeds(kv: CompressionRequest, promptLength: number, maxNewTokens: number): { window: number; queryStatsSkip: number | null } {
     const ev = this.compressionFor(resolveCompression(kv), promptLength, maxNewTokens).eviction;
     return { window: ev?.windowSize ?? 0, queryStatsSkip: ev?.queryStats?.skip ?? null };
-  }
-
-  private newState(kv: ResolvedCompression, promptLength: number, maxTokens: number, from?: PrefilledPrompt): TurnState {
-    const shape = this.shape();
-    const parts = this.compressionFor(kv, promptLength, maxTokens);
-    const seq = from ? from.seq.fork() : this.newSequence();
-    try {
-      return { seq, session: new CompressionSession(seq, parts, shape, kv.budget), kv, ...(from ? { from } : {}) };
-    } catch (e) {
-      seq.release();
-      throw e;
-    }
-  }
-
-  private async *runTurn(
-    state: TurnState, prompt: number[], maxTokens: number, chunk: number, opts: GenerateOptions, gen: Generation, keepLast: boolean,
-  ): AsyncGenerator<GenerateEvent> {
-    const { seq, session, kv } = state;
-    const sampler = new Sampler(opts);
-    const decoder = new StreamDecoder(this.tokenizer);
-    const stop = new StopMatcher(opts.stop);
-    const eos = new Set(opts.ignoreEos ? [] : this.tokenizer.eosTokenIds);
-    const from = opts.from;
-    if (from && (from.tokens.length !== prompt.length || from.tokens.some((t, i) => t !== prompt[i]))) {
-      throw new UsageError('the prompt differs from the prefilled one given in `from`; give the same tokens');
-    }
-    // Peaks are this sequence's own blocks (a prefilled prompt it was forked from is not counted).
-    const bb = this.pool.blockBytes;
-    seq.resetPeak();
-    const readsBefore = { ...seq.reads };
-    let finish: FinishReason = 'length';
-    const t0 = performance.now();
-    let logits: Float32Array = new Float32Array(0);
-    if (from) {
-      // As if the session had watched the prefill: its observation window from the recorded rows.
-      session.adoptWindow(from.window, from.stats);
-      logits = from.logits.slice();
-    } else {
-      for (let i = 0; i < prompt.length; i += chunk) {
-        const part = prompt.slice(i, Math.min(prompt.length, i + chunk));
-        logits = this.model.forward([{ seq, tokens: part, hooks: session }])[0]!;
-        opts.onPrefillProgress?.(Math.min(prompt.length, i + chunk), prompt.length);
-        if (prompt.length > chunk) await yieldToEventLoop();
-      }
-    }
-    session.afterPrefill(seq.nextPosition, opts.skipEviction ?? false);
-    // From a shared prefill: its time plus this request's own part (the fork's eviction).
-    const prefillMs = (from ? from.prefillMs : 0) + performance.now() - t0;
-    // The decode phase's peak is measured on its own (RocketKV's paper resets the peak before decoding).
-    const prefillPeakBytes = seq.peakBlocks * bb;
-    seq.resetPeak();
-    const t1 = performance.now();
-    // The sampled token not yet run through the model. In a conversation it joins the cache when
-    // the turn ends, however it ends (a consumer breaking out included), so the next turn follows it.
-    let last = -1;
-    let errored = false;
-    try {
-      for (let n = 0; n < maxTokens; n++) {
-        const token = sampler.sample(logits);
-        last = token;
-        if (eos.has(token)) { finish = 'eos'; break; }
-        gen.tokens.push(token);
-        const text = stop.push(decoder.push(token));
-        gen.text += text;
-        yield { token, text };
-        if (stop.stopped) { finish = 'stop'; break; }
-        if (n + 1 < maxTokens) {
-          last = -1;
-          logits = this.model.forward([{ seq, tokens: [token], hooks: session, decode: true }])[0]!;
-          session.afterDecodeStep();
-        }
-        await yieldToEventLoop();
-      }
-    } catch (e) {
-      errored = true;
-      throw e;
-    } finally {
-      if (keepLast && last >= 0 && !errored) {
-        this.model.forward([{ seq, tokens: [last], hooks: session, decode: true }]);
-        session.afterDecodeStep();
-      }
-    }
-    const decodeMs = performance.now() - t1;
-    const rest = stop.push(decoder.flush()) + stop.flush();
-    if (rest) {
-      gen.text += rest;
-      yield { token: -1, text: rest };
-    }
-    const turnReads = {
-      steps: seq.reads.steps - readsBefore.steps,
-      kBytes: seq.reads.kBytes - readsBefore.kBytes,
-      vBytes: seq.reads.vBytes - readsBefore.vBytes,
-      summaryBytes: seq.reads.summaryBytes - readsBefore.summaryBytes,
-    };
-    gen.stats = {
-      promptTokens: prompt.length,
-      generatedTokens: gen.tokens.length,
-      prefillMs,
-      decodeMs,
-      kvBytes: seq.blockBytes(),
-      kvPeakBytes: Math.max(prefillPeakBytes, seq.peakBlocks * bb),
-      kvPeakDecodeBytes: seq.peakBlocks * bb,
-      finishReason: finish,
-      kv: kvReport(seq, kv.entry.name, kv.budget, { request: Math.max(prefillPeakBytes, seq.peakBlocks * bb), decode: seq.peakBlocks * bb }, session.evictions, turnReads),
-    };
   }
 
   async close(): Promise<void> {

@@ -52,6 +52,7 @@ export class Scheduler {
   /** Admitted sequences, in admission order. */
   private running: Sequence[] = [];
   private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
   private closed = false;
 
   constructor(model: LlamaModel, pool: BlockPool, opts: SchedulerOptions = {}) {
@@ -96,13 +97,25 @@ export class Scheduler {
     this.waiting = [];
   }
 
+  /**
+   * Something may have changed for a sequence that could not advance (a reader took its tokens,
+   * a request was cancelled, blocks were freed outside the scheduler): run a step soon.
+   */
+  poke(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
   private kick(): void {
+    this.poke();
     if (this.loop) return;
     this.loop = (async () => {
       try {
         while (this.waiting.length > 0 || this.running.length > 0) {
-          this.step();
-          await new Promise<void>((resolve) => setImmediate(resolve));
+          // A step that ran nothing waits for a poke rather than spinning.
+          if (this.step()) await new Promise<void>((resolve) => setImmediate(resolve));
+          else await new Promise<void>((resolve) => { this.wake = resolve; });
         }
       } finally {
         this.loop = null;
@@ -110,17 +123,19 @@ export class Scheduler {
     })();
   }
 
-  /** One step: cancellations, then decode work, then prompt chunks, then one forward call. */
-  step(): void {
+  /** One step: cancellations, then decode work, then prompt chunks, then one forward call. False when nothing ran. */
+  step(): boolean {
+    let changed = false;
     for (const s of [...this.running, ...this.waiting]) {
-      if (s.cancelRequested && !s.finished) s.end('cancelled');
+      // A conversation's turn keeps its last shown token: one more step, then it ends.
+      if (s.cancelRequested && !s.finished && !(s.admitted && s.closeEarly())) { s.end('cancelled'); changed = true; }
     }
     this.prune();
 
     const planned: { seq: Sequence; work: SequenceWork }[] = [];
     // Decode work first, earliest admitted first; a sequence that cannot grow preempts the latest.
     for (const seq of [...this.running]) {
-      if (!seq.admitted || !seq.prefillDone) continue;
+      if (!seq.admitted || !seq.prefillDone || seq.stalled) continue;
       const work = seq.nextWork();
       if (this.reserveOrPreempt(seq, work, planned)) planned.push({ seq, work });
     }
@@ -142,21 +157,23 @@ export class Scheduler {
     };
     for (const seq of this.running) {
       if (budget <= 0 && chunks > 0) break;
-      if (seq.admitted && !seq.prefillDone && !takeChunk(seq)) break;
+      if (seq.admitted && !seq.prefillDone && !seq.finished && !takeChunk(seq)) break;
     }
     while (this.waiting.length > 0 && this.running.length < this.maxRunning && (budget > 0 || chunks === 0)) {
       const seq = this.waiting[0]!;
       const promised = this.running.reduce((n, s) => n + s.promptBlocksToCome, 0);
-      if (this.pool.freeBlocks - promised < seq.forecast.prefillPeak) {
+      if (this.pool.freeBlocks - promised < seq.blocksToAdmit) {
         if (this.running.length === 0) {
           // Nothing runs and nothing will free blocks: the limit is held elsewhere (e.g. a conversation's cache).
           this.waiting.shift();
-          seq.fail(new PoolExhaustedError(`the KV pool has ${this.pool.freeBlocks} free blocks, this request's prompt needs ${seq.forecast.prefillPeak}, and nothing running will free any; release other caches or raise the KV memory limit`));
+          seq.fail(new PoolExhaustedError(`the KV pool has ${this.pool.freeBlocks} free blocks, this request's prompt needs ${seq.blocksToAdmit}, and nothing running will free any; release other caches (close conversations) or raise the KV memory limit`));
+          changed = true;
           continue;
         }
         break;
       }
       this.waiting.shift();
+      changed = true;
       try {
         seq.start();
       } catch (e) {
@@ -177,11 +194,12 @@ export class Scheduler {
     this.prune();
     if (planned.length === 0) {
       // Admitted sequences that could not reserve even alone: nothing else can free blocks for them.
-      if (this.running.length > 0 && this.running.every((s) => s.admitted) && this.waiting.length === 0) {
-        for (const s of this.running) s.fail(new PoolExhaustedError(`the KV pool cannot serve the next step: ${this.pool.blocksInUse} blocks in use, limit ${this.pool.capacityBlocks}; raise the KV memory limit`));
+      if (this.running.length > 0 && this.running.every((s) => s.admitted && !s.stalled) && this.waiting.length === 0) {
+        for (const s of this.running) s.fail(new PoolExhaustedError(`the KV pool cannot serve the next step: ${this.pool.blocksInUse} blocks in use, limit ${this.pool.capacityBlocks}; raise the KV memory limit or close conversations`));
         this.prune();
+        return true;
       }
-      return;
+      return changed;
     }
     this.stats.steps++;
     if (planned.length === 1 && planned[0]!.work.byLayer) {
@@ -193,7 +211,7 @@ export class Scheduler {
       }
       seq.store?.dropReservation();
       this.prune();
-      return;
+      return true;
     }
     const decoding = planned.filter((p) => p.work.decode).length;
     this.stats.maxDecodeBatch = Math.max(this.stats.maxDecodeBatch, decoding);
@@ -205,7 +223,7 @@ export class Scheduler {
       // A call that failed halfway leaves its sequences' heads of unequal lengths: they end.
       for (const p of planned) p.seq.fail(e as Error);
       this.prune();
-      return;
+      return true;
     }
     for (let i = 0; i < planned.length; i++) {
       const { seq, work } = planned[i]!;
@@ -217,6 +235,7 @@ export class Scheduler {
       }
     }
     this.prune();
+    return true;
   }
 
   /**
@@ -226,7 +245,7 @@ export class Scheduler {
   private reserveOrPreempt(seq: Sequence, work: SequenceWork, planned: { seq: Sequence }[]): boolean {
     const need = seq.blocksFor(work);
     while (!seq.store!.tryReserve(need)) {
-      const victim = [...this.running].reverse().find((s) => s.admitted && !planned.some((p) => p.seq === s));
+      const victim = [...this.running].reverse().find((s) => s.admitted && s.preemptible && !planned.some((p) => p.seq === s));
       if (!victim || (victim === seq && this.running.filter((s) => s.admitted).length === 1)) {
         seq.fail(new PoolExhaustedError(
           `the KV pool cannot grow this sequence: it needs ${need} more blocks, ${this.pool.freeBlocks} are free of ${this.pool.capacityBlocks}, and no other sequence can be preempted; raise the KV memory limit or use a compression method`,

@@ -43,6 +43,18 @@ export interface SequenceSettings extends SamplingOptions {
   prefillOrder?: 'auto' | 'chunk';
   from?: PrefilledPrompt;
   syntheticPrompt?: boolean;
+  /**
+   * A conversation's turn: start from this store and session (earlier turns' cache) instead of new
+   * ones. Such a sequence is never preempted (its earlier turns cannot be recomputed here).
+   */
+  carry?: { store: SequenceKV; session: CompressionSession };
+  /**
+   * Conversations: the last sampled token joins the cache when the turn ends, however it ends
+   * (a reader leaving early included), and the store is kept (`kept`) rather than released.
+   */
+  keepLast?: boolean;
+  /** Advance only when the reader has taken every token (a conversation's cache holds only tokens shown). */
+  backpressure?: boolean;
   onPrefillProgress?: (done: number, total: number) => void;
 }
 
@@ -62,7 +74,7 @@ export class Sequence {
   readonly id = nextId++;
   readonly settings: SequenceSettings;
   readonly kv: ResolvedCompression;
-  readonly forecast: BlockForecast;
+  forecast: BlockForecast;
   /** Where tokens, text and stats go as they are made. */
   readonly out: Generation;
   /** The store and session while admitted; null while waiting or once finished. */
@@ -73,6 +85,10 @@ export class Sequence {
   preemptions = 0;
   /** Set by cancel(); the scheduler ends the sequence before its next step. */
   cancelRequested = false;
+  /** Whether the reader still has tokens to take (with `backpressure`, the sequence waits for it). */
+  readerBehind: () => boolean = () => false;
+  /** With keepLast: the store and session once the turn ended (for the next turn). */
+  kept: { store: SequenceKV; session: CompressionSession } | null = null;
 
   private readonly host: SequenceHost;
   private readonly sampler: Sampler;
@@ -87,6 +103,10 @@ export class Sequence {
   private forwarded = 0;
   private inDecode = false;
   private ranByLayer = false;
+  /** keepLast: the turn is over once this token has run (its finish reason waits meanwhile). */
+  private tail: number | null = null;
+  private closing: FinishReason | null = null;
+  private readsAtStart = { steps: 0, kBytes: 0, vBytes: 0, summaryBytes: 0 };
   private t0 = 0;
   private prefillMs = -1;
   private decodeStart = 0;
@@ -111,6 +131,19 @@ export class Sequence {
   }
 
   get admitted(): boolean { return this.store !== null; }
+  /** True once it was admitted at least once (its store or a carried cache was touched). */
+  everAdmitted = false;
+  /** Free blocks admission needs: the prompt's uncompressed blocks beyond what a carried cache holds. */
+  get blocksToAdmit(): number {
+    return Math.max(0, this.forecast.prefillPeak - (this.settings.carry?.store.blocksHeld ?? 0));
+  }
+  /** A conversation's turn cannot be recomputed from its prompt alone. */
+  get preemptible(): boolean { return this.settings.carry === undefined && !this.settings.keepLast; }
+  /** With backpressure: waiting for its reader to take the tokens already made. */
+  get stalled(): boolean {
+    // A closing turn's last step shows nothing, and a reader that left waits for nothing.
+    return this.settings.backpressure === true && !this.cancelRequested && this.tail === null && this.readerBehind();
+  }
   get finished(): boolean { return this.finish !== null || this.error !== null; }
   /** True once the prompt has run in this admission (decode steps follow). */
   get prefillDone(): boolean { return this.inDecode; }
@@ -124,6 +157,19 @@ export class Sequence {
   start(): void {
     if (this.store) throw new Error(`sequence ${this.id} is already admitted`);
     if (this.t0 === 0) this.t0 = performance.now();
+    this.everAdmitted = true;
+    const carry = this.settings.carry;
+    if (carry) {
+      this.store = carry.store;
+      this.session = carry.session;
+      this.session.beginTurn();
+      this.store.resetPeak();
+      this.readsAtStart = { ...this.store.reads };
+      this.prefilled = 0;
+      this.forwarded = 0;
+      this.inDecode = false;
+      return;
+    }
     // A prefilled prompt released since a preemption: the prompt runs again (same result).
     const from = this.settings.from;
     const fork = from !== undefined && !from.seq.isReleased;
@@ -155,6 +201,7 @@ export class Sequence {
    * sequence is admitted or waiting (a layer-by-layer prefill would hold no one up).
    */
   nextWork(alone = false): SequenceWork {
+    if (this.tail !== null) return { tokens: [this.tail], decode: true, endsPrefill: false };
     const p = this.settings.prompt;
     if (this.prefilled === 0 && this.byLayer(alone)) return { tokens: p.slice(), decode: false, endsPrefill: true, byLayer: true };
     if (this.prefilled < p.length) {
@@ -208,8 +255,14 @@ export class Sequence {
       if (this.prefilled === this.settings.prompt.length) this.endPrefill(logits);
       return;
     }
-    this.forwarded++;
     this.session!.afterDecodeStep();
+    if (this.tail !== null) {
+      // keepLast: the turn's last token has joined the cache.
+      this.tail = null;
+      this.end(this.closing!);
+      return;
+    }
+    this.forwarded++;
     // Replaying after a preemption: the tokens were sampled already.
     if (this.forwarded === this.out.tokens.length) this.sampleNext(logits);
   }
@@ -231,13 +284,33 @@ export class Sequence {
   private sampleNext(logits: Float32Array): void {
     if (this.out.tokens.length >= this.settings.maxTokens) { this.end('length'); return; }
     const token = this.sampler.sample(logits);
-    if (this.eos.has(token)) { this.end('eos'); return; }
+    if (this.eos.has(token)) { this.finishAfter(token, 'eos'); return; }
     this.out.tokens.push(token);
     const text = this.stop.push(this.decoder.push(token));
     this.out.text += text;
     this.emit({ token, text });
-    if (this.stop.stopped) { this.end('stop'); return; }
-    if (this.out.tokens.length >= this.settings.maxTokens) this.end('length');
+    if (this.stop.stopped) { this.finishAfter(token, 'stop'); return; }
+    if (this.out.tokens.length >= this.settings.maxTokens) this.finishAfter(token, 'length');
+  }
+
+  /** Ends the turn; with keepLast, once `token` (sampled, not yet run) has joined the cache. */
+  private finishAfter(token: number, reason: FinishReason): void {
+    if (!this.settings.keepLast) { this.end(reason); return; }
+    this.tail = token;
+    this.closing = reason;
+  }
+
+  /**
+   * Cancelled by its reader: with keepLast the last token shown joins the cache first (one more
+   * step); false when the sequence can end at once.
+   */
+  closeEarly(): boolean {
+    if (!this.settings.keepLast || !this.inDecode || this.tail !== null) return this.tail !== null;
+    const token = this.out.tokens[this.forwarded];
+    if (token === undefined) return false;
+    this.tail = token;
+    this.closing = 'cancelled';
+    return true;
   }
 
   /** Drops the store and session (blocks back to the pool); the request waits to run again. */
@@ -294,12 +367,18 @@ export class Sequence {
         kvPeakBytes: request,
         kvPeakDecodeBytes: decode,
         finishReason: reason,
-        kv: kvReport(store, this.kv.entry.name, this.kv.budget, { request, decode }, this.session.evictions),
+        kv: kvReport(store, this.kv.entry.name, this.kv.budget, { request, decode }, this.session.evictions, {
+          steps: store.reads.steps - this.readsAtStart.steps,
+          kBytes: store.reads.kBytes - this.readsAtStart.kBytes,
+          vBytes: store.reads.vBytes - this.readsAtStart.vBytes,
+          summaryBytes: store.reads.summaryBytes - this.readsAtStart.summaryBytes,
+        }),
         preemptions: this.preemptions,
         prefillOrder: this.ranByLayer ? 'layer' : 'chunk',
       } satisfies GenerateStats;
     }
-    store?.release();
+    if (this.settings.keepLast && store && this.session) this.kept = { store, session: this.session };
+    else store?.release();
     this.store = null;
     this.session = null;
     this.ended(null);

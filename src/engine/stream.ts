@@ -15,11 +15,20 @@ export class TokenStream implements Generation {
   private error: Error | null = null;
   private started = false;
 
-  /** `start` runs at the first read (or at once when called); `cancel` when the reader leaves early. */
-  constructor(private readonly onStart: () => void, private readonly onCancel: () => void) {}
+  /**
+   * `start` runs at the first read (or at once when called); `cancel` when the reader leaves early;
+   * `wait` each time the reader has taken every event and waits for the next.
+   */
+  constructor(private readonly onStart: () => void, private readonly onCancel: () => void, private readonly onWait: () => void = () => {}) {}
+
+  private readerWaiting = false;
+
+  /** True while the reader has taken every event and asks for the next one. */
+  get waitingForEvents(): boolean { return this.readerWaiting; }
 
   push(ev: GenerateEvent): void {
     this.queue.push(ev);
+    this.readerWaiting = false;
     this.notify();
   }
 
@@ -54,7 +63,11 @@ export class TokenStream implements Generation {
           if (this.error) throw this.error;
           return;
         }
-        await new Promise<void>((resolve) => { this.wake = resolve; });
+        const next = new Promise<void>((resolve) => { this.wake = resolve; });
+        this.readerWaiting = true;
+        this.onWait();
+        await next;
+        this.readerWaiting = false;
       }
     } finally {
       if (!this.done) this.onCancel();

@@ -76,8 +76,20 @@ test('conversations: a failed turn ends the conversation; a turn left early stil
     const c = tiny.conversation({ method: 'full' });
     const first = c.send(prompt(30), { maxTokens: 2, ignoreEos: true });
     for await (const _ of first) { /* fits */ }
+    const held = tiny.pool.blocksInUse;
+    // A turn that can never fit is refused before any work: the conversation goes on.
     const second = c.send(prompt(100), { maxTokens: 2 });
-    await assert.rejects((async () => { for await (const _ of second) { /* overflows */ } })(), PoolExhaustedError);
+    await assert.rejects((async () => { for await (const _ of second) { /* refused */ } })(), (e: Error) => e instanceof PoolExhaustedError && /never fit/.test(e.message));
+    assert.equal(tiny.pool.blocksInUse, held, 'the cache is untouched');
+    const third = c.send(prompt(3), { maxTokens: 1, ignoreEos: true });
+    for await (const _ of third) { /* fits */ }
+    assert.equal(third.stats!.kv.kvsPerHead.max, 30 + 2 + 3 + 1, 'the earlier turn is still there');
+    // A turn that fails while running (here a forward that throws) ends the conversation.
+    const forward = tiny.model.forward.bind(tiny.model);
+    tiny.model.forward = () => { throw new Error('a kernel failed'); };
+    const fourth = c.send(prompt(3), { maxTokens: 1 });
+    await assert.rejects((async () => { for await (const _ of fourth) { /* fails */ } })(), /a kernel failed/);
+    tiny.model.forward = forward;
     assert.throws(() => c.send(prompt(2)), /failed earlier/);
     assert.equal(tiny.pool.blocksInUse, 0);
   } finally {
