@@ -151,6 +151,8 @@ interface ConversationLink {
   state(): { store: SequenceKV; session: CompressionSession } | null;
   /** Runs `go` once the previous turn has ended (with an error if the conversation cannot go on). */
   after(go: (err?: Error) => void): void;
+  /** The turn joins the scheduler. */
+  started(seq: Sequence): void;
   ended(seq: Sequence, err: Error | null): void;
 }
 
@@ -275,7 +277,7 @@ export class Engine {
       throw e;
     }
     const prefillMs = performance.now() - t0;
-    return { tokens: prompt, seq, window: rec, stats, logits, prefillMs, release: () => seq.release() };
+    return { tokens: prompt, seq, window: rec, stats, logits, prefillMs, release: () => { seq.release(); this.scheduler.poke(); } };
   }
 
   /**
@@ -344,6 +346,7 @@ export class Engine {
             // A conversation's turn starts from the cache as its previous turn left it.
             seq.settings.carry = conv.state() ?? undefined;
             seq.forecast = forecastNow();
+            conv.started(seq);
             this.scheduler.add(seq);
           } catch (e) {
             seq.fail(e as Error);
@@ -382,6 +385,7 @@ export class Engine {
     let failed: Error | null = null;
     let closed = false;
     let turns = 0;
+    let current: Sequence | null = null;
     // Turns run one after another: a turn starts once the previous one has ended.
     let previous: Promise<void> = Promise.resolve();
     const engine = this;
@@ -401,8 +405,16 @@ export class Engine {
           after: (go) => {
             void wait.then(() => go(closed || failed ? new UsageError('this conversation is closed or failed; start a new one') : undefined));
           },
+          started: (seq) => { current = seq; },
           ended: (seq, err) => {
+            current = null;
             if (seq.kept) state = seq.kept;
+            if (closed && state) {
+              // Closed while this turn ran: its cache goes now.
+              state.store.release();
+              state = null;
+              engine.scheduler.poke();
+            }
             if (err && seq.everAdmitted) {
               // A turn that failed once running leaves heads of unequal lengths: the cache cannot go on.
               failed = err;
@@ -415,8 +427,13 @@ export class Engine {
       },
       close(): void {
         closed = true;
-        state?.store.release();
-        state = null;
+        if (current && !current.finished) {
+          // A turn is running on the cache: it ends first (cancelled), then the cache is released.
+          current.cancel();
+        } else {
+          state?.store.release();
+          state = null;
+        }
         engine.scheduler.poke();
       },
     };

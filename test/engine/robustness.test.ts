@@ -96,3 +96,15 @@ test('conversations: a failed turn ends the conversation; a turn left early stil
     await tiny.close();
   }
 });
+
+test('closing a conversation while its turn runs ends the turn first, then frees the cache', async () => {
+  const conv = engine.conversation({ method: 'full' });
+  const g = conv.send(prompt(60), { maxTokens: 50, ignoreEos: true });
+  let shown = 0;
+  for await (const _ of g) if (++shown === 2) conv.close();
+  await engine.scheduler.idle();
+  assert.equal(g.stats?.finishReason ?? 'cancelled', 'cancelled');
+  assert.ok(g.tokens.length < 50, `the turn stopped early (${g.tokens.length} tokens)`);
+  assert.equal(engine.pool.blocksInUse, 0);
+  assert.throws(() => conv.send(prompt(2)), /closed/);
+});
