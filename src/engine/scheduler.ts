@@ -75,7 +75,7 @@ export class Scheduler {
     if (f.peak > cap) {
       const bb = this.pool.blockBytes;
       throw new PoolExhaustedError(
-        `this request can never fit the KV memory limit: with ${seq.kv.entry.name}${seq.kv.entry.name === 'full' ? '' : ` (budget ${seq.kv.budget})`}, ` +
+        `this request can never fit the KV memory limit: ${seq.kv.entry.name === 'full' ? 'with the full cache' : `with ${seq.kv.entry.name} (budget ${seq.kv.budget})`}, ` +
           `${seq.settings.prompt.length} prompt tokens and up to ${seq.settings.maxTokens} new ones need ${f.peak} blocks (${fmtBytes(f.peak * bb)}) at their peak, ` +
           `the limit holds ${cap} (${fmtBytes(cap * bb)}); raise the KV memory limit, shorten the prompt, lower max tokens or use a compression method`,
       );
