@@ -19,10 +19,10 @@
  * Deviations: a budget below W shrinks the window to B (the originals assert B > W); the kernel
  *   must be odd so that "same" padding keeps the length (PyTorch's k//2 padding grows it otherwise).
  */
+import { TopKScorer } from './scorer.ts';
 import { UsageError } from '../errors.ts';
 import type { MethodEntry, OptionSpec, OptionValues } from './method.ts';
-import { topK } from './press.ts';
-import type { EvictionMethod, LayerView, PlanContext } from './press.ts';
+import type { LayerView } from './press.ts';
 import { pool1d, scoresWithWindow, windowAttentionSum } from './util.ts';
 
 export type Pooling = 'avg' | 'max';
@@ -76,34 +76,18 @@ export function snapkvConfig(method: string, budget: number, opts: OptionValues)
   };
 }
 
-export class SnapKV implements EvictionMethod {
+/** Top-B per head (scorer.ts); the window's +inf scores make it part of the B. */
+export class SnapKV extends TopKScorer {
   readonly name: string = 'snapkv';
-  /** Top-B per head of each layer (PyramidKV, whose budgets depend on the layer, says otherwise). */
-  readonly layerwise: boolean = true;
-  readonly windowSize: number;
-  readonly expandGqa: boolean;
-  /** Prompts within the budget keep everything: no scoring, and no GQA expansion either. */
-  readonly minLengthToEvict: number;
   protected readonly cfg: SnapKVConfig;
 
   constructor(cfg: SnapKVConfig) {
+    super(cfg.budget, cfg.window, cfg.expandGqa);
     this.cfg = cfg;
-    this.windowSize = cfg.window;
-    this.expandGqa = cfg.expandGqa;
-    this.minLengthToEvict = cfg.budget;
-  }
-
-  keptPerHead(): number {
-    return this.cfg.budget;
   }
 
   score(view: LayerView): Float32Array[] {
     return snapkvScores(view, this.cfg.window, this.cfg.kernel, this.cfg.pooling);
-  }
-
-  /** Top-B per head; the window's +inf scores make it part of the B. Uses its own budget, not ctx.budget. */
-  plan(scores: Float32Array[][], _ctx: PlanContext): Int32Array[][] {
-    return scores.map((layer) => layer.map((s) => topK(s, this.cfg.budget)));
   }
 }
 

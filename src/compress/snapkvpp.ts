@@ -15,9 +15,9 @@
  * Defaults: window 32 (128 for multi-turn runs), kernel 63.
  * Deviations: a prompt budget below W shrinks the window to it; the kernel must be odd.
  */
+import { TopKScorer } from './scorer.ts';
 import type { MethodEntry } from './method.ts';
-import { topK } from './press.ts';
-import type { EvictionMethod, LayerView, PlanContext } from './press.ts';
+import type { LayerView } from './press.ts';
 import { checkKernel } from './snapkv.ts';
 import { pool1d, scoresWithWindow, windowAttentionSum } from './util.ts';
 
@@ -39,34 +39,26 @@ export function snapkvppScores(view: LayerView, window: number, kernel: number):
   return out;
 }
 
-export class SnapKVPlusPlus implements EvictionMethod {
+/**
+ * Top-prompt_budget per KV head (scorer.ts; the window's +inf scores count in it). Its budget is
+ * the prompt budget, not ctx.budget, which is the step budget under rocketkv.
+ */
+export class SnapKVPlusPlus extends TopKScorer {
   readonly name = 'snapkv++';
-  readonly windowSize: number;
-  readonly expandGqa = false;
-  readonly minLengthToEvict: number;
-  readonly layerwise = true;
-  readonly promptBudget: number;
   private readonly kernel: number;
 
   constructor(cfg: SnapKVPlusPlusConfig) {
     checkKernel('snapkv++', cfg.kernel);
-    this.promptBudget = cfg.promptBudget;
-    this.windowSize = Math.min(cfg.window, cfg.promptBudget);
+    super(cfg.promptBudget, Math.min(cfg.window, cfg.promptBudget));
     this.kernel = cfg.kernel;
-    this.minLengthToEvict = cfg.promptBudget;
   }
 
-  keptPerHead(): number {
-    return this.promptBudget;
+  get promptBudget(): number {
+    return this.budget;
   }
 
   score(view: LayerView): Float32Array[] {
     return snapkvppScores(view, this.windowSize, this.kernel);
-  }
-
-  /** Top-prompt_budget per KV head (the window's +inf scores count in it); ignores ctx.budget, which is the step budget under rocketkv. */
-  plan(scores: Float32Array[][], _ctx: PlanContext): Int32Array[][] {
-    return scores.map((layer) => layer.map((s) => topK(s, this.promptBudget)));
   }
 }
 
