@@ -84,7 +84,7 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchReport
         const kv = o.methods[i]!;
         const st = engine.scheduler.stats;
         const before = { ...st };
-        st.maxDecodeBatch = 0;
+        st.maxDecodeBatch = 0; // this run's largest decode batch
         pool.resetPeak();
         const t0 = performance.now();
         const gens = Array.from({ length: o.requests }, () =>
@@ -110,7 +110,6 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchReport
         r.preemptions += st.preemptions - before.preemptions;
         r.poolPeakBytes = Math.max(r.poolPeakBytes, pool.peakBytes);
         r.compression = compression / gens.length;
-        st.maxDecodeBatch = Math.max(before.maxDecodeBatch, maxBatch);
         o.log(
           `round ${round + 1} ${r.label}: ${tokens} tokens in ${seconds.toFixed(1)} s${o.synthetic ? ` (synthetic fills ${fill.toFixed(1)} s)` : ''}: ` +
             `${(tokens / decodeSeconds).toFixed(1)} tokens/s; up to ${maxBatch} sequences per step (mean ${r.meanDecodeBatch.toFixed(1)}); ` +

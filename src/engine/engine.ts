@@ -362,6 +362,7 @@ export class Engine {
       kv, forecastNow(), stream,
       (ev) => stream.push(ev),
       (err) => {
+        signal?.removeEventListener('abort', cancel);
         conv?.ended(seq, err);
         stream.end(err ?? (seq.finish === 'cancelled' && signal?.aborted ? abortReason(signal) : null));
       },

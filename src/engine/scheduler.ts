@@ -112,6 +112,9 @@ export class Scheduler {
     if (this.loop) return;
     this.loop = (async () => {
       try {
+        // The first step waits for the current task to end: the caller of add() gets control back
+        // at once, and requests submitted together are admitted together.
+        await new Promise<void>((resolve) => setImmediate(resolve));
         while (this.waiting.length > 0 || this.running.length > 0) {
           // A step that ran nothing waits for a poke rather than spinning.
           if (this.step()) await new Promise<void>((resolve) => setImmediate(resolve));

@@ -87,6 +87,8 @@ export class Sequence {
   cancelRequested = false;
   /** Whether the reader still has tokens to take (with `backpressure`, the sequence waits for it). */
   readerBehind: () => boolean = () => false;
+  /** True once it was admitted at least once (its store or a carried cache was touched). */
+  everAdmitted = false;
   /** With keepLast: the store and session once the turn ended (for the next turn). */
   kept: { store: SequenceKV; session: CompressionSession } | null = null;
 
@@ -131,8 +133,6 @@ export class Sequence {
   }
 
   get admitted(): boolean { return this.store !== null; }
-  /** True once it was admitted at least once (its store or a carried cache was touched). */
-  everAdmitted = false;
   /** Free blocks admission needs: the prompt's uncompressed blocks beyond what a carried cache holds. */
   get blocksToAdmit(): number {
     return Math.max(0, this.forecast.prefillPeak - (this.settings.carry?.store.blocksHeld ?? 0));

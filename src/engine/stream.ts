@@ -45,8 +45,6 @@ export class TokenStream implements Generation {
     this.onStart();
   }
 
-  get ended(): boolean { return this.done; }
-
   private notify(): void {
     const w = this.wake;
     this.wake = null;

@@ -58,8 +58,8 @@ export class BlockPool {
     for (let id = this.capacityBlocks - 1; id >= 0; id--) this.freeIds[this.freeCount++] = id;
   }
 
-  /** Byte offset of the pool region (fixed once the region is taken). */
-  get basePtr(): number { this.map(); return this.base; }
+  /** Byte offset of the pool region (taking the region if it is not yet taken; fixed from then on). */
+  get basePtr(): number { this.ensureRegion(); return this.base; }
   get blocksInUse(): number { return this.inUse; }
   /** Blocks promised to steps that have not taken them yet. */
   get reservedBlocks(): number { return this.reservedCount; }
@@ -70,8 +70,8 @@ export class BlockPool {
   get peakBytes(): number { return this.peak * this.blockBytes; }
   resetPeak(): void { this.peak = this.inUse; }
 
-  /** Byte offset of block `id`'s K rows; V rows follow at + blockSlots*headDim*4. */
-  blockPtr(id: number): number { return this.basePtr + id * this.blockBytes; }
+  /** Byte offset of block `id`'s K rows; V rows follow at + blockSlots*headDim*4. Ids exist only once the region does. */
+  blockPtr(id: number): number { return this.base + id * this.blockBytes; }
 
   /** Promise `n` blocks to a step: all of them (true) or none (false). */
   reserve(n: number): boolean {
@@ -98,7 +98,7 @@ export class BlockPool {
           'raise the KV memory limit, shorten the prompt or use a compression method',
       );
     }
-    this.map();
+    this.ensureRegion();
     const id = this.freeIds[--this.freeCount]!;
     this.inUse++;
     if (this.inUse > this.peak) this.peak = this.inUse;
@@ -110,8 +110,11 @@ export class BlockPool {
     this.inUse--;
   }
 
-  /** Takes the region from the runtime, once. */
-  private map(): void {
+  /**
+   * Takes the region from the runtime, once. Callers that hold a view of wasm memory across
+   * allocations take the region first, so that no later allocation grows the memory under them.
+   */
+  ensureRegion(): void {
     if (this.mapped) return;
     this.base = this.rt.alloc(this.capacityBlocks * this.blockBytes, 64);
     this.mapped = true;

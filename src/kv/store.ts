@@ -211,7 +211,7 @@ export class SequenceKV {
         );
       }
     }
-    void this.pool.basePtr; // the pool's region exists before the view is taken
+    this.pool.ensureRegion(); // taking a block below then allocates nothing
     const mem = this.view();
     for (let i = 0; i < heads.length; i++) {
       const h = (i / copies) | 0;
@@ -298,7 +298,7 @@ export class SequenceKV {
           const head = this.newHead();
           fresh.push(head);
           if (this.summaryPage) head.summary = new PageSummary(this.summaryPage, d);
-          void this.pool.basePtr;
+          this.pool.ensureRegion();
           const mem = this.view();
           const table = this.table(head);
           for (let s = 0; s < src.length; s++) this.pushSlot(head, k, s * d, v, s * d, src.positions[s]!, mem, table);

@@ -10,17 +10,13 @@ import { Engine, type GenerateOptions, type GenerateStats } from '../../src/engi
 import { bundledModelDir } from '../../src/cli/default-model.ts';
 import { writeRandomCheckpoint } from '../../src/model/random.ts';
 import type { CompressionRequest } from '../../src/compress/registry.ts';
+import { keyValuePrompt } from '../helpers/prompts.ts';
 import { makeRng } from '../../src/engine/sampling.ts';
 
 let engine: Engine;
 before(async () => { engine = await Engine.load(bundledModelDir(), { threads: 2 }); });
 after(async () => { await engine.close(); });
 
-function text(n: number, seed: number): number[] {
-  const lines: string[] = [];
-  for (let i = 0; lines.join(' ').length < n * 4; i++) lines.push(`Line ${i}: the value of key ${(i * 7919 + seed) % 1000} is ${(i * 104729 + seed * 31) % 100000}.`);
-  return engine.tokenizer.encode(lines.join(' ')).slice(0, n);
-}
 
 async function run(e: Engine, tokens: number[], opts: GenerateOptions): Promise<{ tokens: number[]; stats: GenerateStats }> {
   const g = e.generate({ tokens }, opts);
@@ -40,7 +36,7 @@ const LAYERWISE: CompressionRequest[] = [
 ];
 
 test('layer by layer equals chunked prefill for every layerwise method, with a lower peak', async () => {
-  const prompt = text(1300, 5);
+  const prompt = keyValuePrompt(engine.tokenizer, 1300, 5);
   for (const kv of LAYERWISE) {
     const opts: GenerateOptions = { maxTokens: 24, ignoreEos: true, kv, prefillChunkTokens: 256 };
     const byLayer = await run(engine, prompt, opts);

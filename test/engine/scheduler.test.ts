@@ -7,17 +7,13 @@ import { Engine, type Generation, type GenerateOptions } from '../../src/engine/
 import { bundledModelDir } from '../../src/cli/default-model.ts';
 import { PoolExhaustedError } from '../../src/kv/pool.ts';
 import type { CompressionRequest } from '../../src/compress/registry.ts';
+import { keyValuePrompt } from '../helpers/prompts.ts';
 import { makeRng } from '../../src/engine/sampling.ts';
 
 interface Req { tokens: number[]; opts: GenerateOptions }
 
-/** n tokens of key-value lines ending in a question, so that outputs vary (the bundled model answers such prompts). */
 function prompt(n: number, seed: number): number[] {
-  const lines: string[] = [];
-  for (let i = 0; lines.join(' ').length < n * 4; i++) lines.push(`Line ${i}: the value of key ${(i * 7919 + seed) % 1000} is ${(i * 104729 + seed * 31) % 100000}.`);
-  const ids = engine.tokenizer.encode(lines.join(' '));
-  const question = engine.tokenizer.encode(` What is the value of key ${(3 * 7919 + seed) % 1000}? It is`, { addSpecialTokens: false });
-  return [...ids.slice(0, Math.max(1, n - question.length)), ...question];
+  return keyValuePrompt(engine.tokenizer, n, seed);
 }
 
 /** Outputs that change from token to token often enough that a dropped or doubled token would show. */
