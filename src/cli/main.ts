@@ -9,6 +9,7 @@ import { exportGgufCommand } from './export-gguf.ts';
 import { benchKernelsCommand, benchDecodeCommand, benchModelCommand, benchServeCommand } from './bench.ts';
 import { duoHeadsCommand } from './duo-heads.ts';
 import { pullCommand } from './pull.ts';
+import { serveCommand } from './serve.ts';
 
 export function intArg(name: string, min = 0): (v: string) => number {
   return (v) => {
@@ -58,6 +59,27 @@ export function buildProgram(): Command {
     .option('--kv-budget <n>', 'KV budget in tokens (its meaning per method: see `rocketkv methods`)')
     .option('--kv-opt <key=value>', 'method option, repeatable', collect, [] as string[])
     .action(runCommand);
+
+  program
+    .command('serve')
+    .description('an OpenAI-compatible HTTP server (chat and completions, streaming), with /health, /metrics and a chat page at /')
+    .option('-m, --model <dir>', 'GGUF file, Hugging Face model directory, or a pulled repo id ORG/NAME[:FILE] (default: the bundled model)')
+    .option('--served-model-name <name>', 'the model id in the API (default: the repo id or file name)')
+    .option('--host <addr>', 'address to listen on (loopback by default; 0.0.0.0 for every interface)', '127.0.0.1')
+    .option('--port <n>', 'port', intArg('port', 0), 8080)
+    .option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 routes (default: ROCKETKV_API_KEY, else none)')
+    .option('--threads <n>', 'kernel threads (default: all cores)', intArg('threads', 1))
+    .option('--weights <fmt>', 'in-memory weights: f32 or q8 (default q8 above 300M parameters)')
+    .option('--ctx <n>', 'most tokens a sequence may hold (default: the model\'s context)', intArg('ctx', 1))
+    .option('--kv-memory <bytes>', 'KV pool limit, e.g. 600MB (default: 90% of what wasm32 leaves after the weights)')
+    .option('--kv-method <name>', 'KV compression method of requests without a kv field (see `rocketkv methods`)', 'full')
+    .option('--kv-budget <n>', 'KV budget in tokens for --kv-method')
+    .option('--kv-opt <key=value>', 'option of --kv-method, repeatable', collect, [] as string[])
+    .option('--max-queued <n>', 'requests queued or running at most; more get 429', intArg('max-queued', 1), 256)
+    .option('--max-tokens <n>', 'max_tokens of requests that give none (default: up to the context)', intArg('max-tokens', 1))
+    .option('--body-limit <bytes>', 'largest request body; larger ones get 413', '4MB')
+    .option('--shutdown-grace <s>', 'on SIGTERM/SIGINT, seconds requests in flight get to finish before they are cancelled', floatArg('shutdown-grace'), 30)
+    .action(serveCommand);
 
   program
     .command('methods')

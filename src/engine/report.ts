@@ -6,6 +6,11 @@ export interface KvReport {
   budget: number;
   /** KVs (slots) stored per stored head at the end: min, mean, max. */
   kvsPerHead: { min: number; mean: number; max: number };
+  /**
+   * KVs stored by each stored head at the end, layer-major (`kvs[layer * heads + head]`); `heads`
+   * is the KV heads, or the query heads for methods that keep a cache per query head.
+   */
+  perHead: { layers: number; heads: number; kvs: number[] };
   /** Bytes of the blocks the sequence holds now. */
   storedBytes: number;
   /** Bytes the full cache would hold for the same tokens (whole blocks per KV head). */
@@ -47,6 +52,7 @@ export function kvReport(seq: SequenceKV, method: string, budget: number, peaks:
     method,
     budget,
     kvsPerHead: { min: lengths.length ? min : 0, mean: lengths.length ? sum / lengths.length : 0, max },
+    perHead: { layers: seq.layers, heads: lengths.length / seq.layers, kvs: Array.from(lengths) },
     storedBytes,
     fullBytes,
     compressionRatio: storedBytes > 0 ? fullBytes / storedBytes : 1,

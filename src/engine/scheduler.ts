@@ -51,6 +51,8 @@ export class Scheduler {
   private waiting: Sequence[] = [];
   /** Admitted sequences, in admission order. */
   private running: Sequence[] = [];
+  /** Called after every step of the loop (a server publishes its gauges from here). */
+  onStep: (() => void) | null = null;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
   private closed = false;
@@ -117,11 +119,14 @@ export class Scheduler {
         await new Promise<void>((resolve) => setImmediate(resolve));
         while (this.waiting.length > 0 || this.running.length > 0) {
           // A step that ran nothing waits for a poke rather than spinning.
-          if (this.step()) await new Promise<void>((resolve) => setImmediate(resolve));
+          const ran = this.step();
+          this.onStep?.();
+          if (ran) await new Promise<void>((resolve) => setImmediate(resolve));
           else await new Promise<void>((resolve) => { this.wake = resolve; });
         }
       } finally {
         this.loop = null;
+        this.onStep?.();
       }
     })();
   }

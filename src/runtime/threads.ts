@@ -66,7 +66,7 @@ export interface WorkerInit {
  * Node 20 workers do not inherit tsx's module hooks, so under tsx the worker registers them
  * itself before importing worker.ts; compiled .js workers load directly.
  */
-function spawnWorker(url: URL, ext: string, init: WorkerInit): Worker {
+export function spawnWorker<T>(url: URL, ext: string, init: T): Worker {
   if (ext !== '.ts') return new Worker(url, { workerData: init });
   const api = import.meta.resolve('tsx/esm/api');
   const boot = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`;

@@ -1,0 +1,87 @@
+import { basename } from 'node:path';
+import { UsageError } from '../errors.ts';
+import { resolveCompression } from '../compress/registry.ts';
+import { RocketServer } from '../server/app.ts';
+import { resolveModelOption } from './default-model.ts';
+import { progressBar } from './progress.ts';
+import { parseBytes, parseWeightFormat } from './common.ts';
+import { kvRequestFromFlags } from './run.ts';
+
+export interface ServeCommandOptions {
+  model?: string;
+  servedModelName?: string;
+  host: string;
+  port: number;
+  apiKey?: string;
+  threads?: number;
+  weights?: string;
+  ctx?: number;
+  kvMemory?: string;
+  kvMethod: string;
+  kvBudget?: string;
+  kvOpt?: string[];
+  maxQueued: number;
+  maxTokens?: number;
+  bodyLimit: string;
+  shutdownGrace: number;
+}
+
+/** The API's model id: --served-model-name, else the repo id or file name the model was given as. */
+export function defaultModelName(model: string | undefined): string {
+  if (model === undefined) return 'rocketkv-tiny';
+  const name = /^[\w.-]+\/[\w.-]+(:.*)?$/.test(model) && !model.startsWith('.') ? model.replace(/:.*$/, '') : basename(model).replace(/\.gguf$/i, '');
+  return name || model;
+}
+
+export async function serveCommand(opts: ServeCommandOptions): Promise<void> {
+  const kvDefault = kvRequestFromFlags(opts.kvMethod, opts.kvBudget, opts.kvOpt);
+  resolveCompression(kvDefault);
+  const apiKey = opts.apiKey ?? process.env.ROCKETKV_API_KEY;
+  if (apiKey !== undefined && apiKey.trim() === '') throw new UsageError('--api-key is empty; give a key or leave the flag out');
+  const dir = await resolveModelOption(opts.model);
+  const log = (line: string): void => { process.stderr.write(`rocketkv serve: ${line}\n`); };
+  const bar = progressBar('loading');
+  const server = await RocketServer.start({
+    load: {
+      model: dir,
+      threads: opts.threads,
+      weights: parseWeightFormat(opts.weights),
+      maxContextTokens: opts.ctx,
+      kvMemoryBytes: opts.kvMemory === undefined ? undefined : parseBytes('kv-memory', opts.kvMemory),
+    },
+    modelName: opts.servedModelName ?? defaultModelName(opts.model),
+    host: opts.host,
+    port: opts.port,
+    apiKey,
+    kvDefault,
+    maxQueued: opts.maxQueued,
+    defaultMaxTokens: opts.maxTokens,
+    bodyLimit: parseBytes('body-limit', opts.bodyLimit),
+    shutdownGraceMs: opts.shutdownGrace * 1000,
+    log,
+    onLoadProgress: (done, total) => bar.update(done, total),
+  });
+  log(`listening on ${server.url} (model loading; /health answers 503 until it is ready)`);
+  try {
+    await server.host.ready;
+  } catch (e) {
+    bar.stop();
+    await server.shutdown(0);
+    throw e;
+  }
+  bar.stop();
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string): void => {
+      if (stopping) {
+        log(`${sig} again: exiting now`);
+        process.exit(1);
+      }
+      stopping = true;
+      log(`${sig}: stopping`);
+      void server.shutdown().then(resolve);
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}

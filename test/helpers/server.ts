@@ -1,0 +1,66 @@
+/** A server on the bundled model, listening on a free loopback port, for the server tests. */
+import { RocketServer, type ServeOptions } from '../../src/server/app.ts';
+import { bundledModelDir } from '../../src/cli/default-model.ts';
+import { Tokenizer } from '../../src/model/tokenizer.ts';
+import { keyValuePrompt } from './prompts.ts';
+
+export const MODEL = 'rocketkv-tiny';
+
+export async function startTestServer(opts: Partial<ServeOptions> = {}): Promise<RocketServer> {
+  const s = await RocketServer.start({ modelName: MODEL, port: 0, ...opts, load: { model: bundledModelDir(), threads: 2, ...opts.load } });
+  await s.host.ready;
+  return s;
+}
+
+let tok: Tokenizer | null = null;
+/** Key-value prompts as token ids (the bundled model answers them with varied digits). */
+export async function promptTokens(n: number, seed: number): Promise<number[]> {
+  tok ??= await Tokenizer.load(bundledModelDir());
+  return keyValuePrompt(tok, n, seed);
+}
+
+/** Waits until the engine's pool holds no block (requests' blocks are freed between steps). */
+export async function poolDrained(s: RocketServer, timeoutMs = 10_000): Promise<number> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (s.host.gauge('blocksInUse') === 0 && s.host.inFlight === 0) return 0;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return s.host.gauge('blocksInUse');
+}
+
+/** The events of a server-sent event stream, parsed; `done` when it closed with [DONE]. */
+export async function readSse(res: Response, onEvent?: (ev: Record<string, unknown>, n: number) => boolean | void): Promise<{ events: Record<string, unknown>[]; done: boolean }> {
+  const events: Record<string, unknown>[] = [];
+  let done = false;
+  const reader = res.body!.getReader();
+  const dec = new TextDecoder();
+  let buf = '';
+  for (;;) {
+    const { value, done: eof } = await reader.read();
+    if (eof) break;
+    buf += dec.decode(value, { stream: true });
+    let i: number;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      if (!line.startsWith('data: ')) throw new Error(`not an SSE data line: ${line}`);
+      const data = line.slice(6);
+      if (data === '[DONE]') { done = true; continue; }
+      const ev = JSON.parse(data) as Record<string, unknown>;
+      events.push(ev);
+      if (onEvent?.(ev, events.length) === false) { await reader.cancel(); return { events, done }; }
+    }
+  }
+  return { events, done };
+}
+
+/** The text of a completion stream's events. */
+export function streamText(events: Record<string, unknown>[]): string {
+  let s = '';
+  for (const ev of events) {
+    const c = (ev.choices as { text?: string; delta?: { content?: string } }[] | undefined)?.[0];
+    s += c?.text ?? c?.delta?.content ?? '';
+  }
+  return s;
+}
