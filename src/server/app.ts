@@ -103,6 +103,8 @@ export class RocketServer {
     this.host = new EngineHost(opts.load, opts.onLoadProgress);
     this.metrics = new ServerMetrics(this.host, opts.modelName);
     this.app = Fastify({ bodyLimit: opts.bodyLimit ?? 4 * 2 ** 20, logger: false, return503OnClosing: true });
+    // Bodies are JSON only: any other content type is answered 415.
+    this.app.removeContentTypeParser('text/plain');
     this.routes();
   }
 

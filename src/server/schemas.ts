@@ -28,7 +28,7 @@ const common = {
   ignore_eos: z.boolean().nullish(),
   presence_penalty: z.literal(0, { error: 'presence_penalty is not supported; leave it at 0' }).nullish(),
   frequency_penalty: z.literal(0, { error: 'frequency_penalty is not supported; leave it at 0' }).nullish(),
-  logprobs: z.union([z.literal(false), z.null()], { error: 'logprobs are not supported' }).optional(),
+  logprobs: z.literal(false, { error: 'logprobs are not supported' }).nullish(),
   user: z.string().nullish(),
   kv: KvField.nullish(),
 };
@@ -66,7 +66,13 @@ export type CompletionBody = z.infer<typeof CompletionRequest>;
 
 /** One line naming the first problem: the field's path and what is wrong with it. */
 export function describeIssues(err: z.ZodError): { message: string; param: string | null } {
-  const issue = err.issues[0]!;
+  let issue = err.issues[0]!;
+  // A union (e.g. a prompt as text, [text] or token ids): the branch whose shape matched says what is wrong.
+  while (issue.code === 'invalid_union') {
+    const branch = issue.errors.find((b) => b.length > 0 && !b.some((i) => i.code === 'invalid_type' && i.path.length === 0));
+    if (!branch) break;
+    issue = { ...branch[0]!, path: [...issue.path, ...branch[0]!.path] } as typeof issue;
+  }
   if (issue.code === 'unrecognized_keys') {
     const where = issue.path.length ? ` in ${issue.path.join('.')}` : '';
     return { message: `unrecognized request argument${issue.keys.length > 1 ? 's' : ''}${where}: ${issue.keys.join(', ')}`, param: [...issue.path, issue.keys[0]].join('.') };
