@@ -3,6 +3,8 @@ import { RocketServer, type ServeOptions } from '../../src/server/app.ts';
 import { bundledModelDir } from '../../src/cli/default-model.ts';
 import { Tokenizer } from '../../src/model/tokenizer.ts';
 import { keyValuePrompt } from './prompts.ts';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { CLI_ENTRY } from './cli.ts';
 
 export const MODEL = 'rocketkv-tiny';
 
@@ -64,3 +66,25 @@ export function streamText(events: Record<string, unknown>[]): string {
   }
   return s;
 }
+
+/** Starts `rocketkv serve` on a free port; resolves with its URL once /health says ready. */
+export async function startCliServer(args: string[]): Promise<{ child: ChildProcess; url: string; stderr: () => string; exited: Promise<number | null> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI_ENTRY, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(err);
+      if (m) resolve(m[1]!);
+    });
+    void exited.then((code) => reject(new Error(`the server exited (${code}): ${err}`)));
+  });
+  for (;;) {
+    const r = await fetch(`${url}/health`).catch(() => null);
+    if (r?.status === 200) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { child, url, stderr: () => err, exited };
+}
+

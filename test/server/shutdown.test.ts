@@ -2,30 +2,7 @@
 // none they end with a clean error event; either way the process exits 0.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { CLI_ENTRY } from '../helpers/cli.ts';
-import { MODEL, promptTokens, readSse, streamText } from '../helpers/server.ts';
-
-/** Starts `rocketkv serve` on a free port; resolves with its URL once /health says ready. */
-export async function startCliServer(args: string[]): Promise<{ child: ChildProcess; url: string; stderr: () => string; exited: Promise<number | null> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI_ENTRY, 'serve', '--port', '0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', (d: Buffer) => {
-      err += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(err);
-      if (m) resolve(m[1]!);
-    });
-    void exited.then((code) => reject(new Error(`the server exited (${code}): ${err}`)));
-  });
-  for (;;) {
-    const r = await fetch(`${url}/health`).catch(() => null);
-    if (r?.status === 200) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { child, url, stderr: () => err, exited };
-}
+import { MODEL, promptTokens, readSse, startCliServer, streamText } from '../helpers/server.ts';
 
 async function loadThenTerm(grace: string) {
   const srv = await startCliServer(['--shutdown-grace', grace, '--kv-memory', '8MB']);
