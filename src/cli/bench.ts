@@ -7,6 +7,7 @@ import { resolveCompression, type CompressionRequest } from '../compress/registr
 import { benchModelLengths, writeModelBenchJson } from '../bench/model.ts';
 import { resolveModelOption } from './default-model.ts';
 import { UsageError } from '../errors.ts';
+import { benchHttp } from '../bench/http.ts';
 import { benchServe } from '../bench/serve.ts';
 import { listArg, parseBytes } from './common.ts';
 import { writeFileSync } from 'node:fs';
@@ -94,6 +95,30 @@ export async function benchServeCommand(opts: {
     newTokens: opts.newTokens,
     methods,
     synthetic: opts.synthetic ?? false,
+    rounds: opts.rounds,
+    threads: opts.threads,
+    weights: parseWeightFormat(opts.weights),
+    log,
+  });
+  if (opts.json) {
+    writeFileSync(opts.json, JSON.stringify(report, null, 2) + '\n');
+    log(`figures written to ${opts.json}`);
+  }
+}
+
+export async function benchHttpCommand(opts: {
+  model?: string; kvMemory: string; clients: number; promptTokens: number; newTokens: number; methods: string;
+  rounds: number; threads?: number; weights?: string; json?: string;
+}): Promise<void> {
+  const methods = listArg('methods', opts.methods).map((s) => serveMethod(s, opts.promptTokens));
+  for (const m of methods) resolveCompression(m);
+  const report = await benchHttp({
+    model: await resolveModelOption(opts.model),
+    kvMemoryBytes: parseBytes('kv-memory', opts.kvMemory),
+    clients: opts.clients,
+    promptTokens: opts.promptTokens,
+    newTokens: opts.newTokens,
+    methods,
     rounds: opts.rounds,
     threads: opts.threads,
     weights: parseWeightFormat(opts.weights),

@@ -6,7 +6,7 @@ import { evalRulerCommand, evalNiahCommand, evalSampleCommand, evalReportCommand
 import { evalPromptsCommand } from './eval-prompts.ts';
 import { inspectCommand } from './inspect.ts';
 import { exportGgufCommand } from './export-gguf.ts';
-import { benchKernelsCommand, benchDecodeCommand, benchModelCommand, benchServeCommand } from './bench.ts';
+import { benchKernelsCommand, benchDecodeCommand, benchModelCommand, benchServeCommand, benchHttpCommand } from './bench.ts';
 import { duoHeadsCommand } from './duo-heads.ts';
 import { pullCommand } from './pull.ts';
 import { serveCommand } from './serve.ts';
@@ -223,6 +223,20 @@ export function buildProgram(): Command {
     .option('--weights <fmt>', 'in-memory weights: f32 or q8 (default q8 above 300M parameters)')
     .option('--json <file>', 'also write the figures as JSON')
     .action(benchServeCommand);
+  bench
+    .command('http')
+    .description('the HTTP server end to end: N streaming clients at once under one KV limit, per method; total tokens/s and p50/p99 time to first token')
+    .option('-m, --model <dir>', 'GGUF file, Hugging Face model directory, or a pulled repo id ORG/NAME[:FILE] (default: the bundled model)')
+    .option('--kv-memory <bytes>', 'the KV pool limit every method runs under', '16MB')
+    .option('--clients <n>', 'streaming clients at once', intArg('clients', 1), 16)
+    .option('--prompt-tokens <n>', 'prompt tokens per request (real prefill)', intArg('prompt-tokens', 1), 1024)
+    .option('--new-tokens <n>', 'tokens generated per request (end-of-sequence ignored)', intArg('new-tokens', 1), 32)
+    .option('--methods <list>', 'METHOD, METHOD@BUDGET or METHOD@RATEx, comma-separated; the first is the baseline', 'full,rocketkv@128,kvcompress@8x')
+    .option('--rounds <n>', 'rounds, alternating the order of the methods', intArg('rounds', 1), 1)
+    .option('--threads <n>', 'kernel threads (default: all cores)', intArg('threads', 1))
+    .option('--weights <fmt>', 'in-memory weights: f32 or q8 (default q8 above 300M parameters)')
+    .option('--json <file>', 'also write the figures as JSON')
+    .action(benchHttpCommand);
 
   return program;
 }

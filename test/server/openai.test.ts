@@ -116,3 +116,21 @@ test('bad requests raise the client\'s error classes', async () => {
   const ids = await promptTokens(9000, 1);
   await assert.rejects(client.completions.create({ model: MODEL, prompt: ids, max_tokens: 4 }), (e) => e instanceof OpenAI.BadRequestError && e.code === 'context_length_exceeded');
 });
+
+test('/metrics exports vLLM\'s names, and /health says ready', async () => {
+  const h = await fetch(`${server.url}/health`);
+  assert.equal(h.status, 200);
+  assert.deepEqual(await h.json(), { status: 'ready' });
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  for (const name of [
+    'vllm:num_requests_running', 'vllm:num_requests_waiting', 'vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc',
+    'vllm:prompt_tokens_total', 'vllm:generation_tokens_total', 'vllm:num_preemptions_total',
+    'vllm:time_to_first_token_seconds_bucket', 'vllm:time_per_output_token_seconds_bucket', 'vllm:inter_token_latency_seconds_bucket',
+    'vllm:e2e_request_latency_seconds_bucket', 'vllm:request_success_total',
+  ]) {
+    assert.match(text, new RegExp(`^${name}\\{[^}]*model_name="${MODEL}"[^}]*\\} `, 'm'), name);
+  }
+  const generated = Number(/^vllm:generation_tokens_total\{model_name="rocketkv-tiny"\} (\d+)$/m.exec(text)?.[1]);
+  assert.ok(generated > 40, `tokens generated so far: ${generated}`);
+  assert.match(text, /^vllm:kv_cache_usage_perc\{model_name="rocketkv-tiny"\} 0$/m, 'no block in use between requests');
+});
