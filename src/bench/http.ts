@@ -5,6 +5,7 @@
  * once, and p50/p99 time to first token. Rounds alternate the order of the methods.
  */
 import { RocketServer } from '../server/app.ts';
+import { sseData } from '../server/sse.ts';
 import type { CompressionRequest } from '../compress/registry.ts';
 import { openModelSource } from '../model/source.ts';
 import type { WeightFormat } from '../model/weights.ts';
@@ -51,23 +52,12 @@ async function client(url: string, body: unknown): Promise<{ ttft: number; token
   if (res.status !== 200) throw new Error(`the server answered ${res.status}: ${await res.text()}`);
   let ttft = NaN;
   let tokens = 0;
-  const reader = res.body!.getReader();
-  const dec = new TextDecoder();
-  let buf = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += dec.decode(value, { stream: true });
-    let i: number;
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const data = buf.slice(6, i);
-      buf = buf.slice(i + 2);
-      if (data === '[DONE]') continue;
-      const ev = JSON.parse(data) as { error?: { message: string }; usage?: { completion_tokens: number }; choices: { text: string }[] };
-      if (ev.error) throw new Error(`a stream ended with an error: ${ev.error.message}`);
-      if (ev.usage) tokens = ev.usage.completion_tokens;
-      if (Number.isNaN(ttft) && ev.choices[0]?.text) ttft = performance.now() - t0;
-    }
+  for await (const data of sseData(res.body!)) {
+    if (data === '[DONE]') continue;
+    const ev = JSON.parse(data) as { error?: { message: string }; usage?: { completion_tokens: number }; choices: { text: string }[] };
+    if (ev.error) throw new Error(`a stream ended with an error: ${ev.error.message}`);
+    if (ev.usage) tokens = ev.usage.completion_tokens;
+    if (Number.isNaN(ttft) && ev.choices[0]?.text) ttft = performance.now() - t0;
   }
   return { ttft, tokens };
 }

@@ -3,6 +3,7 @@ import { RocketServer, type ServeOptions } from '../../src/server/app.ts';
 import { bundledModelDir } from '../../src/cli/default-model.ts';
 import { Tokenizer } from '../../src/model/tokenizer.ts';
 import { keyValuePrompt } from './prompts.ts';
+import { sseData } from '../../src/server/sse.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { CLI_ENTRY } from './cli.ts';
 
@@ -35,24 +36,11 @@ export async function poolDrained(s: RocketServer, timeoutMs = 10_000): Promise<
 export async function readSse(res: Response, onEvent?: (ev: Record<string, unknown>, n: number) => boolean | void): Promise<{ events: Record<string, unknown>[]; done: boolean }> {
   const events: Record<string, unknown>[] = [];
   let done = false;
-  const reader = res.body!.getReader();
-  const dec = new TextDecoder();
-  let buf = '';
-  for (;;) {
-    const { value, done: eof } = await reader.read();
-    if (eof) break;
-    buf += dec.decode(value, { stream: true });
-    let i: number;
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      if (!line.startsWith('data: ')) throw new Error(`not an SSE data line: ${line}`);
-      const data = line.slice(6);
-      if (data === '[DONE]') { done = true; continue; }
-      const ev = JSON.parse(data) as Record<string, unknown>;
-      events.push(ev);
-      if (onEvent?.(ev, events.length) === false) { await reader.cancel(); return { events, done }; }
-    }
+  for await (const data of sseData(res.body!)) {
+    if (data === '[DONE]') { done = true; continue; }
+    const ev = JSON.parse(data) as Record<string, unknown>;
+    events.push(ev);
+    if (onEvent?.(ev, events.length) === false) return { events, done };
   }
   return { events, done };
 }
