@@ -78,6 +78,8 @@ export function buildProgram(): Command {
     .option('--max-queued <n>', 'requests queued or running at most; more get 429', intArg('max-queued', 1), 256)
     .option('--max-tokens <n>', 'max_tokens of requests that give none (default: up to the context)', intArg('max-tokens', 1))
     .option('--body-limit <bytes>', 'largest request body; larger ones get 413', '4MB')
+    .option('--max-sessions <n>', 'multi-turn caches kept for the X-Session-Id header (0: none); idle ones give their blocks back when requests wait', intArg('max-sessions', 0), 64)
+    .option('--session-idle <s>', 'seconds an idle session\'s cache is kept', floatArg('session-idle'), 600)
     .option('--shutdown-grace <s>', 'on SIGTERM/SIGINT, seconds requests in flight get to finish before they are cancelled', floatArg('shutdown-grace'), 30)
     .action(serveCommand);
 

@@ -24,6 +24,8 @@ export interface ServeCommandOptions {
   maxTokens?: number;
   bodyLimit: string;
   shutdownGrace: number;
+  maxSessions: number;
+  sessionIdle: number;
 }
 
 /** The API's model id: --served-model-name, else the repo id or file name the model was given as. */
@@ -58,30 +60,38 @@ export async function serveCommand(opts: ServeCommandOptions): Promise<void> {
     defaultMaxTokens: opts.maxTokens,
     bodyLimit: parseBytes('body-limit', opts.bodyLimit),
     shutdownGraceMs: opts.shutdownGrace * 1000,
+    maxSessions: opts.maxSessions,
+    sessionIdleSeconds: opts.sessionIdle,
     log,
     onLoadProgress: (done, total) => bar.update(done, total),
   });
   log(`listening on ${server.url} (model loading; /health answers 503 until it is ready)`);
-  try {
-    await server.host.ready;
-  } catch (e) {
-    bar.stop();
-    await server.shutdown(0);
-    throw e;
-  }
-  bar.stop();
-  await new Promise<void>((resolve) => {
-    let stopping = false;
+  // Signals stop the server at any point, the model's load included.
+  let stopped: Promise<void> | null = null;
+  const done = new Promise<void>((resolve) => {
     const stop = (sig: string): void => {
-      if (stopping) {
+      if (stopped) {
         log(`${sig} again: exiting now`);
         process.exit(1);
       }
-      stopping = true;
       log(`${sig}: stopping`);
-      void server.shutdown().then(resolve);
+      stopped = server.shutdown().then(resolve);
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+  try {
+    const info = await server.host.ready;
+    if (opts.maxTokens !== undefined && opts.maxTokens > info.maxContextTokens) {
+      throw new UsageError(`--max-tokens ${opts.maxTokens} is more than the model's context of ${info.maxContextTokens} tokens; lower it`);
+    }
+  } catch (e) {
+    bar.stop();
+    if (stopped) { await stopped; return; }
+    await server.shutdown(0);
+    throw e;
+  } finally {
+    bar.stop();
+  }
+  await done;
 }

@@ -136,7 +136,7 @@ export const duoEntry: MethodEntry = {
   options: {
     sink_size: { type: 'int', default: 128, min: 0, help: 'first positions a streaming head keeps (kvpress on-the-fly: 128)' },
     recent_size: { type: 'int', default: 256, min: 0, help: 'last positions a streaming head keeps (kvpress on-the-fly: 256)' },
-    pattern: { type: 'string', default: '', help: "head pattern file (default: beside the model, written by `rocketkv duo-heads`)" },
+    pattern: { type: 'string', default: '', file: true, help: "head pattern file (default: beside the model, written by `rocketkv duo-heads`)" },
   },
   create(ctx: MethodContext, opts: OptionValues) {
     const sinkSize = opts.sink_size as number;

@@ -9,6 +9,8 @@ export interface OptionSpec {
   /** For numbers: inclusive bounds. */
   min?: number;
   max?: number;
+  /** The value names a file the engine reads: settable from the command line and the library, refused over HTTP. */
+  file?: boolean;
   help: string;
 }
 

@@ -141,6 +141,8 @@ export interface GenerateStats {
   preemptions?: number;
   /** How the prompt ran: in chunks through all layers, or layer by layer (evicting each when done). */
   prefillOrder?: 'chunk' | 'layer';
+  /** The end-of-sequence token that ended the reply (finishReason 'eos'); a conversation's cache holds it after the reply's tokens. */
+  eosToken?: number;
 }
 
 /** How a conversation's turn links to its conversation (engine.request). */
@@ -485,6 +487,28 @@ export class Engine {
   }
 
   private invFreqCache: Float32Array | null = null;
+
+  /**
+   * The most new tokens (at most `upTo`) a request of `promptLength` tokens can ask for and still fit
+   * the KV limit at its forecast peak with method `kv`; 0 when even one does not fit. Servers use it
+   * for requests that set no max_tokens: they then run to this length rather than being refused.
+   */
+  maxTokensThatFit(promptLength: number, kvRequest: CompressionRequest, upTo: number): number {
+    const kv = resolveCompression(kvRequest);
+    const c = this.config;
+    const shape = { layers: c.numLayers, kvHeads: c.numKvHeads, group: c.numHeads / c.numKvHeads, blockSlots: this.pool.blockSlots };
+    const fits = (n: number): boolean => forecastBlocks(this.compressionFor(kv, promptLength, n), kv.budget, promptLength, n, shape).peak <= this.pool.capacityBlocks;
+    if (fits(upTo)) return upTo;
+    let lo = 0;
+    let hi = upTo;
+    // The forecast peak grows with the new tokens: the largest n that fits, by bisection.
+    while (hi - lo > 1) {
+      const mid = Math.floor((lo + hi) / 2);
+      if (fits(mid)) lo = mid;
+      else hi = mid;
+    }
+    return lo;
+  }
 
   /**
    * What `prefill` must keep of a prompt for a request's method to start from it: its observation

@@ -51,6 +51,11 @@ export class Scheduler {
   private waiting: Sequence[] = [];
   /** Admitted sequences, in admission order. */
   private running: Sequence[] = [];
+  /**
+   * Asked when a waiting request needs `blocks` more than are free: returns true if it gave some
+   * back (e.g. released an idle conversation's cache), and admission is tried again.
+   */
+  reclaim: ((blocks: number) => boolean) | null = null;
   /** Called after every step of the loop (a server publishes its gauges from here). */
   onStep: (() => void) | null = null;
   private loop: Promise<void> | null = null;
@@ -171,6 +176,8 @@ export class Scheduler {
       const seq = this.waiting[0]!;
       const promised = this.running.reduce((n, s) => n + s.promptBlocksToCome, 0);
       if (this.pool.freeBlocks - promised < seq.blocksToAdmit) {
+        // Caches held outside the scheduler (idle conversations a server keeps) are asked first.
+        if (this.reclaim?.(seq.blocksToAdmit - (this.pool.freeBlocks - promised))) continue;
         if (this.running.length === 0) {
           // Nothing runs and nothing will free blocks: the limit is held elsewhere (e.g. a conversation's cache).
           this.waiting.shift();

@@ -97,6 +97,7 @@ export class Sequence {
   private readonly decoder: StreamDecoder;
   private readonly stop: StopMatcher;
   private readonly eos: Set<number>;
+  private eosToken: number | null = null;
   private readonly emit: (ev: GenerateEvent) => void;
   private readonly ended: (err: Error | null) => void;
   /** Prompt tokens run through the model in this admission. */
@@ -284,7 +285,7 @@ export class Sequence {
   private sampleNext(logits: Float32Array): void {
     if (this.out.tokens.length >= this.settings.maxTokens) { this.end('length'); return; }
     const token = this.sampler.sample(logits);
-    if (this.eos.has(token)) { this.finishAfter(token, 'eos'); return; }
+    if (this.eos.has(token)) { this.eosToken = token; this.finishAfter(token, 'eos'); return; }
     this.out.tokens.push(token);
     const text = this.stop.push(this.decoder.push(token));
     this.out.text += text;
@@ -375,6 +376,7 @@ export class Sequence {
         }),
         preemptions: this.preemptions,
         prefillOrder: this.ranByLayer ? 'layer' : 'chunk',
+        ...(reason === 'eos' && this.eosToken !== null ? { eosToken: this.eosToken } : {}),
       } satisfies GenerateStats;
     }
     if (this.settings.keepLast && store && this.session) this.kept = { store, session: this.session };

@@ -31,6 +31,10 @@ export interface ServeOptions {
   bodyLimit?: number;
   /** max_tokens of requests that give none (default: up to the context). */
   defaultMaxTokens?: number;
+  /** Multi-turn caches kept for the X-Session-Id header (default 64; 0 turns them off). */
+  maxSessions?: number;
+  /** Seconds an idle session's cache is kept (default 600). */
+  sessionIdleSeconds?: number;
   /** On shutdown, how long requests in flight may take to finish before they are cancelled (default 30 s). */
   shutdownGraceMs?: number;
   log?: (line: string) => void;
@@ -100,7 +104,7 @@ export class RocketServer {
     this.kvDefault = opts.kvDefault ?? { method: 'full' };
     resolveCompression(this.kvDefault);
     if (!Number.isInteger(this.opts.maxQueued) || this.opts.maxQueued < 1) throw new RangeError(`max queued requests must be a positive integer, got ${this.opts.maxQueued}`);
-    this.host = new EngineHost(opts.load, opts.onLoadProgress);
+    this.host = new EngineHost({ maxSessions: opts.maxSessions ?? 64, sessionIdleMs: (opts.sessionIdleSeconds ?? 600) * 1000, ...opts.load }, opts.onLoadProgress);
     this.metrics = new ServerMetrics(this.host, opts.modelName);
     this.app = Fastify({ bodyLimit: opts.bodyLimit ?? 4 * 2 ** 20, logger: false, return503OnClosing: true });
     // Bodies are JSON only: any other content type is answered 415.
@@ -209,18 +213,25 @@ export class RocketServer {
     }
     const stream = body.stream === true;
     if (body.stream_options && !stream) throw badRequest('stream_options is only allowed when stream is true', null, 'stream_options');
-    const asked = (kind === 'chat' ? (body as ChatBody).max_completion_tokens : null) ?? body.max_tokens ?? this.opts.defaultMaxTokens ?? info.maxContextTokens;
+    const given = (kind === 'chat' ? (body as ChatBody).max_completion_tokens : null) ?? body.max_tokens;
+    // Without max_tokens a request generates up to the context, or as many tokens as fit the KV limit.
+    const maxTokensDefaulted = given === undefined || given === null;
+    const asked = given ?? this.opts.defaultMaxTokens ?? info.maxContextTokens;
     if (asked > info.maxContextTokens) {
       throw badRequest(`max_tokens is ${asked}, more than the model's context of ${info.maxContextTokens} tokens`, null, 'max_tokens');
     }
     let kv: CompressionRequest = this.kvDefault;
     if (body.kv) {
       kv = body.kv as CompressionRequest;
+      let entry;
       try {
-        resolveCompression(kv);
+        entry = resolveCompression(kv).entry;
       } catch (e) {
         throw badRequest(`kv: ${(e as Error).message}`, null, 'kv');
       }
+      // No request names a file: options that do are the server's to set.
+      const file = Object.keys(kv).find((k) => entry.options[k]?.file);
+      if (file) throw badRequest(`kv: option ${file} names a file and cannot be set in a request; the server uses its own`, null, `kv.${file}`);
     }
     let input: PromptInput;
     if (kind === 'chat') {
@@ -269,23 +280,40 @@ export class RocketServer {
       else early.push(text);
     };
 
+    const session = req.headers['x-session-id'];
+    if (session !== undefined && (typeof session !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(session))) {
+      throw badRequest('the X-Session-Id header must be 1 to 128 printable ASCII characters without spaces', null, 'x-session-id');
+    }
+    // A client that goes away cancels its request (its blocks return to the pool before the next
+    // step), whether it leaves before the engine has accepted the request or after.
+    const res = reply.raw;
+    let gone = false;
+    const leave = new AbortController();
+    const onClose = (): void => {
+      if (res.writableFinished) return;
+      gone = true;
+      leave.abort();
+    };
+    res.on('close', onClose);
     let remote: RemoteRequest;
     try {
-      remote = await this.host.submit(input, opts, onToken);
+      remote = await this.host.submit(input, opts, onToken, { session, fitMaxTokens: maxTokensDefaulted, signal: leave.signal });
     } catch (e) {
+      res.off('close', onClose);
+      if (gone) { this.metrics.aborted((performance.now() - arrived) / 1000); return; }
+      if (this.draining) throw new HttpError(503, 'the server is shutting down', 'server_error', 'shutting_down');
       throw fromEngine(e);
     }
-    // A client that goes away cancels its request: its blocks return to the pool before the next step.
-    const res = reply.raw;
-    const onClose = (): void => { if (!res.writableFinished) remote.cancel(); };
-    res.on('close', onClose);
+    const accepted = remote;
     const ended = (r: RemoteResult): void => {
       this.metrics.finished(r.stats.finishReason, r.stats.promptTokens, (performance.now() - arrived) / 1000);
     };
+    // A session's turn prefills only its new tokens; usage counts the whole prompt, as OpenAI does.
     const usage = (r: RemoteResult) => ({
-      prompt_tokens: r.stats.promptTokens,
+      prompt_tokens: accepted.promptTokens,
       completion_tokens: r.stats.generatedTokens,
-      total_tokens: r.stats.promptTokens + r.stats.generatedTokens,
+      total_tokens: accepted.promptTokens + r.stats.generatedTokens,
+      prompt_tokens_details: { cached_tokens: r.cachedTokens },
     });
     const extras = (r: RemoteResult) => ({
       kv: r.stats.kv,
@@ -296,10 +324,10 @@ export class RocketServer {
       sink = () => {};
       let r: RemoteResult;
       try {
-        r = await remote.done;
+        r = await accepted.done;
       } catch (e) {
         res.off('close', onClose);
-        this.metrics.aborted(remote.promptTokens, (performance.now() - arrived) / 1000);
+        this.metrics.aborted((performance.now() - arrived) / 1000);
         if (res.destroyed) return;
         const err = fromEngine(e);
         if (this.draining) throw new HttpError(503, err.message, 'server_error', 'shutting_down');
@@ -330,13 +358,13 @@ export class RocketServer {
     sink = (text) => { if (text) event(chunk(text, null)); };
     for (const t of early.splice(0)) sink(t);
     try {
-      const r = await remote.done;
+      const r = await accepted.done;
       ended(r);
       event(chunk(null, finishReason(r.stats.finishReason), extras(r)));
       if (body.stream_options?.include_usage) event({ id, object, created, model, choices: [], usage: usage(r) });
       if (!res.destroyed) res.write('data: [DONE]\n\n');
     } catch (e) {
-      this.metrics.aborted(remote.promptTokens, (performance.now() - arrived) / 1000);
+      this.metrics.aborted((performance.now() - arrived) / 1000);
       const err = fromEngine(e);
       const status = this.draining || this.host.state !== 'ready' ? 503 : err.status;
       event(errorBody(new HttpError(status, err.message, status === 503 ? 'server_error' : err.type, this.draining ? 'shutting_down' : err.code)));

@@ -18,7 +18,7 @@ export class EngineError extends Error {
   }
 }
 
-export interface RemoteResult { text: string; stats: GenerateStats }
+export interface RemoteResult { text: string; stats: GenerateStats; cachedTokens: number }
 
 /** One request on the engine thread, once accepted. */
 export interface RemoteRequest {
@@ -79,7 +79,7 @@ export class EngineHost {
         case 'done': {
           const p = this.pending.get(m.id);
           this.pending.delete(m.id);
-          p?.settle?.resolve({ text: m.text, stats: m.stats });
+          p?.settle?.resolve({ text: m.text, stats: m.stats, cachedTokens: m.cachedTokens });
           break;
         }
         case 'failed': {
@@ -95,7 +95,9 @@ export class EngineHost {
     });
     this.worker.on('error', (e) => { this.fail(new Error(`the engine thread stopped: ${e.message}`)); readyReject(this.failure!); });
     this.worker.on('exit', (code) => {
-      if (this.state !== 'closed' && this.state !== 'failed') this.fail(new Error(`the engine thread exited (code ${code})`));
+      if (this.state !== 'closed' && this.state !== 'failed' && this.state !== 'closing') this.fail(new Error(`the engine thread exited (code ${code})`));
+      // Whatever is still pending (a thread stopped by force at shutdown) ends now.
+      this.rejectPending(new Error(this.state === 'closing' ? 'the server is shutting down' : `the engine thread exited (code ${code})`));
       readyReject(this.failure ?? new Error('the engine thread exited'));
       closedResolve();
     });
@@ -114,13 +116,19 @@ export class EngineHost {
   /**
    * Sends a request; resolves once the engine has accepted it (every check passed, queued), rejects
    * with the engine's error when it is refused. `onToken` gets each piece of text as it is made.
+   * `more.session`: a turn of that session's cached conversation (see sessions.ts); `more.fitMaxTokens`:
+   * opts.maxTokens is a default, lowered to what fits the KV limit; `more.signal` cancels the request,
+   * accepted yet or not.
    */
-  submit(input: PromptInput, opts: WireGenerateOptions, onToken: (text: string, token: number) => void): Promise<RemoteRequest> {
+  submit(input: PromptInput, opts: WireGenerateOptions, onToken: (text: string, token: number) => void, more: { session?: string; fitMaxTokens?: boolean; signal?: AbortSignal } = {}): Promise<RemoteRequest> {
     if (this.state !== 'ready') return Promise.reject(this.failure ?? new Error(`the engine is ${this.state}`));
     const id = this.nextId++;
+    const { signal, ...extra } = more;
     return new Promise<RemoteRequest>((accept, refuse) => {
       this.pending.set(id, { onToken, accept, refuse });
-      this.post({ type: 'submit', id, input, opts });
+      this.post({ type: 'submit', id, input, opts, ...extra });
+      // Cancelling works before acceptance too: the engine thread knows the request from its submit on.
+      signal?.addEventListener('abort', () => { if (this.pending.has(id)) this.post({ type: 'cancel', id }); }, { once: true });
     });
   }
 
@@ -147,6 +155,10 @@ export class EngineHost {
     if (this.state === 'closing' || this.state === 'closed') return;
     this.state = 'failed';
     this.failure = e;
+    this.rejectPending(e);
+  }
+
+  private rejectPending(e: Error): void {
     for (const [id, p] of this.pending) {
       this.pending.delete(id);
       if (p.settle) p.settle.reject(e);

@@ -57,9 +57,8 @@ export class ServerMetrics {
     if (gap !== null) { this.tpot.observe(gap); this.itl.observe(gap); }
   }
 
-  /** A request that ended without its reply: cancelled by its client or by a shutdown, or failed. */
-  aborted(promptTokens: number, seconds: number): void {
-    this.promptTokens.inc(promptTokens);
+  /** A request that ended without its reply: cancelled by its client or by a shutdown, or failed (its prompt is not counted: it may not have run). */
+  aborted(seconds: number): void {
     this.success.inc({ finished_reason: 'abort' });
     this.e2e.observe(seconds);
   }

@@ -12,6 +12,9 @@ export interface EngineLoad {
   weights?: WeightFormat;
   maxContextTokens?: number;
   kvMemoryBytes?: number;
+  /** Multi-turn caches kept at most (0: none), and how long an idle one is kept. */
+  maxSessions?: number;
+  sessionIdleMs?: number;
 }
 
 /** What the engine thread reports once the model is loaded. */
@@ -35,7 +38,11 @@ export type WireGenerateOptions = Omit<GenerateOptions, 'signal' | 'onPrefillPro
 export interface WireError { name: string; code: string; message: string }
 
 export type ToEngine =
-  | { type: 'submit'; id: number; input: PromptInput; opts: WireGenerateOptions }
+  /**
+   * `fitMaxTokens`: the client set no max_tokens; the request may generate as many tokens as fit the KV
+   * limit (at most opts.maxTokens) rather than be refused.
+   * `session`: run as a turn of this session's cached conversation when its cache can serve it. */
+  | { type: 'submit'; id: number; input: PromptInput; opts: WireGenerateOptions; session?: string; fitMaxTokens?: boolean }
   | { type: 'cancel'; id: number }
   | { type: 'close' };
 
@@ -46,7 +53,8 @@ export type FromEngine =
   /** The request passed every check and is queued: its prompt has this many tokens. */
   | { type: 'accepted'; id: number; promptTokens: number }
   | { type: 'token'; id: number; token: number; text: string }
-  | { type: 'done'; id: number; text: string; stats: GenerateStats }
+  /** `cachedTokens`: prompt tokens served from the session's cache (not prefilled again). */
+  | { type: 'done'; id: number; text: string; stats: GenerateStats; cachedTokens: number }
   /** `accepted` false: refused before any work (bad input, never fits, context). */
   | { type: 'failed'; id: number; accepted: boolean; error: WireError }
   | { type: 'closed' };

@@ -4,7 +4,8 @@
  * (prompt length against the context, the KV forecast against the limit) before any work.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { Engine, type Generation } from '../engine/engine.ts';
+import { Engine, type GenerateOptions, type Generation } from '../engine/engine.ts';
+import { SessionCache, type SessionTurn } from './sessions.ts';
 import { gaugeIndex, toWireError, type EngineLoad, type FromEngine, type ToEngine } from './protocol.ts';
 
 interface Init { load: EngineLoad; gauges: SharedArrayBuffer }
@@ -38,31 +39,53 @@ async function main(): Promise<void> {
     gauges[gaugeIndex('preemptions')] = sched.stats.preemptions;
     gauges[gaugeIndex('steps')] = sched.stats.steps;
   };
+  const maxSessions = init.load.maxSessions ?? 0;
+  const sessions = maxSessions > 0 ? new SessionCache(engine, maxSessions, init.load.sessionIdleMs ?? 600_000) : null;
+  if (sessions) {
+    setInterval(() => sessions.expire(), 10_000).unref();
+    // Idle multi-turn caches give their blocks back when a request cannot be admitted without them.
+    sched.reclaim = () => sessions.reclaim();
+  }
   sched.onStep = publish;
   publish();
 
   port.on('message', (m: ToEngine) => {
     if (m.type === 'submit') {
       const abort = new AbortController();
+      const opts: GenerateOptions = { ...m.opts, signal: abort.signal };
       let gen: Generation;
       let promptTokens: number;
+      let turn: SessionTurn | null = null;
       try {
         const tokens = engine.encodePrompt(m.input);
         promptTokens = tokens.length;
-        gen = engine.submit({ tokens }, { ...m.opts, signal: abort.signal });
+        if (m.fitMaxTokens) {
+          const n = engine.maxTokensThatFit(tokens.length, opts.kv ?? { method: 'full' }, opts.maxTokens ?? 128);
+          if (n > 0) opts.maxTokens = n;
+        }
+        turn = m.session && sessions ? sessions.turn(m.session, tokens, opts) : null;
+        gen = turn ? turn.gen : engine.submit({ tokens }, opts);
       } catch (e) {
         send({ type: 'failed', id: m.id, accepted: false, error: toWireError(e) });
         return;
       }
       live.set(m.id, { gen, abort });
-      send({ type: 'accepted', id: m.id, promptTokens });
+      // A session's turn is checked against the limit when it starts: it is accepted at its first token.
+      let accepted = turn === null;
+      if (accepted) send({ type: 'accepted', id: m.id, promptTokens });
       publish();
       void (async () => {
         try {
-          for await (const ev of gen) send({ type: 'token', id: m.id, token: ev.token, text: ev.text });
-          send({ type: 'done', id: m.id, text: gen.text, stats: gen.stats! });
+          for await (const ev of gen) {
+            if (!accepted) { accepted = true; send({ type: 'accepted', id: m.id, promptTokens }); }
+            send({ type: 'token', id: m.id, token: ev.token, text: ev.text });
+          }
+          turn?.ended(true);
+          if (!accepted) { accepted = true; send({ type: 'accepted', id: m.id, promptTokens }); }
+          send({ type: 'done', id: m.id, text: gen.text, stats: gen.stats!, cachedTokens: turn?.cachedTokens ?? 0 });
         } catch (e) {
-          send({ type: 'failed', id: m.id, accepted: true, error: toWireError(e) });
+          turn?.ended(false);
+          send({ type: 'failed', id: m.id, accepted, error: toWireError(e) });
         } finally {
           live.delete(m.id);
         }
@@ -70,6 +93,7 @@ async function main(): Promise<void> {
     } else if (m.type === 'cancel') {
       live.get(m.id)?.abort.abort(new Error('the client cancelled the request'));
     } else if (m.type === 'close') {
+      sessions?.closeAll();
       for (const r of live.values()) r.abort.abort(new Error('the server is shutting down'));
       void sched.idle().then(() => engine.close()).then(() => {
         publish();

@@ -20,7 +20,8 @@ test('32 concurrent streaming clients, a third disconnecting midway, under a lim
   const requests = await Promise.all(Array.from({ length: 32 }, async (_, i) => ({
     model: MODEL,
     prompt: await promptTokens(200 + ((i * 97) % 400), 100 + i),
-    max_tokens: 16 + (i % 3) * 8,
+    // The clients that leave ask for far more than they wait for, so their requests are still running when they go.
+    max_tokens: i % 3 === 0 ? 300 : 16 + (i % 3) * 8,
     temperature: 0,
     ignore_eos: true,
     stream: true,
@@ -30,12 +31,13 @@ test('32 concurrent streaming clients, a third disconnecting midway, under a lim
 
   // Each request alone first.
   const solo: string[] = [];
-  for (const r of requests) {
+  for (const [i, r] of requests.entries()) {
+    if (i % 3 === 0) { solo.push(''); continue; }
     const { events, done } = await readSse(await post(r));
     assert.ok(done);
     solo.push(streamText(events));
   }
-  assert.ok(new Set(solo).size > 16, 'outputs differ between requests');
+  assert.ok(new Set(solo).size > 12, 'outputs differ between requests');
   assert.equal(await poolDrained(server), 0);
 
   const rss0 = process.memoryUsage().rss;
