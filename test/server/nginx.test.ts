@@ -108,6 +108,22 @@ test('two replicas behind nginx: affinity by session, and one stopped under load
     const onA = [...home].filter(([, r]) => r === 'a').map(([s]) => s);
     assert.ok(onA.length >= 2 && onB.length >= 2, `sessions spread over both replicas (a ${onA.length}, b ${onB.length})`);
 
+    // A conversation's second turn, through the balancer, finds its cache on its replica.
+    for (const session of [onA[0]!, onB[0]!]) {
+      const chat = async (messages: { role: string; content: string }[]) => {
+        const res = await fetch(`${lb}/v1/chat/completions`, {
+          method: 'POST', headers: { 'content-type': 'application/json', 'x-session-id': session },
+          body: JSON.stringify({ model: MODEL, messages, max_tokens: 4, temperature: 0, ignore_eos: true }),
+        });
+        assert.equal(res.status, 200);
+        return res.json() as Promise<{ choices: { message: { content: string } }[]; usage: { prompt_tokens: number; completion_tokens: number; prompt_tokens_details: { cached_tokens: number } } }>;
+      };
+      const u1 = { role: 'user', content: `Line 0: the value of key 5 is 1234. What is the value of key 5? (${session})` };
+      const t1 = await chat([u1]);
+      const t2 = await chat([u1, { role: 'assistant', content: t1.choices[0]!.message.content }, { role: 'user', content: 'And again?' }]);
+      assert.equal(t2.usage.prompt_tokens_details.cached_tokens, t1.usage.prompt_tokens + t1.usage.completion_tokens, `${session}: the second turn reuses the first's cache`);
+    }
+
     // Load on both; replica b is stopped once every stream has started.
     const sessions = [...onA.slice(0, 4), ...onB.slice(0, 4)];
     const bodies = await Promise.all(sessions.map(async (_, i) => ({ model: MODEL, prompt: await promptTokens(300, 60 + i), max_tokens: 120, temperature: 0, ignore_eos: true, stream: true })));
