@@ -7,5 +7,5 @@ export { rope } from './rope';
 export { siluMul, add } from './activation';
 export { softmax } from './softmax';
 export { attnCausal, attendPaged, attendPagedPart, attendMerge } from './attention';
-export { pageSoftmaxSum, hybridSelect, hybridSelectScratch, questSelect, questSelectScratch } from './select';
+export { pageSoftmaxSum, hybridSelect, hybridSelectJobs, hybridSelectScratch, questSelect, questSelectScratch } from './select';
 export { peakMadd, peakDot, peakDotMacs } from './peak';

@@ -222,6 +222,27 @@ export function hybridSelect(
   return count >= n ? -1 : count;
 }
 
+/** Fields (i32) of one hybridSelectJobs record; the kernel writes the slot count (or -1: all) into HJ_COUNT. */
+const HJ_FIELDS: i32 = 16;
+const HJ_COUNT: i32 = 13;
+
+/**
+ * hybridSelect for several stored heads at once, one record each (16 i32: slots, q, min, max, ws,
+ * G, d, pages, P, n, r, topk, localWindow, count out, 2 unused), over records [start, end): every
+ * thread takes heads from the same list, each head computed exactly as a hybridSelect call alone.
+ */
+export function hybridSelectJobs(table: usize, start: i32, end: i32): void {
+  for (let j = start; j < end; j++) {
+    const rec = table + (<usize>(j * HJ_FIELDS) << 2);
+    const count = hybridSelect(
+      <usize>load<i32>(rec), <usize>load<i32>(rec, 4), <usize>load<i32>(rec, 8), <usize>load<i32>(rec, 12), <usize>load<i32>(rec, 16),
+      load<i32>(rec, 20), load<i32>(rec, 24), load<i32>(rec, 28), load<i32>(rec, 32), load<i32>(rec, 36),
+      load<i32>(rec, 40), load<i32>(rec, 44), load<i32>(rec, 48),
+    );
+    store<i32>(rec + (<usize>HJ_COUNT << 2), count);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // questSelect: Quest's per-step page choice for one stored head (src/compress/quest.ts, the same
 // rules and f64 order as questPageBounds + topKSelect + pageSlots there). Per page the bound

@@ -25,7 +25,8 @@ import type { DecodeSelector, SelectView } from './press.ts';
 import { PageSummary } from '../kv/summary.ts';
 import type { Runtime } from '../runtime/wasm.ts';
 import { rocketkvSplit, type RocketkvSplit } from './budget.ts';
-import { groupAbsSum, stageSelectInputs, topKSelect } from './util.ts';
+import { groupAbsSum, topKSelect } from './util.ts';
+import { HYBRID_JOB_COUNT, HYBRID_JOB_FIELDS } from '../runtime/kernels.ts';
 
 /**
  * Per page, the sum over the group of the softmax over tokens of the approximate scores (each of
@@ -129,7 +130,30 @@ export class HybridSelector implements DecodeSelector {
     this.budget = opts.budget ?? opts.topk;
   }
 
-  select(view: SelectView): Int32Array | null {
+  /** Every head on the kernel path in one call, spread over threads (its results are select's). */
+  selectMany(views: readonly SelectView[]): (Int32Array | null)[] {
+    const out: (Int32Array | null)[] = new Array(views.length).fill(null);
+    const batch: HybridJob[] = [];
+    const at: number[] = [];
+    let rt: Runtime | null = null;
+    for (let i = 0; i < views.length; i++) {
+      const v = views[i]!;
+      if (!v.runtime) { out[i] = this.select(v); continue; }
+      const job = this.prepare(v);
+      if (job === null) continue;
+      rt = v.runtime;
+      batch.push({ q: v.q, G: v.group, d: v.headDim, summary: job.summary, pages: job.pages, n: v.length, r: job.r });
+      at.push(i);
+    }
+    if (rt && batch.length) {
+      const picked = selectWasm(rt, batch, this.summaryPage, this.topk, this.localWindow);
+      for (let b = 0; b < batch.length; b++) out[at[b]!] = picked[b]!;
+    }
+    return out;
+  }
+
+  /** What a head's choice needs (its summary, pages and channels), counting the bytes read; null when it reads every slot. */
+  private prepare(view: SelectView): { summary: PageSummary; pages: number; r: number } | null {
     const n = view.length;
     const P = this.summaryPage;
     const d = view.headDim;
@@ -145,7 +169,18 @@ export class HybridSelector implements DecodeSelector {
     }
     const r = Math.min(d, Math.max(1, this.r));
     view.countRead(0, pages * r * 4);
-    if (view.runtime) return selectWasm(view.runtime, view.q, view.group, d, summary, pages, P, n, r, k, this.localWindow);
+    return { summary, pages, r };
+  }
+
+  select(view: SelectView): Int32Array | null {
+    const job = this.prepare(view);
+    if (job === null) return null;
+    const { summary, pages, r } = job;
+    const n = view.length;
+    const P = this.summaryPage;
+    const d = view.headDim;
+    const k = this.topk;
+    if (view.runtime) return selectWasm(view.runtime, [{ q: view.q, G: view.group, d, summary, pages, n, r }], P, k, this.localWindow)[0]!;
     const channels = topKSelect(groupAbsSum(view.q, view.group, d), r);
     const scores = hybridPageScores(view.q, view.group, d, summary, pages, channels, n);
 
@@ -171,15 +206,42 @@ export class HybridSelector implements DecodeSelector {
   }
 }
 
+/** One stored head's inputs to the kernel. */
+interface HybridJob { q: Float32Array; G: number; d: number; summary: PageSummary; pages: number; n: number; r: number }
+
 /**
- * HybridSelector.select's choice in one kernel call (assembly/select.ts hybridSelect: the same
- * rules and f64 order as the TypeScript path above), on inputs staged by stageSelectInputs; the
- * kernel writes the slot list into the step arena.
+ * HybridSelector.select's choice for each job, in one kernel call over all of them
+ * (assembly/select.ts hybridSelectJobs, each head as hybridSelect alone: the same rules and f64
+ * order as the TypeScript path above), spread over threads. Inputs, work spaces, slot lists and
+ * the job records all live in the step arena.
  */
-function selectWasm(rt: Runtime, q: Float32Array, G: number, d: number, summary: PageSummary, pages: number, P: number, n: number, r: number, k: number, localWindow: number): Int32Array | null {
-  const [qPtr, minPtr, maxPtr, slotPtr, wsPtr] = stageSelectInputs(rt, q, G, d, summary, pages, [n * 4, rt.exports.hybridSelectScratch(d, pages, r, G)]);
-  const count = rt.exports.hybridSelect(slotPtr!, qPtr!, minPtr!, maxPtr!, wsPtr!, G, d, pages, P, n, r, k, localWindow);
-  return count < 0 ? null : rt.i32(slotPtr!, count).slice();
+function selectWasm(rt: Runtime, jobs: readonly HybridJob[], P: number, k: number, localWindow: number): (Int32Array | null)[] {
+  const up = (b: number): number => Math.ceil(b / 64) * 64;
+  const sizes = jobs.map((j) => up(j.G * j.d * 4) + 2 * up(j.pages * j.d * 4) + up(j.n * 4) + up(rt.exports.hybridSelectScratch(j.d, j.pages, j.r, j.G)));
+  const tableBytes = up(jobs.length * HYBRID_JOB_FIELDS * 4);
+  const base = rt.stepArena(tableBytes + sizes.reduce((a, b) => a + b, 0));
+  const table = rt.i32(base, jobs.length * HYBRID_JOB_FIELDS);
+  let at = base + tableBytes;
+  let work = 0;
+  jobs.forEach((j, i) => {
+    const qPtr = at;
+    const minPtr = qPtr + up(j.G * j.d * 4);
+    const maxPtr = minPtr + up(j.pages * j.d * 4);
+    const slotPtr = maxPtr + up(j.pages * j.d * 4);
+    const wsPtr = slotPtr + up(j.n * 4);
+    at += sizes[i]!;
+    rt.f32(qPtr, j.G * j.d).set(j.q.subarray(0, j.G * j.d));
+    rt.f32(minPtr, j.pages * j.d).set(j.summary.min.subarray(0, j.pages * j.d));
+    rt.f32(maxPtr, j.pages * j.d).set(j.summary.max.subarray(0, j.pages * j.d));
+    table.set([slotPtr, qPtr, minPtr, maxPtr, wsPtr, j.G, j.d, j.pages, P, j.n, j.r, k, localWindow, 0, 0, 0], i * HYBRID_JOB_FIELDS);
+    work = Math.max(work, j.pages * j.G * j.r);
+  });
+  rt.k.hybridSelectJobs(base, jobs.length, work);
+  const done = rt.i32(base, jobs.length * HYBRID_JOB_FIELDS);
+  return jobs.map((_, i) => {
+    const count = done[i * HYBRID_JOB_FIELDS + HYBRID_JOB_COUNT]!;
+    return count < 0 ? null : rt.i32(done[i * HYBRID_JOB_FIELDS]! >>> 0, count).slice();
+  });
 }
 
 /** The RocketKV split of one budget, for whichever stage a method builds from it. */

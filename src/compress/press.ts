@@ -118,6 +118,8 @@ export interface DecodeSelector {
   readonly summaryPage: number;
   /** Slots of the head (ascending) this step's attention reads, or null for all of them. */
   select(view: SelectView): Selection;
+  /** The same for several heads at once (e.g. one kernel call spread over threads); equal to `select` on each. */
+  selectMany?(views: readonly SelectView[]): Selection[];
 }
 
 /**

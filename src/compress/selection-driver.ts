@@ -34,14 +34,24 @@ export class SelectionDriver {
     if (filtered) return this.selectInView(layer, h, q, group, this.extendView(layer, h, filtered));
     const selector = this.parts.selector;
     if (!selector) return null;
+    return selector.select(this.headView(layer, h, q, group));
+  }
+
+  /** Every stored head of a layer (`qs[h]`: head h's group of queries): in one call where the selector takes several. */
+  selectHeads(layer: number, qs: Float32Array[], group: number): Selection[] {
+    const selector = this.parts.selector;
+    if (!selector?.selectMany || this.views[layer]?.some((v) => v)) return qs.map((q, h) => this.select(layer, h, q, group));
+    return selector.selectMany(qs.map((q, h) => this.headView(layer, h, q, group)));
+  }
+
+  private headView(layer: number, h: number, q: Float32Array, group: number): SelectView {
     const seq = this.seq;
     const head = seq.headsIn(layer)[h]!;
-    const d = this.shape.headDim;
-    const view: SelectView = {
+    return {
       layer,
       h,
       group,
-      headDim: d,
+      headDim: this.shape.headDim,
       q,
       length: head.length,
       positions: head.positions.subarray(0, head.length),
@@ -53,7 +63,6 @@ export class SelectionDriver {
       },
       runtime: seq.runtime,
     };
-    return selector.select(view);
   }
 
   /** View mode: the selector sees only the view's slots; its picks map back to store slots. */

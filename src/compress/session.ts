@@ -43,6 +43,10 @@ export class CompressionSession implements ForwardHooks {
     return this.selection.select(layer, h, q, group);
   }
 
+  selectHeads(layer: number, qs: Float32Array[], group: number): Selection[] {
+    return this.selection.selectHeads(layer, qs, group);
+  }
+
   onLayerPrefilled(layer: number, promptLength: number): void {
     this.eviction.onLayerPrefilled(layer, promptLength);
   }

@@ -123,10 +123,12 @@ export class PagedAttention {
       const heads = it.seq.headsIn(layer);
       const group = it.seq.isExpanded(layer) ? 1 : G;
       const sel: (Int32Array | Int32Array[] | null)[] = [];
-      if (it.decode && it.tokens.length === 1 && it.hooks?.select) {
+      if (it.decode && it.tokens.length === 1 && (it.hooks?.selectHeads || it.hooks?.select)) {
         const qRow = this.rt.f32(q + rowStart[i]! * rowBytes, rowFloats);
+        const qs = heads.map((_, h) => qRow.subarray(h * group * d, (h + 1) * group * d));
+        const many = it.hooks.selectHeads?.(layer, qs, group);
         for (let h = 0; h < heads.length; h++) {
-          const s = it.hooks.select(layer, h, qRow.subarray(h * group * d, (h + 1) * group * d), group);
+          const s = many ? many[h]! : it.hooks.select!(layer, h, qs[h]!, group);
           if (Array.isArray(s) && s.length !== group) throw new Error(`a selector returned ${s.length} slot lists for a group of ${group}`);
           sel.push(s);
           if (Array.isArray(s)) for (const x of s) selected += x.length;

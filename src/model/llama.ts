@@ -37,6 +37,8 @@ export interface ForwardHooks {
    * or null for all. `q` is the group's queries, [group, headDim].
    */
   select?(layer: number, h: number, q: Float32Array, group: number): Int32Array | Int32Array[] | null;
+  /** The same for every stored head of the layer at once (`qs[h]` as `q` above); used instead of `select` when present. */
+  selectHeads?(layer: number, qs: Float32Array[], group: number): (Int32Array | Int32Array[] | null)[];
   /** Layer-by-layer prefill (`prefillByLayer`): the layer has seen the whole prompt (`tokens` long). */
   onLayerPrefilled?(layer: number, tokens: number): void;
 }

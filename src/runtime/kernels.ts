@@ -7,6 +7,7 @@ export const KERNEL_NAMES = [
   'gemmF32', 'gemvF32', 'sumF32', 'quantizeQ8Rows', 'quantizeActQ8', 'gemvQ8', 'gemmQ8',
   'dequantActQ8', 'gemmQ8F',
   'rmsnorm', 'rope', 'siluMul', 'add', 'softmax', 'attnCausal', 'attendPaged', 'attendPagedPart', 'attendMerge',
+  'hybridSelectJobs',
 ] as const;
 type KernelName = (typeof KERNEL_NAMES)[number];
 const KID = Object.fromEntries(KERNEL_NAMES.map((n, i) => [n, i])) as Record<KernelName, number>;
@@ -41,6 +42,7 @@ export interface KernelExports {
   pageSoftmaxSum(out: number, sub: number, qc: number, temp: number, tmp: number, pages: number, r: number, G: number, pageSize: number, lastCount: number): void;
   /** Calling thread only: RocketKV stage-2 choice for one head; slot count, or -1 for every slot (assembly/select.ts). */
   hybridSelect(slots: number, q: number, min: number, max: number, ws: number, G: number, d: number, pages: number, P: number, n: number, r: number, topk: number, localWindow: number): number;
+  hybridSelectJobs(table: number, start: number, end: number): void;
   /** Bytes of hybridSelect's work space. */
   hybridSelectScratch(d: number, pages: number, r: number, G: number): number;
   /** Calling thread only: Quest's page choice for one head, `sets` slot lists of up to n (assembly/select.ts). */
@@ -58,6 +60,10 @@ export interface KernelHost {
   free(ptr: number): void;
   i32(ptr: number, n: number): Int32Array;
 }
+
+/** Fields (i32) of one hybridSelectJobs record, and the one the kernel writes its slot count into. */
+export const HYBRID_JOB_FIELDS = 16;
+export const HYBRID_JOB_COUNT = 13;
 
 /** Int8 weights, block 32 along K: qs int8 [N*K], scales f32 [N*K/32] (scale = max|w|/127). */
 export interface Q8Weight { qs: number; scales: number; N: number; K: number }
@@ -230,6 +236,15 @@ export class Kernels {
    * as many jobs as threads, or fewer threads) by float rounding: results are reproducible at a
    * given thread count, not across thread counts, once a step has fewer jobs than half the threads.
    */
+  /**
+   * hybridSelect for nJobs stored heads (records of HYBRID_JOB_FIELDS i32 at table; see
+   * assembly/select.ts hybridSelectJobs), heads spread over threads; each writes its count into
+   * its record. `workPerJob` sizes the split (about pages x group x channels).
+   */
+  hybridSelectJobs(table: number, nJobs: number, workPerJob: number): void {
+    this.run('hybridSelectJobs', [table], nJobs, 1, workPerJob);
+  }
+
   attendPaged(jobsPtr: number, nJobs: number, poolPtr: number, blockSlots: number, d: number, G: number, rowStride: number, scale: number, split: boolean | number = true): void {
     const parts = typeof split === 'number' ? split : split ? this.decodeKeyParts(jobsPtr, nJobs) : 1;
     if (!Number.isInteger(parts) || parts < 1) throw new UsageError(`attendPaged: key ranges per job must be a positive integer, got ${parts}`);

@@ -7,6 +7,7 @@ import { writeRandomCheckpoint } from '../../src/model/random.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { makeRng } from '../../src/engine/sampling.ts';
 import { forwardRef, pool } from './forward-ref.ts';
+import { onEverySelection } from './helpers.ts';
 
 /**
  * Methods on the real forward pass at budgets well below the prompt, against brute force written
@@ -106,9 +107,7 @@ test('quest on the real decode pass, budget 64 of 400: every step, each query he
   const { seq, session } = prefillWith({ method: 'quest', budget: B, dense_layers: 0 });
   const d = engine.config.headDim;
   let checked = 0;
-  const select = session.select.bind(session);
-  session.select = (layer, h, q, group) => {
-    const picked = select(layer, h, q, group);
+  onEverySelection(session, (layer, h, q, group, picked) => {
     const keys = seq.readKeys(layer, h);
     const n = keys.length / d;
     const pages = Math.ceil(n / page);
@@ -139,8 +138,7 @@ test('quest on the real decode pass, budget 64 of 400: every step, each query he
       }
     }
     checked++;
-    return picked;
-  };
+  });
   let last = tokens[L - 1]!;
   for (let step = 0; step < 4; step++) {
     engine.model.forward([{ seq, tokens: [last], hooks: session, decode: true }]);
@@ -217,9 +215,7 @@ test('exact_topk on the real decode pass, budget 40 of 400: each query head read
   const { seq, session } = prefillWith({ method: 'exact_topk', budget: B });
   const d = engine.config.headDim;
   let checked = 0;
-  const select = session.select.bind(session);
-  session.select = (layer, h, q, group) => {
-    const picked = select(layer, h, q, group);
+  onEverySelection(session, (layer, h, q, group, picked) => {
     assert.ok(Array.isArray(picked) && picked.length === group, 'one list per query head');
     const keys = seq.readKeys(layer, h);
     const n = keys.length / d;
@@ -233,8 +229,7 @@ test('exact_topk on the real decode pass, budget 40 of 400: each query head read
       assertTopK(Array.from(list), logits, B, n, `layer ${layer} head ${h} query ${g}`, n);
     });
     checked++;
-    return picked;
-  };
+  });
   let last = tokens[L - 1]!;
   for (let step = 0; step < 3; step++) {
     engine.model.forward([{ seq, tokens: [last], hooks: session, decode: true }]);

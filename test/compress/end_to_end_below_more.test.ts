@@ -9,6 +9,7 @@ import { CompressionSession } from '../../src/compress/session.ts';
 import type { SequenceKV } from '../../src/kv/store.ts';
 import { makeRng } from '../../src/engine/sampling.ts';
 import { forwardRef, pool } from './forward-ref.ts';
+import { onEverySelection } from './helpers.ts';
 
 /**
  * More methods on the real forward pass at budgets well below the prompt (the companion of
@@ -348,9 +349,7 @@ test('sparq on the real decode pass, budget 120 of 410: every step reads the top
   const k = Math.floor(B / 2);
   let checked = 0;
   const rs = new Set<number>();
-  const select = session.select.bind(session);
-  session.select = (layer, h, q, group) => {
-    const picked = select(layer, h, q, group);
+  onEverySelection(session, (layer, h, q, group, picked) => {
     assert.ok(picked && !Array.isArray(picked), 'sparq reads one subset per KV group');
     const keys = seq.readKeys(layer, h);
     const n = keys.length / d;
@@ -380,8 +379,7 @@ test('sparq on the real decode pass, budget 120 of 410: every step reads the top
     // The cache is whole here (slot = position).
     assertTopK(Array.from(picked as Int32Array), total, k, n, `layer ${layer} head ${h} (n ${n})`, n, SELECT_TOL);
     checked++;
-    return picked;
-  };
+  });
   decode(seq, session, 4);
   assert.equal(checked, 4 * engine.config.numLayers * engine.config.numKvHeads);
   assert.ok([...rs].every((r) => r > 1 && r < d), `r strictly between 1 and d (${[...rs].join(', ')})`);
@@ -409,9 +407,7 @@ function checkHybrid(B: number, page: number): number {
   assert.ok(P > 1 && r > 1 && r < d, `a real page and channel cut (page ${P}, r ${r}, topk ${k})`);
   let checked = 0;
   let partialPage = 0;
-  const select = session.select.bind(session);
-  session.select = (layer, h, q, group) => {
-    const picked = select(layer, h, q, group);
+  onEverySelection(session, (layer, h, q, group, picked) => {
     assert.ok(picked && !Array.isArray(picked), 'hybrid reads one subset per KV group');
     const label = `layer ${layer} head ${h}`;
     const keys = seq.readKeys(layer, h);
@@ -460,8 +456,7 @@ function checkHybrid(B: number, page: number): number {
       assert.deepEqual(inPage, inPage.map((_, i) => p * P + i), `${label}: page ${p} read from its first slot`);
     }
     checked++;
-    return picked;
-  };
+  });
   decode(seq, session, 4);
   assert.equal(checked, 4 * engine.config.numLayers * engine.config.numKvHeads);
   seq.release();

@@ -1,5 +1,6 @@
 // --- decode-time selector views (quest, sparq, hybrid, exact_topk tests) --------------------
-import type { SelectView } from '../../src/compress/press.ts';
+import type { Selection, SelectView } from '../../src/compress/press.ts';
+import type { CompressionSession } from '../../src/compress/session.ts';
 import { PageSummary } from '../../src/kv/summary.ts';
 
 /** Deterministic uniform [0, 1) generator (mulberry32) so failures reproduce. */
@@ -146,3 +147,22 @@ export function densePlanContext(shape: ModelShape, lengths: number[][], budget:
   };
 }
 // --- end dense attention layers -------------------------------------------------------------
+
+/**
+ * Calls `check` on every selection the session makes, through whichever hook the forward pass
+ * uses (one head at a time, or a layer's heads at once).
+ */
+export function onEverySelection(session: CompressionSession, check: (layer: number, h: number, q: Float32Array, group: number, picked: Selection) => void): void {
+  const one = session.select.bind(session);
+  const many = session.selectHeads.bind(session);
+  session.select = (layer, h, q, group) => {
+    const picked = one(layer, h, q, group);
+    check(layer, h, q, group, picked);
+    return picked;
+  };
+  session.selectHeads = (layer, qs, group) => {
+    const picked = many(layer, qs, group);
+    picked.forEach((p, h) => check(layer, h, qs[h]!, group, p));
+    return picked;
+  };
+}

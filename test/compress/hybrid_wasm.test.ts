@@ -69,6 +69,36 @@ test('hybrid selection: the one-kernel wasm path picks the same slots as the Typ
   }
 });
 
+test('hybrid selection of many heads in one call, spread over threads, equals each head alone on the TypeScript path', async () => {
+  const rt = await Runtime.create({ threads: 4 });
+  try {
+    const rand = selectorRandom(37);
+    // One selector, heads of different lengths: short ones read whole (null), long ones cut.
+    const sel = new HybridSelector({ page: 8, r: 16, topk: 64, localWindow: 8, budget: 96 });
+    const d = 64;
+    const G = 7;
+    const lengths = [1500, 40, 977, 2049, 96, 97, 1200, 640, 3000, 15];
+    const heads = lengths.map((n) => ({
+      q: Array.from({ length: G }, () => Array.from({ length: d }, () => rand() * 2 - 1)),
+      keys: Array.from({ length: n }, () => Array.from({ length: d }, () => rand() * 2 - 1)),
+    }));
+    const ts = heads.map((h) => denseSelectView(h.q, h.keys, 8));
+    const wa = heads.map((h) => {
+      const w = denseSelectView(h.q, h.keys, 8);
+      w.view.runtime = rt;
+      return w;
+    });
+    const alone = ts.map((t) => sel.select(t.view));
+    const many = sel.selectMany(wa.map((w) => w.view));
+    assert.deepEqual(many, alone);
+    wa.forEach((w, i) => assert.deepEqual(w.reads, ts[i]!.reads, `head ${i}: the same bytes are declared read`));
+    assert.equal(alone.filter((a) => a === null).length, 3, 'the heads of at most the budget read every slot');
+    assert.ok(alone.every((a, i) => a === null || a.length < lengths[i]!));
+  } finally {
+    await rt.close();
+  }
+});
+
 test('quest selection: the one-kernel wasm path picks the same pages as the TypeScript path, per query head and per group', async () => {
   const rt = await Runtime.create({ threads: 1 });
   try {
