@@ -81,41 +81,19 @@ export function serveMethod(spec: string, promptTokens: number): CompressionRequ
   return kvRequestFromFlags(m[1]!, String(m[3] ? Math.ceil(promptTokens / n) : n), []);
 }
 
-export async function benchServeCommand(opts: {
-  model?: string; kvMemory: string; requests: number; promptTokens: number; newTokens: number; methods: string;
-  synthetic?: boolean; rounds: number; threads?: number; weights?: string; json?: string;
-}): Promise<void> {
-  const methods = listArg('methods', opts.methods).map((s) => serveMethod(s, opts.promptTokens));
-  for (const m of methods) resolveCompression(m);
-  const report = await benchServe({
-    model: await resolveModelOption(opts.model),
-    kvMemoryBytes: parseBytes('kv-memory', opts.kvMemory),
-    requests: opts.requests,
-    promptTokens: opts.promptTokens,
-    newTokens: opts.newTokens,
-    methods,
-    synthetic: opts.synthetic ?? false,
-    rounds: opts.rounds,
-    threads: opts.threads,
-    weights: parseWeightFormat(opts.weights),
-    log,
-  });
-  if (opts.json) {
-    writeFileSync(opts.json, JSON.stringify(report, null, 2) + '\n');
-    log(`figures written to ${opts.json}`);
-  }
+/** Flags that bench serve and bench http share. */
+interface LoadBenchFlags {
+  model?: string; kvMemory: string; promptTokens: number; newTokens: number; methods: string;
+  rounds: number; threads?: number; weights?: string; json?: string;
 }
 
-export async function benchHttpCommand(opts: {
-  model?: string; kvMemory: string; clients: number; promptTokens: number; newTokens: number; methods: string;
-  rounds: number; threads?: number; weights?: string; json?: string;
-}): Promise<void> {
+/** The shared flags checked and resolved, before any model is loaded. */
+async function loadBenchSettings(opts: LoadBenchFlags) {
   const methods = listArg('methods', opts.methods).map((s) => serveMethod(s, opts.promptTokens));
   for (const m of methods) resolveCompression(m);
-  const report = await benchHttp({
+  return {
     model: await resolveModelOption(opts.model),
     kvMemoryBytes: parseBytes('kv-memory', opts.kvMemory),
-    clients: opts.clients,
     promptTokens: opts.promptTokens,
     newTokens: opts.newTokens,
     methods,
@@ -123,9 +101,21 @@ export async function benchHttpCommand(opts: {
     threads: opts.threads,
     weights: parseWeightFormat(opts.weights),
     log,
-  });
-  if (opts.json) {
-    writeFileSync(opts.json, JSON.stringify(report, null, 2) + '\n');
-    log(`figures written to ${opts.json}`);
-  }
+  };
+}
+
+function writeJson(file: string | undefined, report: unknown): void {
+  if (!file) return;
+  writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  log(`figures written to ${file}`);
+}
+
+export async function benchServeCommand(opts: LoadBenchFlags & { requests: number; synthetic?: boolean }): Promise<void> {
+  const report = await benchServe({ ...(await loadBenchSettings(opts)), requests: opts.requests, synthetic: opts.synthetic ?? false });
+  writeJson(opts.json, report);
+}
+
+export async function benchHttpCommand(opts: LoadBenchFlags & { clients: number }): Promise<void> {
+  const report = await benchHttp({ ...(await loadBenchSettings(opts)), clients: opts.clients });
+  writeJson(opts.json, report);
 }

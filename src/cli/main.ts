@@ -31,6 +31,18 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
+/** The engine and KV flags of run and serve (the model option comes first, in each command). */
+function engineOptions(c: Command, kvMethodHelp: string): Command {
+  return c
+    .option('--threads <n>', 'kernel threads (default: all cores)', intArg('threads', 1))
+    .option('--weights <fmt>', 'in-memory weights: f32 or q8 (default q8 above 300M parameters)')
+    .option('--ctx <n>', 'most tokens a sequence may hold (default: the model\'s context)', intArg('ctx', 1))
+    .option('--kv-memory <bytes>', 'KV pool limit, e.g. 600MB (default: 90% of what wasm32 leaves after the weights)')
+    .option('--kv-method <name>', kvMethodHelp, 'full')
+    .option('--kv-budget <n>', 'KV budget in tokens (its meaning per method: see `rocketkv methods`)')
+    .option('--kv-opt <key=value>', 'method option, repeatable', collect, [] as string[]);
+}
+
 export function buildProgram(): Command {
   const program = new Command('rocketkv')
     .description('Long-context LLM inference on WebAssembly SIMD kernels with a compressed, paged KV cache')
@@ -38,7 +50,7 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-  program
+  const run = program
     .command('run')
     .description('generate text from a prompt (argument, --file, or stdin), streaming tokens to stdout')
     .argument('[prompt]', 'prompt text; omit to use --file or stdin')
@@ -50,33 +62,20 @@ export function buildProgram(): Command {
     .option('--top-k <k>', 'sample from the k most likely tokens (0 = all)', intArg('top-k'), 0)
     .option('--top-p <p>', 'nucleus sampling threshold in (0, 1]', floatArg('top-p'), 1)
     .option('--seed <n>', 'sampler seed', intArg('seed'), 0)
-    .option('--stop <s>', 'stop string, repeatable', collect, [] as string[])
-    .option('--threads <n>', 'kernel threads (default: all cores)', intArg('threads', 1))
-    .option('--weights <fmt>', 'in-memory weights: f32 or q8 (default q8 above 300M parameters)')
-    .option('--ctx <n>', 'most tokens a sequence may hold (default: the model\'s context)', intArg('ctx', 1))
-    .option('--kv-memory <bytes>', 'KV pool limit, e.g. 600MB (default: 90% of what wasm32 leaves after the weights)')
-    .option('--kv-method <name>', 'KV compression method (see `rocketkv methods`)', 'full')
-    .option('--kv-budget <n>', 'KV budget in tokens (its meaning per method: see `rocketkv methods`)')
-    .option('--kv-opt <key=value>', 'method option, repeatable', collect, [] as string[])
-    .action(runCommand);
+    .option('--stop <s>', 'stop string, repeatable', collect, [] as string[]);
+  engineOptions(run, 'KV compression method (see `rocketkv methods`)').action(runCommand);
 
-  program
+  const serve = program
     .command('serve')
     .description('an OpenAI-compatible HTTP server (chat and completions, streaming), with /health, /metrics and a chat page at /')
     .option('-m, --model <dir>', 'GGUF file, Hugging Face model directory, or a pulled repo id ORG/NAME[:FILE] (default: the bundled model)')
     .option('--served-model-name <name>', 'the model id in the API (default: the repo id or file name)')
     .option('--host <addr>', 'address to listen on (loopback by default; 0.0.0.0 for every interface)', '127.0.0.1')
     .option('--port <n>', 'port', intArg('port', 0), 8080)
-    .option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 routes (default: ROCKETKV_API_KEY, else none)')
-    .option('--threads <n>', 'kernel threads (default: all cores)', intArg('threads', 1))
-    .option('--weights <fmt>', 'in-memory weights: f32 or q8 (default q8 above 300M parameters)')
-    .option('--ctx <n>', 'most tokens a sequence may hold (default: the model\'s context)', intArg('ctx', 1))
-    .option('--kv-memory <bytes>', 'KV pool limit, e.g. 600MB (default: 90% of what wasm32 leaves after the weights)')
-    .option('--kv-method <name>', 'KV compression method of requests without a kv field (see `rocketkv methods`)', 'full')
-    .option('--kv-budget <n>', 'KV budget in tokens for --kv-method')
-    .option('--kv-opt <key=value>', 'option of --kv-method, repeatable', collect, [] as string[])
+    .option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 routes (default: ROCKETKV_API_KEY, else none)');
+  engineOptions(serve, 'KV compression method of requests without a kv field (see `rocketkv methods`)')
     .option('--max-queued <n>', 'requests queued or running at most; more get 429', intArg('max-queued', 1), 256)
-    .option('--max-tokens <n>', 'max_tokens of requests that give none (default: up to the context)', intArg('max-tokens', 1))
+    .option('--max-tokens <n>', 'max_tokens of requests that give none (default: up to the context; lowered to what fits the KV limit)', intArg('max-tokens', 1))
     .option('--body-limit <bytes>', 'largest request body; larger ones get 413', '4MB')
     .option('--max-sessions <n>', 'multi-turn caches kept for the X-Session-Id header (0: none); idle ones give their blocks back when requests wait', intArg('max-sessions', 0), 64)
     .option('--session-idle <s>', 'seconds an idle session\'s cache is kept', floatArg('session-idle'), 600)
@@ -210,34 +209,30 @@ export function buildProgram(): Command {
     .option('--beside <method@budget>', 'a second method of ours decoded from the same prefill each round, e.g. rocketkv@256')
     .option('--json <file>', 'also write the figures as JSON (an array when several lengths)')
     .action(benchModelCommand);
-  bench
-    .command('serve')
-    .description('total decode tokens/s of N requests at once under one KV memory limit, per method, over the first (full)')
-    .option('-m, --model <dir>', 'GGUF file, Hugging Face model directory, or a pulled repo id ORG/NAME[:FILE] (default: the bundled model)')
-    .option('--kv-memory <bytes>', 'the KV pool limit every method runs under, e.g. 600MB', '256MB')
+  /** The options bench serve and bench http share: model, KV limit, sizes, methods, rounds, threads. */
+  const loadBenchOptions = (c: Command, d: { kvMemory: string; promptTokens: number; methods: string; promptHelp: string }): Command =>
+    c
+      .option('-m, --model <dir>', 'GGUF file, Hugging Face model directory, or a pulled repo id ORG/NAME[:FILE] (default: the bundled model)')
+      .option('--kv-memory <bytes>', 'the KV pool limit every method runs under, e.g. 600MB', d.kvMemory)
+      .option('--prompt-tokens <n>', d.promptHelp, intArg('prompt-tokens', 1), d.promptTokens)
+      .option('--new-tokens <n>', 'tokens generated per request (end-of-sequence ignored)', intArg('new-tokens', 1), 32)
+      .option('--methods <list>', 'METHOD or METHOD@BUDGET or METHOD@RATEx (budget = prompt tokens / RATE), comma-separated; the first is the baseline', d.methods)
+      .option('--rounds <n>', 'rounds, alternating the order of the methods', intArg('rounds', 1), 1)
+      .option('--threads <n>', 'kernel threads (default: all cores)', intArg('threads', 1))
+      .option('--weights <fmt>', 'in-memory weights: f32 or q8 (default q8 above 300M parameters)')
+      .option('--json <file>', 'also write the figures as JSON');
+  loadBenchOptions(
+    bench.command('serve').description('total decode tokens/s of N requests at once under one KV memory limit, per method, over the first (full)'),
+    { kvMemory: '256MB', promptTokens: 6000, methods: 'full,kvcompress@8x,kvcompress@64x,rocketkv@256', promptHelp: 'prompt tokens per request' },
+  )
     .option('--requests <n>', 'requests submitted at once', intArg('requests', 1), 32)
-    .option('--prompt-tokens <n>', 'prompt tokens per request', intArg('prompt-tokens', 1), 6000)
-    .option('--new-tokens <n>', 'tokens generated per request (end-of-sequence ignored)', intArg('new-tokens', 1), 32)
-    .option('--methods <list>', 'METHOD or METHOD@BUDGET or METHOD@RATEx (budget = prompt tokens / RATE), comma-separated; the first is the baseline', 'full,kvcompress@8x,kvcompress@64x,rocketkv@256')
     .option('--synthetic', 'fill prompt caches with random K/V instead of running the prompts (decode speed and memory as in a real run; tokens meaningless)')
-    .option('--rounds <n>', 'rounds, alternating the order of the methods', intArg('rounds', 1), 1)
-    .option('--threads <n>', 'kernel threads (default: all cores)', intArg('threads', 1))
-    .option('--weights <fmt>', 'in-memory weights: f32 or q8 (default q8 above 300M parameters)')
-    .option('--json <file>', 'also write the figures as JSON')
     .action(benchServeCommand);
-  bench
-    .command('http')
-    .description('the HTTP server end to end: N streaming clients at once under one KV limit, per method; total tokens/s and p50/p99 time to first token')
-    .option('-m, --model <dir>', 'GGUF file, Hugging Face model directory, or a pulled repo id ORG/NAME[:FILE] (default: the bundled model)')
-    .option('--kv-memory <bytes>', 'the KV pool limit every method runs under', '16MB')
+  loadBenchOptions(
+    bench.command('http').description('the HTTP server end to end: N streaming clients at once under one KV limit, per method; total tokens/s and p50/p99 time to first token'),
+    { kvMemory: '16MB', promptTokens: 1024, methods: 'full,rocketkv@128,kvcompress@8x', promptHelp: 'prompt tokens per request (real prefill)' },
+  )
     .option('--clients <n>', 'streaming clients at once', intArg('clients', 1), 16)
-    .option('--prompt-tokens <n>', 'prompt tokens per request (real prefill)', intArg('prompt-tokens', 1), 1024)
-    .option('--new-tokens <n>', 'tokens generated per request (end-of-sequence ignored)', intArg('new-tokens', 1), 32)
-    .option('--methods <list>', 'METHOD, METHOD@BUDGET or METHOD@RATEx, comma-separated; the first is the baseline', 'full,rocketkv@128,kvcompress@8x')
-    .option('--rounds <n>', 'rounds, alternating the order of the methods', intArg('rounds', 1), 1)
-    .option('--threads <n>', 'kernel threads (default: all cores)', intArg('threads', 1))
-    .option('--weights <fmt>', 'in-memory weights: f32 or q8 (default q8 above 300M parameters)')
-    .option('--json <file>', 'also write the figures as JSON')
     .action(benchHttpCommand);
 
   return program;

@@ -8,8 +8,19 @@ import { progressBar } from './progress.ts';
 import { parseBytes, parseWeightFormat } from './common.ts';
 import { parseOptionPairs, resolveCompression, type CompressionRequest } from '../compress/registry.ts';
 
-export interface RunOptions {
+/** The model, engine and KV flags that run and serve share. */
+export interface EngineFlags {
   model?: string;
+  threads?: number;
+  weights?: string;
+  ctx?: number;
+  kvMemory?: string;
+  kvMethod: string;
+  kvBudget?: string;
+  kvOpt?: string[];
+}
+
+export interface RunOptions extends EngineFlags {
   file?: string;
   chat?: boolean;
   maxTokens: number;
@@ -18,13 +29,6 @@ export interface RunOptions {
   topP: number;
   seed: number;
   stop?: string[];
-  threads?: number;
-  weights?: string;
-  ctx?: number;
-  kvMemory?: string;
-  kvMethod: string;
-  kvBudget?: string;
-  kvOpt?: string[];
 }
 
 /** The CLI's --kv-* flags as a library request; numbers stay strings until the registry checks them. */

@@ -5,21 +5,13 @@ import { RocketServer } from '../server/app.ts';
 import { resolveModelOption } from './default-model.ts';
 import { progressBar } from './progress.ts';
 import { parseBytes, parseWeightFormat } from './common.ts';
-import { kvRequestFromFlags } from './run.ts';
+import { kvRequestFromFlags, type EngineFlags } from './run.ts';
 
-export interface ServeCommandOptions {
-  model?: string;
+export interface ServeCommandOptions extends EngineFlags {
   servedModelName?: string;
   host: string;
   port: number;
   apiKey?: string;
-  threads?: number;
-  weights?: string;
-  ctx?: number;
-  kvMemory?: string;
-  kvMethod: string;
-  kvBudget?: string;
-  kvOpt?: string[];
   maxQueued: number;
   maxTokens?: number;
   bodyLimit: string;
