@@ -25,7 +25,7 @@ import type { DecodeSelector, SelectView } from './press.ts';
 import { PageSummary } from '../kv/summary.ts';
 import type { Runtime } from '../runtime/wasm.ts';
 import { rocketkvSplit, type RocketkvSplit } from './budget.ts';
-import { groupAbsSum, topKSelect } from './util.ts';
+import { groupAbsSum, selectInputsBytes, topKSelect, writeSelectInputs } from './util.ts';
 import { HYBRID_JOB_COUNT, HYBRID_JOB_FIELDS } from '../runtime/kernels.ts';
 
 /**
@@ -216,24 +216,17 @@ interface HybridJob { q: Float32Array; G: number; d: number; summary: PageSummar
  * the job records all live in the step arena.
  */
 function selectWasm(rt: Runtime, jobs: readonly HybridJob[], P: number, k: number, localWindow: number): (Int32Array | null)[] {
-  const up = (b: number): number => Math.ceil(b / 64) * 64;
-  const sizes = jobs.map((j) => up(j.G * j.d * 4) + 2 * up(j.pages * j.d * 4) + up(j.n * 4) + up(rt.exports.hybridSelectScratch(j.d, j.pages, j.r, j.G)));
-  const tableBytes = up(jobs.length * HYBRID_JOB_FIELDS * 4);
+  const regions = jobs.map((j) => [j.n * 4, rt.exports.hybridSelectScratch(j.d, j.pages, j.r, j.G)]);
+  const sizes = jobs.map((j, i) => selectInputsBytes(j.G, j.d, j.pages, regions[i]!));
+  const tableBytes = Math.ceil((jobs.length * HYBRID_JOB_FIELDS * 4) / 64) * 64;
   const base = rt.stepArena(tableBytes + sizes.reduce((a, b) => a + b, 0));
   const table = rt.i32(base, jobs.length * HYBRID_JOB_FIELDS);
   let at = base + tableBytes;
   let work = 0;
   jobs.forEach((j, i) => {
-    const qPtr = at;
-    const minPtr = qPtr + up(j.G * j.d * 4);
-    const maxPtr = minPtr + up(j.pages * j.d * 4);
-    const slotPtr = maxPtr + up(j.pages * j.d * 4);
-    const wsPtr = slotPtr + up(j.n * 4);
+    const [qPtr, minPtr, maxPtr, slotPtr, wsPtr] = writeSelectInputs(rt, at, j.q, j.G, j.d, j.summary, j.pages, regions[i]!);
     at += sizes[i]!;
-    rt.f32(qPtr, j.G * j.d).set(j.q.subarray(0, j.G * j.d));
-    rt.f32(minPtr, j.pages * j.d).set(j.summary.min.subarray(0, j.pages * j.d));
-    rt.f32(maxPtr, j.pages * j.d).set(j.summary.max.subarray(0, j.pages * j.d));
-    table.set([slotPtr, qPtr, minPtr, maxPtr, wsPtr, j.G, j.d, j.pages, P, j.n, j.r, k, localWindow, 0, 0, 0], i * HYBRID_JOB_FIELDS);
+    table.set([slotPtr!, qPtr!, minPtr!, maxPtr!, wsPtr!, j.G, j.d, j.pages, P, j.n, j.r, k, localWindow, 0, 0, 0], i * HYBRID_JOB_FIELDS);
     work = Math.max(work, j.pages * j.G * j.r);
   });
   rt.k.hybridSelectJobs(base, jobs.length, work);

@@ -140,11 +140,20 @@ export function groupAbsSum(q: Float32Array, group: number, d: number): Float64A
  * rounded up to 64). Returns the pointers: q, min, max, then one per region.
  */
 export function stageSelectInputs(rt: Runtime, q: Float32Array, G: number, d: number, summary: PageSummary, pages: number, regions: number[]): number[] {
-  const up = (b: number): number => Math.ceil(b / 64) * 64;
-  const sizes = [G * d * 4, pages * d * 4, pages * d * 4, ...regions].map(up);
+  return writeSelectInputs(rt, rt.stepArena(selectInputsBytes(G, d, pages, regions)), q, G, d, summary, pages, regions);
+}
+
+const up64 = (b: number): number => Math.ceil(b / 64) * 64;
+
+/** Bytes stageSelectInputs / writeSelectInputs lay out for one head. */
+export function selectInputsBytes(G: number, d: number, pages: number, regions: number[]): number {
+  return [G * d * 4, pages * d * 4, pages * d * 4, ...regions].reduce((a, b) => a + up64(b), 0);
+}
+
+/** stageSelectInputs' layout written at `at` (selectInputsBytes long), for kernels that take several heads in one arena. */
+export function writeSelectInputs(rt: Runtime, at: number, q: Float32Array, G: number, d: number, summary: PageSummary, pages: number, regions: number[]): number[] {
   const ptrs: number[] = [];
-  let at = rt.stepArena(sizes.reduce((a, b) => a + b, 0));
-  for (const size of sizes) { ptrs.push(at); at += size; }
+  for (const size of [G * d * 4, pages * d * 4, pages * d * 4, ...regions]) { ptrs.push(at); at += up64(size); }
   rt.f32(ptrs[0]!, G * d).set(q.subarray(0, G * d));
   rt.f32(ptrs[1]!, pages * d).set(summary.min.subarray(0, pages * d));
   rt.f32(ptrs[2]!, pages * d).set(summary.max.subarray(0, pages * d));

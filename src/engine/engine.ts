@@ -313,7 +313,7 @@ export class Engine {
     const planP = conv?.plan?.promptTokens ?? P;
     const planN = conv?.plan?.maxNewTokens ?? opts.kvPlanMaxNewTokens ?? turn.maxTokens;
     const c = this.config;
-    const shape = { layers: c.numLayers, kvHeads: c.numKvHeads, group: c.numHeads / c.numKvHeads, blockSlots: this.pool.blockSlots };
+    const shape = this.forecastShape();
     // A conversation's later turn appends to its cache: what it holds plus the new tokens, uncompressed.
     const forecastNow = (): BlockForecast => {
       const carried = conv?.state();
@@ -459,6 +459,12 @@ export class Engine {
     return { prompt, maxTokens: Math.min(maxTokens, this.maxContextTokens - tokensBefore - prompt.length - 1), chunk };
   }
 
+  /** The model and pool shape that block forecasts take. */
+  private forecastShape() {
+    const c = this.config;
+    return { layers: c.numLayers, kvHeads: c.numKvHeads, group: c.numHeads / c.numKvHeads, blockSlots: this.pool.blockSlots };
+  }
+
   private shape() {
     const c = this.config;
     return { numLayers: c.numLayers, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim };
@@ -496,7 +502,7 @@ export class Engine {
   maxTokensThatFit(promptLength: number, kvRequest: CompressionRequest, upTo: number): number {
     const kv = resolveCompression(kvRequest);
     const c = this.config;
-    const shape = { layers: c.numLayers, kvHeads: c.numKvHeads, group: c.numHeads / c.numKvHeads, blockSlots: this.pool.blockSlots };
+    const shape = this.forecastShape();
     const fits = (n: number): boolean => forecastBlocks(this.compressionFor(kv, promptLength, n), kv.budget, promptLength, n, shape).peak <= this.pool.capacityBlocks;
     if (fits(upTo)) return upTo;
     let lo = 0;

@@ -26,8 +26,6 @@ export interface RemoteRequest {
   readonly promptTokens: number;
   /** Settles when the request ends: its text and stats, or the error it ended with. */
   readonly done: Promise<RemoteResult>;
-  /** Asks the engine to cancel the request (its blocks are freed before the next step). */
-  cancel(): void;
 }
 
 interface Pending {
@@ -72,7 +70,7 @@ export class EngineHost {
           if (!p) break;
           const done = new Promise<RemoteResult>((resolve, reject) => { p.settle = { resolve, reject }; });
           done.catch(() => {});
-          p.accept({ id: m.id, promptTokens: m.promptTokens, done, cancel: () => this.post({ type: 'cancel', id: m.id }) });
+          p.accept({ id: m.id, promptTokens: m.promptTokens, done });
           break;
         }
         case 'token': this.pending.get(m.id)?.onToken(m.text, m.token); break;

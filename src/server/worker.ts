@@ -70,18 +70,23 @@ async function main(): Promise<void> {
         return;
       }
       live.set(m.id, { gen, abort });
+      let accepted = false;
+      const accept = (): void => {
+        if (accepted) return;
+        accepted = true;
+        send({ type: 'accepted', id: m.id, promptTokens });
+      };
       // A session's turn is checked against the limit when it starts: it is accepted at its first token.
-      let accepted = turn === null;
-      if (accepted) send({ type: 'accepted', id: m.id, promptTokens });
+      if (turn === null) accept();
       publish();
       void (async () => {
         try {
           for await (const ev of gen) {
-            if (!accepted) { accepted = true; send({ type: 'accepted', id: m.id, promptTokens }); }
+            accept();
             send({ type: 'token', id: m.id, token: ev.token, text: ev.text });
           }
           turn?.ended(true);
-          if (!accepted) { accepted = true; send({ type: 'accepted', id: m.id, promptTokens }); }
+          accept();
           send({ type: 'done', id: m.id, text: gen.text, stats: gen.stats!, cachedTokens: turn?.cachedTokens ?? 0 });
         } catch (e) {
           turn?.ended(false);
