@@ -9,11 +9,10 @@ const M_BLOCK: i32 = 64;
  * floats. 8 f32x4 accumulators, then a transpose-sum gives each x row's 4 outputs as one vector.
  * 2x4 rather than 4x4: V8 loads every operand of an iteration up front, and 8 accumulators + 6
  * operands fit the 16 xmm registers where 4x4 spills. The two output vectors go to o0 and
- * o0 + outRow: stored (plus bias[n..n+4) when bias != 0) when `first`, else added to what is there
- * (gemmQ8F sums its K slices this way).
+ * o0 + outRow, plus bias[n..n+4) when bias != 0.
  */
 // @ts-ignore: decorator
-@inline export function tile2x4(o0: usize, outRow: usize, x0: usize, xRow: usize, w0: usize, wRow: usize, k: i32, first: bool, bias: usize, n: i32): void {
+@inline function tile2x4(o0: usize, outRow: usize, x0: usize, xRow: usize, w0: usize, wRow: usize, k: i32, bias: usize, n: i32): void {
   const x1 = x0 + xRow;
   const w1 = w0 + wRow;
   const w2 = w1 + wRow;
@@ -46,15 +45,10 @@ const M_BLOCK: i32 = 64;
     r0 = madd(f32x4.splat(load<f32>(x0 + o)), b, r0);
     r1 = madd(f32x4.splat(load<f32>(x1 + o)), b, r1);
   }
-  if (first) {
-    if (bias != 0) {
-      const bv = v128.load(bias + (<usize>n << 2));
-      r0 = f32x4.add(r0, bv);
-      r1 = f32x4.add(r1, bv);
-    }
-  } else {
-    r0 = f32x4.add(r0, v128.load(o0));
-    r1 = f32x4.add(r1, v128.load(o0 + outRow));
+  if (bias != 0) {
+    const bv = v128.load(bias + (<usize>n << 2));
+    r0 = f32x4.add(r0, bv);
+    r1 = f32x4.add(r1, bv);
   }
   v128.store(o0, r0);
   v128.store(o0 + outRow, r1);
@@ -67,7 +61,7 @@ const M_BLOCK: i32 = 64;
  * matrix-vector product and an odd last row give the bits a GEMM row gives.
  */
 // @ts-ignore: decorator
-@inline export function tile1x4(o0: usize, x0: usize, w0: usize, wRow: usize, k: i32, first: bool, bias: usize, n: i32): void {
+@inline function tile1x4(o0: usize, x0: usize, w0: usize, wRow: usize, k: i32, bias: usize, n: i32): void {
   const w1 = w0 + wRow;
   const w2 = w1 + wRow;
   const w3 = w2 + wRow;
@@ -86,11 +80,7 @@ const M_BLOCK: i32 = 64;
     const b = f32x4(load<f32>(w0 + o), load<f32>(w1 + o), load<f32>(w2 + o), load<f32>(w3 + o));
     r0 = madd(f32x4.splat(load<f32>(x0 + o)), b, r0);
   }
-  if (first) {
-    if (bias != 0) r0 = f32x4.add(r0, v128.load(bias + (<usize>n << 2)));
-  } else {
-    r0 = f32x4.add(r0, v128.load(o0));
-  }
+  if (bias != 0) r0 = f32x4.add(r0, v128.load(bias + (<usize>n << 2)));
   v128.store(o0, r0);
 }
 
@@ -111,9 +101,9 @@ export function gemmF32(out: usize, x: usize, w: usize, bias: usize, M: i32, K: 
     const mEnd2 = mb + ((mbEnd - mb) & ~1);
     for (let n = start; n < nEnd4; n += 4) {
       for (let m = mb; m < mEnd2; m += 2) {
-        tile2x4(out + (<usize>m * <usize>N + <usize>n) * 4, <usize>N << 2, x + <usize>m * rowBytes, rowBytes, w + <usize>n * rowBytes, rowBytes, K, true, bias, n);
+        tile2x4(out + (<usize>m * <usize>N + <usize>n) * 4, <usize>N << 2, x + <usize>m * rowBytes, rowBytes, w + <usize>n * rowBytes, rowBytes, K, bias, n);
       }
-      if (mEnd2 < mbEnd) tile1x4(out + (<usize>mEnd2 * <usize>N + <usize>n) * 4, x + <usize>mEnd2 * rowBytes, w + <usize>n * rowBytes, rowBytes, K, true, bias, n);
+      if (mEnd2 < mbEnd) tile1x4(out + (<usize>mEnd2 * <usize>N + <usize>n) * 4, x + <usize>mEnd2 * rowBytes, w + <usize>n * rowBytes, rowBytes, K, bias, n);
     }
     for (let n = nEnd4; n < end; n++) {
       for (let m = mb; m < mbEnd; m++) single(out, x, w, bias, K, N, m, n);
@@ -129,7 +119,7 @@ export function gemmF32(out: usize, x: usize, w: usize, bias: usize, M: i32, K: 
 export function gemvF32(out: usize, x: usize, w: usize, bias: usize, K: i32, start: i32, end: i32): void {
   const rowBytes = <usize>K << 2;
   let n = start;
-  for (; n + 4 <= end; n += 4) tile1x4(out + (<usize>n << 2), x, w + <usize>n * rowBytes, rowBytes, K, true, bias, n);
+  for (; n + 4 <= end; n += 4) tile1x4(out + (<usize>n << 2), x, w + <usize>n * rowBytes, rowBytes, K, bias, n);
   for (; n < end; n++) single(out, x, w, bias, K, 0, 0, n);
 }
 

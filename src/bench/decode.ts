@@ -1,5 +1,6 @@
 import { Runtime } from '../runtime/wasm.ts';
 import { loadWeights, type WeightFormat } from '../model/weights.ts';
+import { q8Bytes } from '../runtime/kernels.ts';
 import { LlamaModel } from '../model/llama.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { BlockPool, blockBytesFor, fmtBytes } from '../kv/pool.ts';
@@ -125,7 +126,7 @@ export async function benchDecode(o: DecodeBenchOptions): Promise<DecodeBenchRep
 
     // What one step must read: every weight matrix once (the embedding row lookup is negligible,
     // a tied output head reads the embedding matrix), plus the KV bytes the first method read.
-    const embedBytes = weights.embed.kind === 'f32' ? weights.embed.N * weights.embed.K * 4 : weights.embed.N * weights.embed.K * (1 + 4 / 32);
+    const embedBytes = weights.embed.kind === 'f32' ? weights.embed.N * weights.embed.K * 4 : q8Bytes(weights.embed.N, weights.embed.K);
     const weightBytesPerStep = weights.bytes - (cfg.tieWordEmbeddings ? 0 : embedBytes);
     const kvBytesPerStep = base.kvReadBytesPerStep;
     const bytesPerStep = weightBytesPerStep + kvBytesPerStep;

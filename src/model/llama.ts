@@ -1,5 +1,4 @@
 import type { Runtime } from '../runtime/wasm.ts';
-import { Q8F_MIN_ROWS } from '../runtime/kernels.ts';
 import type { ModelConfig } from './config.ts';
 import { ropeInvFreq } from './config.ts';
 import type { Linear, ModelWeights } from './weights.ts';
@@ -110,16 +109,16 @@ export class LlamaModel {
   }
 
   /**
-   * out[rows] = x[rows] · w^T for row ranges of the call: each range is one product. Decode rows
-   * take the integer path of int8 weights at any row count (gemvQ8's arithmetic per row), so a
-   * decode step gives the same bits batched or alone.
+   * out[rows] = x[rows] · w^T for row ranges of the call: each range is one product. A row's
+   * int8-weight product is the same bits at any row count (gemmQ8), and f32 decode rows take
+   * gemvF32's order (gemmF32's odd rows), so a decode step gives the same bits batched or alone.
    */
   private linear(out: number, x: number, w: Linear, groups: readonly RowGroup[]): void {
     for (const g of groups) {
       const xo = x + g.r0 * w.K * 4;
       const oo = out + g.r0 * w.N * 4;
       if (w.kind === 'f32') this.rt.k.matmul(oo, xo, w.ptr, w.bias, g.rows, w.K, w.N);
-      else this.rt.k.matmulQ8Quantized(oo, this.rt.k.quantizeAct(xo, g.rows, w.K, !g.decode && g.rows >= Q8F_MIN_ROWS), w.q, w.bias, g.rows, g.decode ? 'integer' : 'auto');
+      else this.rt.k.matmulQ8Quantized(oo, this.rt.k.quantizeAct(xo, g.rows, w.K), w.q, w.bias, g.rows);
     }
   }
 
@@ -131,9 +130,9 @@ export class LlamaModel {
     }
     const K = pairs[0]![1].K;
     for (const g of groups) {
-      const act = this.rt.k.quantizeAct(x + g.r0 * K * 4, g.rows, K, !g.decode && g.rows >= Q8F_MIN_ROWS);
+      const act = this.rt.k.quantizeAct(x + g.r0 * K * 4, g.rows, K);
       for (const [out, w] of pairs) {
-        if (w.kind === 'q8') this.rt.k.matmulQ8Quantized(out + g.r0 * w.N * 4, act, w.q, w.bias, g.rows, g.decode ? 'integer' : 'auto');
+        if (w.kind === 'q8') this.rt.k.matmulQ8Quantized(out + g.r0 * w.N * 4, act, w.q, w.bias, g.rows);
       }
     }
   }

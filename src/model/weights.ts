@@ -1,5 +1,5 @@
 import type { Runtime } from '../runtime/wasm.ts';
-import type { Q8Weight } from '../runtime/kernels.ts';
+import { Q8_GROUP_ROWS, q8Bytes, q8ScaleIndex, q8ValueIndex, type Q8Weight } from '../runtime/kernels.ts';
 import { estimateMemory, type ModelConfig } from './config.ts';
 import type { TensorSource } from './safetensors.ts';
 import { ModelLoadError } from '../errors.ts';
@@ -77,7 +77,7 @@ export function loadWeights(rt: Runtime, cfg: ModelConfig, src: TensorSource, op
     check(name, [N, K]);
     const bias = biasName ? vector(biasName, N) : 0;
     const q8 = format === 'q8' && K % 32 === 0;
-    const heldBytes = q8 ? N * K + (N * K / 32) * 4 : N * K * 4;
+    const heldBytes = q8 ? q8Bytes(N, K) : N * K * 4;
     // A slice of rows at a time, read straight into wasm memory where the source allows it, so
     // loading holds at most one slice as f32 beside the weights (the embedding is the largest tensor).
     const sliceRows = Math.min(N, Math.max(1, Math.floor(LOAD_SLICE_BYTES / (K * 4))));
@@ -153,9 +153,12 @@ export function embedTokens(rt: Runtime, embed: Linear, tokens: ArrayLike<number
     if (embed.kind === 'f32') {
       dst.set(rt.f32(embed.ptr + id * K * 4, K));
     } else {
-      const qs = rt.i8(embed.q.qs + id * K, K);
-      const sc = rt.f32(embed.q.scales + (id * K / 32) * 4, K / 32);
-      for (let i = 0; i < K; i++) dst[i] = qs[i]! * sc[i >> 5]!;
+      // The row's values sit in its group of rows (packed layout: Q8Weight).
+      const R = Q8_GROUP_ROWS, g = Math.floor(id / R);
+      const qs = rt.i8(embed.q.qs + g * R * K, R * K);
+      const sc = rt.f32(embed.q.scales + g * ((R * K) / 32) * 4, (R * K) / 32);
+      const q0 = q8ValueIndex(K, id, 0) - g * R * K, s0 = q8ScaleIndex(K, id, 0) - g * ((R * K) / 32);
+      for (let i = 0; i < K; i++) dst[i] = qs[q0 + (i >> 1) * 2 * R + (i & 1)]! * sc[s0 + (i >> 5) * R]!;
     }
   }
 }

@@ -4,8 +4,7 @@ import { JOB_FIELDS, JOB_KEYS, JOB_ROWS } from '../kv/job.ts';
 
 /** Names of the parallel kernels, in the order workers index them. */
 export const KERNEL_NAMES = [
-  'gemmF32', 'gemvF32', 'sumF32', 'quantizeQ8Rows', 'quantizeActQ8', 'gemvQ8', 'gemmQ8',
-  'dequantActQ8', 'gemmQ8F',
+  'gemmF32', 'gemvF32', 'sumF32', 'quantizeQ8Rows', 'quantizeActQ8', 'gemmQ8',
   'rmsnorm', 'rope', 'siluMul', 'add', 'softmax', 'attnCausal', 'attendPaged', 'attendPagedPart', 'attendMerge',
   'hybridSelectJobs',
 ] as const;
@@ -19,12 +18,10 @@ export interface KernelExports {
   gemmF32(out: number, x: number, w: number, bias: number, M: number, K: number, N: number, start: number, end: number): void;
   gemvF32(out: number, x: number, w: number, bias: number, K: number, start: number, end: number): void;
   sumF32(ptr: number, start: number, end: number): number;
-  quantizeQ8Rows(qs: number, scales: number, src: number, K: number, start: number, end: number): void;
+  quantizeQ8Rows(qs: number, scales: number, src: number, K: number, row0: number, start: number, end: number): void;
   quantizeActQ8(xq: number, xs: number, x: number, K: number, start: number, end: number): void;
-  gemvQ8(out: number, xq: number, xs: number, wq: number, ws: number, bias: number, K: number, start: number, end: number): void;
+  /** start, end: groups of 8 weight rows. */
   gemmQ8(out: number, xq: number, xs: number, wq: number, ws: number, bias: number, M: number, K: number, N: number, start: number, end: number): void;
-  dequantActQ8(xd: number, xq: number, xs: number, K: number, start: number, end: number): void;
-  gemmQ8F(out: number, xd: number, wq: number, ws: number, bias: number, M: number, K: number, N: number, start: number, end: number): void;
   rmsnorm(out: number, x: number, weight: number, D: number, eps: number, start: number, end: number): void;
   rope(x: number, nHeads: number, headDim: number, pos: number, invFreq: number, start: number, end: number): void;
   siluMul(out: number, gate: number, up: number, start: number, end: number): void;
@@ -59,30 +56,38 @@ export interface KernelHost {
   alloc(bytes: number, align?: number): number;
   free(ptr: number): void;
   i32(ptr: number, n: number): Int32Array;
+  u8(ptr: number, n: number): Uint8Array;
 }
 
 /** Fields (i32) of one hybridSelectJobs record, and the one the kernel writes its slot count into. */
 export const HYBRID_JOB_FIELDS = 16;
 export const HYBRID_JOB_COUNT = 13;
 
-/** Int8 weights, block 32 along K: qs int8 [N*K], scales f32 [N*K/32] (scale = max|w|/127). */
+/**
+ * Int8 weights, block 32 along K (scale = max|w|/127), packed for the kernels in groups of 8 rows
+ * (rows past N are zero): group g holds rows 8g..8g+7 as K/2 pairs of 16 bytes, pair p holding
+ * (row 8g+r, k = 2p) and (row 8g+r, k = 2p+1) at bytes 2r and 2r+1; its scales are 8 f32 per block,
+ * one per row. q8ValueIndex and q8ScaleIndex locate one value.
+ */
 export interface Q8Weight { qs: number; scales: number; N: number; K: number }
 
+/** Rows per group of a packed int8 weight. */
+export const Q8_GROUP_ROWS = 8;
+/** Groups of an int8 weight with N rows. */
+export function q8Groups(N: number): number { return Math.ceil(N / Q8_GROUP_ROWS); }
+/** Bytes of an int8 weight [N,K] (values and scales, padded to whole groups). */
+export function q8Bytes(N: number, K: number): number { return q8Groups(N) * Q8_GROUP_ROWS * (K + K / 8); }
+/** Byte index of value (n, k) in Q8Weight.qs. */
+export function q8ValueIndex(K: number, n: number, k: number): number { return (n >> 3) * 8 * K + (k >> 1) * 16 + (n & 7) * 2 + (k & 1); }
+/** f32 index of block b's scale of row n in Q8Weight.scales. */
+export function q8ScaleIndex(K: number, n: number, b: number): number { return (n >> 3) * (K / 4) + b * 8 + (n & 7); }
+
 /**
- * Activation rows quantized per 32-block along K: xq i16 [M*K] (values within ±127), xs f32 [M*K/32];
- * from Q8F_MIN_ROWS rows also xd f32 [M*K], the same values dequantized, which gemmQ8F reads.
+ * Activation rows quantized per 32-block along K: xq i16 [M*K] (values within ±127), xs f32 [M*K/32].
  * Lives in one runtime scratch buffer: the next quantizeAct or matmulQ8 call overwrites it, after which
  * matmulQ8Quantized rejects it (generation check).
  */
-export interface QuantizedAct { readonly xq: number; readonly xs: number; readonly xd: number; readonly M: number; readonly K: number; readonly generation: number }
-
-/**
- * From this many rows an int8-weight product runs gemmQ8F (weights dequantized per panel, f32
- * multiply-adds: faster once a panel serves enough rows); below it gemmQ8 (integer block dots).
- * Measured at 896x4864 on one thread: gemmQ8 17-18 GMAC/s at 2-8 rows, gemmQ8F 19-21 at 16-512
- * rows with the relaxed build (15-16 with the plain one).
- */
-export const Q8F_MIN_ROWS = 16;
+export interface QuantizedAct { readonly xq: number; readonly xs: number; readonly M: number; readonly K: number; readonly generation: number }
 
 /** Below this much work (about one multiply-add per unit) a call runs on the calling thread only. */
 const PARALLEL_MIN_WORK = 32768;
@@ -128,7 +133,16 @@ export class Kernels {
     if (K % 32 !== 0 || K <= 0 || N <= 0) {
       throw new UsageError(`${caller}: K must be a positive multiple of 32 (got N=${N}, K=${K}); keep such weights in f32`);
     }
-    return { qs: this.host.alloc(N * K), scales: this.host.alloc((N * K) / 8), N, K };
+    const G = q8Groups(N);
+    const R = Q8_GROUP_ROWS;
+    const w = { qs: this.host.alloc(G * R * K), scales: this.host.alloc((G * R * K) / 8), N, K };
+    if (N % R !== 0) {
+      // The last group's padding rows stay zero (the products read them).
+      const g = G - 1;
+      this.host.u8(w.qs + g * R * K, R * K).fill(0);
+      this.host.u8(w.scales + (g * R * K) / 8, (R * K) / 8).fill(0);
+    }
+    return w;
   }
 
   /** Quantizes f32 rows src [rows, K] into rows [row0, row0 + rows) of w. */
@@ -137,21 +151,19 @@ export class Kernels {
       throw new UsageError(`quantizeQ8Slice: rows ${row0}..${row0 + rows} outside the weight's ${w.N}`);
     }
     const K = w.K;
-    this.run('quantizeQ8Rows', [w.qs + row0 * K, w.scales + (row0 * K) / 8, src, K], rows, 1, K * 4);
+    this.run('quantizeQ8Rows', [w.qs, w.scales, src, K, row0], rows, 1, K * 4);
   }
 
   /**
    * Quantizes activation rows x [M,K] into runtime scratch, for one or more matmulQ8Quantized calls
    * on the same input (e.g. q, k, v projections). K must be a multiple of 32. Overwrites the previous one.
-   * `dequantized` = false skips the f32 copy gemmQ8F reads (products that take the integer path).
    */
-  quantizeAct(x: number, M: number, K: number, dequantized = M >= Q8F_MIN_ROWS): QuantizedAct {
+  quantizeAct(x: number, M: number, K: number): QuantizedAct {
     if (K % 32 !== 0 || K <= 0 || M <= 0) {
       throw new UsageError(`quantizeAct: need M > 0 and K a positive multiple of 32 (got M=${M}, K=${K})`);
     }
     const xqBytes = M * K * 2;
-    const xsBytes = (M * K) / 8;
-    const need = xqBytes + Math.ceil(xsBytes / 64) * 64 + (dequantized ? M * K * 4 : 0);
+    const need = xqBytes + (M * K) / 8;
     if (need > this.actScratchBytes) {
       if (this.actScratch !== 0) this.host.free(this.actScratch);
       this.actScratch = this.host.alloc(need);
@@ -160,19 +172,14 @@ export class Kernels {
     const xq = this.actScratch;
     const xs = xq + xqBytes;
     this.run('quantizeActQ8', [xq, xs, x, K], M, 1, K * 4);
-    let xd = 0;
-    if (dequantized) {
-      xd = xq + xqBytes + Math.ceil(xsBytes / 64) * 64;
-      this.run('dequantActQ8', [xd, xq, xs, K], M, 1, K * 2);
-    }
-    return { xq, xs, xd, M, K, generation: ++this.actGeneration };
+    return { xq, xs, M, K, generation: ++this.actGeneration };
   }
 
   /**
-   * out[M,N] = act · w^T (+ bias) with act from quantizeAct (same K as w, M rows used). `path`
-   * 'integer' forces gemmQ8's integer block dots for M > 1 (benchmarks compare the two paths).
+   * out[M,N] = act · w^T (+ bias) with act from quantizeAct (same K as w, M rows used). Each row's
+   * outputs are the same bits whatever M is (gemmQ8 sums every output's blocks in one order).
    */
-  matmulQ8Quantized(out: number, act: QuantizedAct, w: Q8Weight, bias: number, M: number, path: 'auto' | 'integer' = 'auto'): void {
+  matmulQ8Quantized(out: number, act: QuantizedAct, w: Q8Weight, bias: number, M: number): void {
     const { K, N } = w;
     if (act.K !== K || M > act.M || M <= 0) {
       throw new UsageError(`matmulQ8Quantized: activation is ${act.M}x${act.K} but the call needs ${M}x${K}`);
@@ -180,12 +187,8 @@ export class Kernels {
     if (act.generation !== this.actGeneration) {
       throw new UsageError('matmulQ8Quantized: activation was overwritten by a later quantizeAct/matmulQ8; quantize it again');
     }
-    if (path === 'auto' && M >= Q8F_MIN_ROWS && act.xd === 0) {
-      throw new UsageError('matmulQ8Quantized: this activation was quantized without its f32 copy; quantize it with dequantized = true or take the integer path');
-    }
-    if (M === 1) this.run('gemvQ8', [out, act.xq, act.xs, w.qs, w.scales, bias, K], N, 1, K);
-    else if (path === 'auto' && M >= Q8F_MIN_ROWS) this.run('gemmQ8F', [out, act.xd, w.qs, w.scales, bias, M, K, N], N, 4, M * K);
-    else this.run('gemmQ8', [out, act.xq, act.xs, w.qs, w.scales, bias, M, K, N], N, 1, M * K);
+    // Items are groups of 8 weight rows.
+    this.run('gemmQ8', [out, act.xq, act.xs, w.qs, w.scales, bias, M, K, N], q8Groups(N), 1, Q8_GROUP_ROWS * M * K);
   }
 
   /** matmul with int8 weights; activation rows are quantized per 32-block into runtime scratch. */

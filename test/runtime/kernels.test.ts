@@ -2,6 +2,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Runtime } from '../../src/runtime/wasm.ts';
+import { Q8_GROUP_ROWS, q8Groups, q8ScaleIndex, q8ValueIndex } from '../../src/runtime/kernels.ts';
 import { UsageError } from '../../src/errors.ts';
 import { assertClose, put, randArray, rng } from './helpers.ts';
 
@@ -66,9 +67,14 @@ for (const threads of [1, 2]) {
       w.fill(0, 0, 32); // an all-zero block must give scale 0 and zeros
       const q = rt.k.quantizeQ8(put(rt, w), N, K);
       const ref = refQuant(w, N, K);
-      assertClose(rt.f32(q.scales, (N * K) / 32), ref.s, 0, 1e-7, 'scales');
+      // The packed layout, read back in row order through its index functions.
+      const R = Q8_GROUP_ROWS, packedQ = rt.i8(q.qs, q8Groups(N) * R * K), packedS = rt.f32(q.scales, (q8Groups(N) * R * K) / 32);
+      const got = Int8Array.from({ length: N * K }, (_, i) => packedQ[q8ValueIndex(K, Math.floor(i / K), i % K)]!);
+      const scales = Float32Array.from({ length: (N * K) / 32 }, (_, i) => packedS[q8ScaleIndex(K, Math.floor(i / (K / 32)), i % (K / 32))]!);
+      assertClose(scales, ref.s, 0, 1e-7, 'scales');
+      // The padding rows of the last group (37 = 4 groups + 5 rows) are zero.
+      for (let n = N; n < q8Groups(N) * R; n++) for (let k = 0; k < K; k++) assert.equal(packedQ[q8ValueIndex(K, n, k)], 0, `padding (${n}, ${k})`);
       // Ties may round differently (nearest-even vs half-away); anything else must match exactly.
-      const got = rt.i8(q.qs, N * K);
       let diff = 0;
       for (let i = 0; i < N * K; i++) {
         assert.ok(Math.abs(got[i] - ref.q[i]) <= 1, `q[${i}]`);
@@ -80,7 +86,7 @@ for (const threads of [1, 2]) {
 
     test('matmulQ8: integer block dots equal the reference and approximate the f32 product', () => {
       const r = rng(3);
-      // M >= Q8F_MIN_ROWS runs gemmQ8F (panels of 256 columns, blocks of 64 rows, odd row and column tails).
+      // Shapes reach every tile of gemmQ8: 4-row tiles and their last rows, one row, padded last groups, blocks of 64 x rows.
       for (const [M, K, N, withBias] of [[1, 256, 130, true], [1, 64, 7, false], [9, 128, 61, true], [4, 32, 5, false], [16, 96, 8, false], [67, 320, 13, true], [130, 544, 22, false]] as const) {
         const x = randArray(M * K, r), w = randArray(N * K, r), b = randArray(N, r);
         const wq = rt.k.quantizeQ8(put(rt, w), N, K);

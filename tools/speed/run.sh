@@ -7,18 +7,20 @@
 # Then: node --import tsx tools/speed/report.ts OUT > docs/speed.md
 # The benchmark GGUF (random weights, Qwen2.5-0.5B's layer shapes, Q8_0) is written first if missing;
 # it needs the gguf package (pip install -r tools/parity/requirements.txt) and SmolLM2's tokenizer
-# (npm run fetch:smollm2). The 16K rounds take most of an hour on 2 cores.
+# (npm run fetch:smollm2). The 16K rounds take most of an hour on 2 cores. THREADS, ROUNDS (per length)
+# and LENGTHS (prompt tokens) may be set in the environment.
 set -eu
 OUT=${1:-/tmp/rocketkv-speed}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-2}
+LENGTHS=${LENGTHS:-1024,4096,16384}
 mkdir -p "$OUT"
 cli() { node --import tsx test/helpers/rocketkv.ts "$@"; }
 SMOL=$(node --import tsx -e "import('./test/helpers/smollm2.ts').then((m) => process.stdout.write(m.smollm2Path() ?? ''))")
 [ -n "$SMOL" ] || { echo "SmolLM2 is not in the cache: npm run fetch:smollm2" >&2; exit 1; }
 GGUF="$OUT/qwen-shape-q8_0.gguf"
 [ -f "$GGUF" ] || python3 tools/bench/random_gguf.py --tokenizer-from "$SMOL" --out "$GGUF"
-cli bench model --model "$GGUF" --prompt-tokens 1024,4096,16384 --gen-tokens 32 --rounds "$ROUNDS" --threads "$THREADS" --beside rocketkv@256 --json "$OUT/model.json" | tee "$OUT/model.log"
+cli bench model --model "$GGUF" --prompt-tokens "$LENGTHS" --gen-tokens 32 --rounds "$ROUNDS" --threads "$THREADS" --beside rocketkv@256 --json "$OUT/model.json" | tee "$OUT/model.log"
 cli bench decode --context 1024 --steps 200 --threads "$THREADS" | tee "$OUT/decode-1k.log"
 for k in relaxed plain; do ROCKETKV_KERNELS=$k cli bench kernels --threads "$THREADS" | tee "$OUT/kernels-$k.log"; done
 node --import tsx test/helpers/load-memory-child.ts "$GGUF" q8 > "$OUT/load-bench-q8.json"
