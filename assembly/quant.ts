@@ -1,5 +1,5 @@
 // Int8 weights with one f32 scale per 32 values along K (GGUF Q8_0's blocks), packed in groups of
-// 4 rows for the products (layout at gemmQ8).
+// 8 rows for the products (layout at gemmQ8).
 // Activations are quantized the same way but stored as i16 so the dot needs no widening of x.
 import { madd } from './common';
 

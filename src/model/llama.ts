@@ -73,12 +73,6 @@ class Activations {
   }
 }
 
-/**
- * Rows of a forward call that run as one product: every decode row together (one read of the
- * weights for all sequences decoding), each prompt chunk on its own (its arithmetic that of the
- * chunk run alone).
- */
-interface RowGroup { r0: number; rows: number; decode: boolean }
 
 
 /**
@@ -109,32 +103,24 @@ export class LlamaModel {
   }
 
   /**
-   * out[rows] = x[rows] · w^T for row ranges of the call: each range is one product. A row's
-   * int8-weight product is the same bits at any row count (gemmQ8), and f32 decode rows take
-   * gemvF32's order (gemmF32's odd rows), so a decode step gives the same bits batched or alone.
+   * out[M] = x[M] · w^T as one product over every row of the call (one read of the weights): a
+   * row's outputs are the same bits at any row count and place (gemmQ8 sums each output's blocks in
+   * one order; every f32 tile sums a row in gemvF32's order), so a sequence's step gives the same
+   * bits batched or alone, and a prompt chunk those of the chunk alone.
    */
-  private linear(out: number, x: number, w: Linear, groups: readonly RowGroup[]): void {
-    for (const g of groups) {
-      const xo = x + g.r0 * w.K * 4;
-      const oo = out + g.r0 * w.N * 4;
-      if (w.kind === 'f32') this.rt.k.matmul(oo, xo, w.ptr, w.bias, g.rows, w.K, w.N);
-      else this.rt.k.matmulQ8Quantized(oo, this.rt.k.quantizeAct(xo, g.rows, w.K), w.q, w.bias, g.rows);
-    }
+  private linear(out: number, x: number, w: Linear, M: number): void {
+    if (w.kind === 'f32') this.rt.k.matmul(out, x, w.ptr, w.bias, M, w.K, w.N);
+    else this.rt.k.matmulQ8Quantized(out, this.rt.k.quantizeAct(x, M, w.K), w.q, w.bias, M);
   }
 
-  /** Several projections of one input: int8 weights share one quantization of each row range. */
-  private linears(x: number, groups: readonly RowGroup[], pairs: [out: number, w: Linear][]): void {
+  /** Several projections of one input: int8 weights share one quantization of it. */
+  private linears(x: number, M: number, pairs: [out: number, w: Linear][]): void {
     if (!pairs.every(([, w]) => w.kind === 'q8')) {
-      for (const [out, w] of pairs) this.linear(out, x, w, groups);
+      for (const [out, w] of pairs) this.linear(out, x, w, M);
       return;
     }
-    const K = pairs[0]![1].K;
-    for (const g of groups) {
-      const act = this.rt.k.quantizeAct(x + g.r0 * K * 4, g.rows, K);
-      for (const [out, w] of pairs) {
-        if (w.kind === 'q8') this.rt.k.matmulQ8Quantized(out + g.r0 * w.N * 4, act, w.q, w.bias, g.rows);
-      }
-    }
+    const act = this.rt.k.quantizeAct(x, M, pairs[0]![1].K);
+    for (const [out, w] of pairs) if (w.kind === 'q8') this.rt.k.matmulQ8Quantized(out, act, w.q, w.bias, M);
   }
 
   /**
@@ -142,10 +128,7 @@ export class LlamaModel {
    * store. Returns the logits of each item's last token ([vocab] f32, a copy).
    */
   forward(input: ForwardItem[]): Float32Array[] {
-    // Decode rows first, so that they form one row range (one product per projection for all).
-    const isDecode = (it: ForwardItem): boolean => it.decode === true && it.tokens.length === 1;
-    const order = input.map((_, i) => i).sort((i, j) => Number(isDecode(input[j]!)) - Number(isDecode(input[i]!)) || i - j);
-    const items = order.map((i) => input[i]!);
+    const items = input;
     const rt = this.rt;
     const c = this.cfg;
     const D = c.hiddenSize;
@@ -167,12 +150,9 @@ export class LlamaModel {
       r += it.tokens.length;
     }
     rt.i32(a.pos, M).set(positions);
-    const decodeRows = items.filter(isDecode).length;
-    const groups: RowGroup[] = decodeRows ? [{ r0: 0, rows: decodeRows, decode: true }] : [];
-    for (let i = decodeRows; i < items.length; i++) groups.push({ r0: rowStart[i]!, rows: items[i]!.tokens.length, decode: false });
 
     this.attention.plan(items);
-    for (let l = 0; l < c.numLayers; l++) this.layer(l, items, rowStart, groups, M, a.x, positions);
+    for (let l = 0; l < c.numLayers; l++) this.layer(l, items, rowStart, M, a.x, positions);
 
     for (const it of items) {
       if (it.decode) it.seq.reads.steps++;
@@ -185,10 +165,7 @@ export class LlamaModel {
       const last = rowStart[i]! + items[i]!.tokens.length - 1;
       rt.f32(a.xb + i * D * 4, D).set(rt.f32(a.x + last * D * 4, D));
     }
-    const logits = this.head(n);
-    const out: Float32Array[] = new Array(n);
-    for (let i = 0; i < n; i++) out[order[i]!] = logits[i]!;
-    return out;
+    return this.head(n);
   }
 
   /** Final norm and output head over the n rows at the activation buffer's xb (copies of the logits). */
@@ -202,8 +179,8 @@ export class LlamaModel {
       this.logits = rt.alloc(n * c.vocabSize * 4, 64);
       this.logitsRows = n;
     }
-    // One row per item, each with a decode row's arithmetic: an item's logits do not depend on the others.
-    this.linear(this.logits, a.xb, this.weights.lmHead, [{ r0: 0, rows: n, decode: true }]);
+    // One row per item; an item's logits do not depend on the others.
+    this.linear(this.logits, a.xb, this.weights.lmHead, n);
     const out: Float32Array[] = [];
     for (let i = 0; i < n; i++) out.push(rt.f32(this.logits + i * c.vocabSize * 4, c.vocabSize).slice());
     return out;
@@ -213,7 +190,7 @@ export class LlamaModel {
    * One layer over M rows: hidden states at x (updated in place), RoPE positions in the activation
    * buffer's pos, each item's K/V appended to its store.
    */
-  private layer(l: number, items: ForwardItem[], rowStart: number[], groups: RowGroup[], M: number, x: number, positions: Int32Array): void {
+  private layer(l: number, items: ForwardItem[], rowStart: number[], M: number, x: number, positions: Int32Array): void {
     const rt = this.rt;
     const k = rt.k;
     const c = this.cfg;
@@ -230,7 +207,7 @@ export class LlamaModel {
     const w = this.weights.layers[l]!;
     // Attention block: x += Wo · attn(RoPE(Wq·n(x)), RoPE(Wk·n(x)), Wv·n(x))
     k.rmsnorm(a.xb, x, w.attnNorm, M, D, c.rmsNormEps);
-    this.linears(a.xb, groups, [[a.q, w.q], [a.k, w.k], [a.v, w.v]]);
+    this.linears(a.xb, M, [[a.q, w.q], [a.k, w.k], [a.v, w.v]]);
     if (items.some((it) => it.hooks?.onPreRopeQueries)) {
       const qAll = rt.f32(a.q, M * qDim);
       items.forEach((it, i) => it.hooks?.onPreRopeQueries?.(l, qAll.subarray(rowStart[i]! * qDim, (rowStart[i]! + it.tokens.length) * qDim), it.tokens.length));
@@ -252,14 +229,14 @@ export class LlamaModel {
     }
     // Grouped heads (G query heads per stored head) and expanded ones (one each) run as two calls.
     this.attention.run(items, rowStart, l, a.q, a.att);
-    this.linear(a.proj, a.att, w.o, groups);
+    this.linear(a.proj, a.att, w.o, M);
     k.add(x, x, a.proj, M * D);
 
     // MLP block: x += Wdown · (silu(Wgate·n(x)) * Wup·n(x))
     k.rmsnorm(a.xb, x, w.mlpNorm, M, D, c.rmsNormEps);
-    this.linears(a.xb, groups, [[a.gate, w.gate], [a.up, w.up]]);
+    this.linears(a.xb, M, [[a.gate, w.gate], [a.up, w.up]]);
     k.siluMul(a.gate, a.gate, a.up, M * I);
-    this.linear(a.proj, a.gate, w.down, groups);
+    this.linear(a.proj, a.gate, w.down, M);
     k.add(x, x, a.proj, M * D);
   }
 
@@ -290,7 +267,7 @@ export class LlamaModel {
           const positions = Int32Array.from({ length: T }, (_, t) => base + c0 + t);
           rt.i32(a.pos, T).set(positions);
           this.attention.plan([sub]);
-          this.layer(l, [sub], [0], [{ r0: 0, rows: T, decode: false }], T, hidden + c0 * D * 4, positions);
+          this.layer(l, [sub], [0], T, hidden + c0 * D * 4, positions);
         }
         item.hooks?.onLayerPrefilled?.(l, base + P);
         onLayer?.(l + 1);
