@@ -3,6 +3,7 @@
 // normaliser counts each page once per token it holds (pageSize, the last page lastCount). f64
 // throughout, in the same order of operations as the TypeScript fallback in src/compress/hybrid.ts,
 // so both pick the same tokens.
+import { HYBRID_JOB_COUNT, HYBRID_JOB_FIELDS } from '../src/compress/hybrid-job';
 //   sub  f64 [pages, r]: per page, the summary side (min or max) of each chosen channel
 //   qc   f64 [G, r]:     each query head's values at the chosen channels
 //   temp f64 [G]:        SparQ temperature per query head
@@ -222,9 +223,6 @@ export function hybridSelect(
   return count >= n ? -1 : count;
 }
 
-/** Fields (i32) of one hybridSelectJobs record; the kernel writes the slot count (or -1: all) into HJ_COUNT. */
-const HJ_FIELDS: i32 = 16;
-const HJ_COUNT: i32 = 13;
 
 /**
  * hybridSelect for several stored heads at once, one record each (16 i32: slots, q, min, max, ws,
@@ -233,13 +231,13 @@ const HJ_COUNT: i32 = 13;
  */
 export function hybridSelectJobs(table: usize, start: i32, end: i32): void {
   for (let j = start; j < end; j++) {
-    const rec = table + (<usize>(j * HJ_FIELDS) << 2);
+    const rec = table + (<usize>(j * HYBRID_JOB_FIELDS) << 2);
     const count = hybridSelect(
       <usize>load<i32>(rec), <usize>load<i32>(rec, 4), <usize>load<i32>(rec, 8), <usize>load<i32>(rec, 12), <usize>load<i32>(rec, 16),
       load<i32>(rec, 20), load<i32>(rec, 24), load<i32>(rec, 28), load<i32>(rec, 32), load<i32>(rec, 36),
       load<i32>(rec, 40), load<i32>(rec, 44), load<i32>(rec, 48),
     );
-    store<i32>(rec + (<usize>HJ_COUNT << 2), count);
+    store<i32>(rec + (<usize>HYBRID_JOB_COUNT << 2), count);
   }
 }
 

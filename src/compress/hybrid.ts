@@ -26,7 +26,7 @@ import { PageSummary } from '../kv/summary.ts';
 import type { Runtime } from '../runtime/wasm.ts';
 import { rocketkvSplit, type RocketkvSplit } from './budget.ts';
 import { groupAbsSum, selectInputsBytes, topKSelect, writeSelectInputs } from './util.ts';
-import { HYBRID_JOB_COUNT, HYBRID_JOB_FIELDS } from '../runtime/kernels.ts';
+import { HYBRID_JOB_COUNT, HYBRID_JOB_FIELDS } from './hybrid-job.ts';
 
 /**
  * Per page, the sum over the group of the softmax over tokens of the approximate scores (each of

@@ -59,10 +59,6 @@ export interface KernelHost {
   u8(ptr: number, n: number): Uint8Array;
 }
 
-/** Fields (i32) of one hybridSelectJobs record, and the one the kernel writes its slot count into. */
-export const HYBRID_JOB_FIELDS = 16;
-export const HYBRID_JOB_COUNT = 13;
-
 /**
  * Int8 weights, block 32 along K (scale = max|w|/127), packed for the kernels in groups of 8 rows
  * (rows past N are zero): group g holds rows 8g..8g+7 as K/2 pairs of 16 bytes, pair p holding
@@ -240,7 +236,7 @@ export class Kernels {
    * given thread count, not across thread counts, once a step has fewer jobs than half the threads.
    */
   /**
-   * hybridSelect for nJobs stored heads (records of HYBRID_JOB_FIELDS i32 at table; see
+   * hybridSelect for nJobs stored heads (records of HYBRID_JOB_FIELDS i32 at table, src/compress/hybrid-job.ts; see
    * assembly/select.ts hybridSelectJobs), heads spread over threads; each writes its count into
    * its record. `workPerJob` sizes the split (about pages x group x channels).
    */
