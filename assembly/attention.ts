@@ -32,19 +32,52 @@ import { JOB_BYTES, JOB_KEYS, JOB_OUT, JOB_Q, JOB_ROWS, JOB_SLOTS, JOB_TABLE } f
 const TILE_ROWS = 8;
 /** Upper bound on keys per chunk: every (row, head) pair of a tile re-reads the chunk's keys and values, which should stay in cache. */
 const MAX_CHUNK_KEYS = 256;
+/** Keys per sub-block of a chunk that every (row, head) pair reads in turn while it is in L1. */
+const SUB_KEYS = 32;
 
 /**
- * Keys per chunk for P (row, head) pairs within the thread scratch: scores P*C, key addresses C,
+ * Keys per chunk for P (row, head) pairs within the thread scratch: scores P*C, key addresses
+ * C + SUB_KEYS (a chunk and the next one's first sub-block),
  * m and l P each.
  */
 // @ts-ignore: decorator
 @inline function chunkKeys(P: i32): i32 {
-  const c = <i32>((threadScratchBytes - (<usize>P << 3)) / ((<usize>P << 2) + 4));
+  const c = <i32>((threadScratchBytes - (<usize>P << 3) - (<usize>SUB_KEYS << 2)) / ((<usize>P << 2) + 4));
   return min(MAX_CHUNK_KEYS, c & ~3);
 }
 
+/**
+ * WebAssembly has no prefetch instruction, so the attention chunks fetch ahead with plain loads:
+ * one word of every cache line of a row, summed into this global so the loads are kept. A miss
+ * they cause overlaps with arithmetic on rows already in cache.
+ */
+let touchSink: u32 = 0;
+
+/**
+ * Touch slot t of a sub-block [s0, s1) of a chunk whose address list holds `ahead` rows: the
+ * value row of key s0 + t (read after the chunk's softmax) and the key row of s1 + t (read by the
+ * next sub-block's scores, possibly the next chunk's first). The score loop takes one slot per
+ * group of four keys and pair of (row, head) pairs, so the loads are spread over its arithmetic.
+ */
+// @ts-ignore: decorator
+@inline function touchSpread(addrs: usize, t: i32, s0: i32, s1: i32, ahead: i32, vOffset: usize, rowBytes: usize): void {
+  if (t >= SUB_KEYS) return;
+  let acc: u32 = 0;
+  const jv = s0 + t;
+  if (jv < s1) {
+    const vp = <usize>load<u32>(addrs + (<usize>jv << 2)) + vOffset;
+    for (let o: usize = 0; o < rowBytes; o += 64) acc += load<u32>(vp + o);
+  }
+  const jk = s1 + t;
+  if (jk < ahead) {
+    const kp = <usize>load<u32>(addrs + (<usize>jk << 2));
+    for (let o: usize = 0; o < rowBytes; o += 64) acc += load<u32>(kp + o);
+  }
+  touchSink += acc;
+}
+
 // A tile is R query rows (rowBytes apart) of G heads each: P = R*G (row, head) pairs, pair
-// p = r*G + g. Scratch layout: [scores: P*C f32][addrs: C u32][m: P f32][l: P f32].
+// p = r*G + g. Scratch layout: [scores: P*C f32][addrs: C + SUB_KEYS u32][m: P f32][l: P f32].
 
 // @ts-ignore: decorator
 @inline function pairOffset(p: i32, G: i32, rowBytes: usize, headBytes: usize): usize {
@@ -55,7 +88,7 @@ const MAX_CHUNK_KEYS = 256;
 function tileBegin(op: usize, rowBytes: usize, R: i32, G: i32, d: i32, C: i32): void {
   const P = R * G;
   for (let r = 0; r < R; r++) memory.fill(op + <usize>r * rowBytes, 0, (<usize>G * <usize>d) << 2);
-  const mp = threadScratch + ((<usize>P * <usize>C + <usize>C) << 2);
+  const mp = threadScratch + ((<usize>P * <usize>C + <usize>C + <usize>SUB_KEYS) << 2);
   const lp = mp + (<usize>P << 2);
   for (let p = 0; p < P; p++) {
     store<f32>(mp + (<usize>p << 2), -Infinity);
@@ -67,90 +100,99 @@ function tileBegin(op: usize, rowBytes: usize, R: i32, G: i32, d: i32, C: i32): 
  * One chunk of cn keys whose addresses are in the scratch address list (value row = key row +
  * vOffset) for a tile: scores, online-softmax rescale, then out_p += p_pj * v_j. Row r of the
  * tile sees the chunk's first vis0 + r keys (all cn when that is more); the rest count as -inf.
+ * The address list holds `ahead` >= cn rows: those past cn start the next chunk and are only
+ * touched (touchSpread).
  */
-function tileChunk(qp: usize, op: usize, rowBytes: usize, R: i32, G: i32, d: i32, C: i32, cn: i32, vis0: i32, scale: f32, vOffset: usize): void {
+function tileChunk(qp: usize, op: usize, rowBytes: usize, R: i32, G: i32, d: i32, C: i32, cn: i32, ahead: i32, vis0: i32, scale: f32, vOffset: usize): void {
   const P = R * G;
   const scores = threadScratch;
   const addrs = scores + ((<usize>P * <usize>C) << 2);
-  const mp = addrs + (<usize>C << 2);
+  const mp = addrs + ((<usize>C + <usize>SUB_KEYS) << 2);
   const lp = mp + (<usize>P << 2);
   const headBytes = <usize>d << 2;
   const cBytes = <usize>C << 2;
-  const cn4 = cn & ~3;
   const dBytes4 = <usize>(d & ~3) << 2;
   const sv = f32x4.splat(scale);
 
   // Scores, two pairs by four keys at a time: each key vector load feeds both pairs, each query
   // vector load four keys, and the 4x4 transpose-sums yield four scores per pair as one vector.
+  // Keys go in sub-blocks of SUB_KEYS that every pair reads in turn, so a sub-block is fetched
+  // from memory once and then read from L1.
   let p = 0;
-  for (; p + 2 <= P; p += 2) {
-    const qa = qp + pairOffset(p, G, rowBytes, headBytes);
-    const qb = qp + pairOffset(p + 1, G, rowBytes, headBytes);
-    const sa = scores + <usize>p * cBytes;
-    const sb = sa + cBytes;
-    let j = 0;
-    for (; j < cn4; j += 4) {
-      const ap = addrs + (<usize>j << 2);
-      const k0 = <usize>load<u32>(ap), k1 = <usize>load<u32>(ap, 4), k2 = <usize>load<u32>(ap, 8), k3 = <usize>load<u32>(ap, 12);
-      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-      let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
-      for (let o: usize = 0; o < dBytes4; o += 16) {
-        const qva = v128.load(qa + o);
-        const qvb = v128.load(qb + o);
-        let kv = v128.load(k0 + o);
-        a0 = madd(qva, kv, a0);
-        b0 = madd(qvb, kv, b0);
-        kv = v128.load(k1 + o);
-        a1 = madd(qva, kv, a1);
-        b1 = madd(qvb, kv, b1);
-        kv = v128.load(k2 + o);
-        a2 = madd(qva, kv, a2);
-        b2 = madd(qvb, kv, b2);
-        kv = v128.load(k3 + o);
-        a3 = madd(qva, kv, a3);
-        b3 = madd(qvb, kv, b3);
+  for (let s0 = 0; s0 < cn; s0 += SUB_KEYS) {
+    const s1 = min(cn, s0 + SUB_KEYS);
+    const s14 = s0 + ((s1 - s0) & ~3);
+    for (p = 0; p + 2 <= P; p += 2) {
+      const qa = qp + pairOffset(p, G, rowBytes, headBytes);
+      const qb = qp + pairOffset(p + 1, G, rowBytes, headBytes);
+      const sa = scores + <usize>p * cBytes;
+      const sb = sa + cBytes;
+      let j = s0;
+      for (; j < s14; j += 4) {
+        touchSpread(addrs, ((p >> 1) * (SUB_KEYS >> 2)) + ((j - s0) >> 2), s0, s1, ahead, vOffset, headBytes);
+        const ap = addrs + (<usize>j << 2);
+        const k0 = <usize>load<u32>(ap), k1 = <usize>load<u32>(ap, 4), k2 = <usize>load<u32>(ap, 8), k3 = <usize>load<u32>(ap, 12);
+        let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+        let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+        for (let o: usize = 0; o < dBytes4; o += 16) {
+          const qva = v128.load(qa + o);
+          const qvb = v128.load(qb + o);
+          let kv = v128.load(k0 + o);
+          a0 = madd(qva, kv, a0);
+          b0 = madd(qvb, kv, b0);
+          kv = v128.load(k1 + o);
+          a1 = madd(qva, kv, a1);
+          b1 = madd(qvb, kv, b1);
+          kv = v128.load(k2 + o);
+          a2 = madd(qva, kv, a2);
+          b2 = madd(qvb, kv, b2);
+          kv = v128.load(k3 + o);
+          a3 = madd(qva, kv, a3);
+          b3 = madd(qvb, kv, b3);
+        }
+        let ra = hsum4(a0, a1, a2, a3);
+        let rb = hsum4(b0, b1, b2, b3);
+        for (let i = d & ~3; i < d; i++) {
+          const o = <usize>i << 2;
+          const kv = f32x4(load<f32>(k0 + o), load<f32>(k1 + o), load<f32>(k2 + o), load<f32>(k3 + o));
+          ra = madd(f32x4.splat(load<f32>(qa + o)), kv, ra);
+          rb = madd(f32x4.splat(load<f32>(qb + o)), kv, rb);
+        }
+        v128.store(sa + (<usize>j << 2), f32x4.mul(ra, sv));
+        v128.store(sb + (<usize>j << 2), f32x4.mul(rb, sv));
       }
-      let ra = hsum4(a0, a1, a2, a3);
-      let rb = hsum4(b0, b1, b2, b3);
-      for (let i = d & ~3; i < d; i++) {
-        const o = <usize>i << 2;
-        const kv = f32x4(load<f32>(k0 + o), load<f32>(k1 + o), load<f32>(k2 + o), load<f32>(k3 + o));
-        ra = madd(f32x4.splat(load<f32>(qa + o)), kv, ra);
-        rb = madd(f32x4.splat(load<f32>(qb + o)), kv, rb);
+      for (; j < s1; j++) {
+        const kp = <usize>load<u32>(addrs + (<usize>j << 2));
+        store<f32>(sa + (<usize>j << 2), dot(qa, kp, d) * scale);
+        store<f32>(sb + (<usize>j << 2), dot(qb, kp, d) * scale);
       }
-      v128.store(sa + (<usize>j << 2), f32x4.mul(ra, sv));
-      v128.store(sb + (<usize>j << 2), f32x4.mul(rb, sv));
     }
-    for (; j < cn; j++) {
-      const kp = <usize>load<u32>(addrs + (<usize>j << 2));
-      store<f32>(sa + (<usize>j << 2), dot(qa, kp, d) * scale);
-      store<f32>(sb + (<usize>j << 2), dot(qb, kp, d) * scale);
-    }
-  }
-  if (p < P) {
-    const qa = qp + pairOffset(p, G, rowBytes, headBytes);
-    const sa = scores + <usize>p * cBytes;
-    let j = 0;
-    for (; j < cn4; j += 4) {
-      const ap = addrs + (<usize>j << 2);
-      const k0 = <usize>load<u32>(ap), k1 = <usize>load<u32>(ap, 4), k2 = <usize>load<u32>(ap, 8), k3 = <usize>load<u32>(ap, 12);
-      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-      for (let o: usize = 0; o < dBytes4; o += 16) {
-        const qv = v128.load(qa + o);
-        a0 = madd(qv, v128.load(k0 + o), a0);
-        a1 = madd(qv, v128.load(k1 + o), a1);
-        a2 = madd(qv, v128.load(k2 + o), a2);
-        a3 = madd(qv, v128.load(k3 + o), a3);
+    if (p < P) {
+      const qa = qp + pairOffset(p, G, rowBytes, headBytes);
+      const sa = scores + <usize>p * cBytes;
+      let j = s0;
+      for (; j < s14; j += 4) {
+        touchSpread(addrs, ((p >> 1) * (SUB_KEYS >> 2)) + ((j - s0) >> 2), s0, s1, ahead, vOffset, headBytes);
+        const ap = addrs + (<usize>j << 2);
+        const k0 = <usize>load<u32>(ap), k1 = <usize>load<u32>(ap, 4), k2 = <usize>load<u32>(ap, 8), k3 = <usize>load<u32>(ap, 12);
+        let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+        for (let o: usize = 0; o < dBytes4; o += 16) {
+          const qv = v128.load(qa + o);
+          a0 = madd(qv, v128.load(k0 + o), a0);
+          a1 = madd(qv, v128.load(k1 + o), a1);
+          a2 = madd(qv, v128.load(k2 + o), a2);
+          a3 = madd(qv, v128.load(k3 + o), a3);
+        }
+        let ra = hsum4(a0, a1, a2, a3);
+        for (let i = d & ~3; i < d; i++) {
+          const o = <usize>i << 2;
+          ra = madd(f32x4.splat(load<f32>(qa + o)), f32x4(load<f32>(k0 + o), load<f32>(k1 + o), load<f32>(k2 + o), load<f32>(k3 + o)), ra);
+        }
+        v128.store(sa + (<usize>j << 2), f32x4.mul(ra, sv));
       }
-      let ra = hsum4(a0, a1, a2, a3);
-      for (let i = d & ~3; i < d; i++) {
-        const o = <usize>i << 2;
-        ra = madd(f32x4.splat(load<f32>(qa + o)), f32x4(load<f32>(k0 + o), load<f32>(k1 + o), load<f32>(k2 + o), load<f32>(k3 + o)), ra);
+      for (; j < s1; j++) {
+        store<f32>(sa + (<usize>j << 2), dot(qa, <usize>load<u32>(addrs + (<usize>j << 2)), d) * scale);
       }
-      v128.store(sa + (<usize>j << 2), f32x4.mul(ra, sv));
-    }
-    for (; j < cn; j++) {
-      store<f32>(sa + (<usize>j << 2), dot(qa, <usize>load<u32>(addrs + (<usize>j << 2)), d) * scale);
     }
   }
 
@@ -206,103 +248,106 @@ function tileChunk(qp: usize, op: usize, rowBytes: usize, R: i32, G: i32, d: i32
 
   // out_p += sum_j p_pj v_j: two pairs by four vectors of the head held in registers across the
   // chunk, so each value vector load feeds both pairs. Keys past a pair's last visible one have
-  // probability 0 and are skipped.
-  for (p = 0; p + 2 <= P; p += 2) {
-    const jn = min(cn, vis0 + (p + 1) / G);
-    if (jn <= 0) continue;
-    const oa = op + pairOffset(p, G, rowBytes, headBytes);
-    const ob = op + pairOffset(p + 1, G, rowBytes, headBytes);
-    const sa = scores + <usize>p * cBytes;
-    const sb = sa + cBytes;
-    let i = 0;
-    for (; i + 16 <= d; i += 16) {
-      const ia = oa + (<usize>i << 2), ib = ob + (<usize>i << 2);
-      let a0 = v128.load(ia), a1 = v128.load(ia, 16), a2 = v128.load(ia, 32), a3 = v128.load(ia, 48);
-      let b0 = v128.load(ib), b1 = v128.load(ib, 16), b2 = v128.load(ib, 32), b3 = v128.load(ib, 48);
-      for (let j = 0; j < jn; j++) {
-        const vp = <usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2);
-        const pa = v128.load32_splat(sa + (<usize>j << 2));
-        const pb = v128.load32_splat(sb + (<usize>j << 2));
-        let vv = v128.load(vp);
-        a0 = madd(pa, vv, a0);
-        b0 = madd(pb, vv, b0);
-        vv = v128.load(vp, 16);
-        a1 = madd(pa, vv, a1);
-        b1 = madd(pb, vv, b1);
-        vv = v128.load(vp, 32);
-        a2 = madd(pa, vv, a2);
-        b2 = madd(pb, vv, b2);
-        vv = v128.load(vp, 48);
-        a3 = madd(pa, vv, a3);
-        b3 = madd(pb, vv, b3);
-      }
-      v128.store(ia, a0); v128.store(ia, a1, 16); v128.store(ia, a2, 32); v128.store(ia, a3, 48);
-      v128.store(ib, b0); v128.store(ib, b1, 16); v128.store(ib, b2, 32); v128.store(ib, b3, 48);
-    }
-    for (; i + 4 <= d; i += 4) {
-      const ia = oa + (<usize>i << 2), ib = ob + (<usize>i << 2);
-      let a0 = v128.load(ia), b0 = v128.load(ib);
-      for (let j = 0; j < jn; j++) {
-        const vv = v128.load(<usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2));
-        a0 = madd(v128.load32_splat(sa + (<usize>j << 2)), vv, a0);
-        b0 = madd(v128.load32_splat(sb + (<usize>j << 2)), vv, b0);
-      }
-      v128.store(ia, a0);
-      v128.store(ib, b0);
-    }
-    for (; i < d; i++) {
-      const ia = oa + (<usize>i << 2), ib = ob + (<usize>i << 2);
-      let a: f32 = load<f32>(ia), b: f32 = load<f32>(ib);
-      for (let j = 0; j < jn; j++) {
-        const x = load<f32>(<usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2));
-        a += load<f32>(sa + (<usize>j << 2)) * x;
-        b += load<f32>(sb + (<usize>j << 2)) * x;
-      }
-      store<f32>(ia, a);
-      store<f32>(ib, b);
-    }
-  }
-  if (p < P) {
-    const jn = min(cn, vis0 + p / G);
-    if (jn > 0) {
-      const og = op + pairOffset(p, G, rowBytes, headBytes);
-      const sg = scores + <usize>p * cBytes;
+  // probability 0 and are skipped. Keys go in sub-blocks of SUB_KEYS, as for the scores.
+  for (let s0 = 0; s0 < cn; s0 += SUB_KEYS) {
+    const s1 = min(cn, s0 + SUB_KEYS);
+    for (p = 0; p + 2 <= P; p += 2) {
+      const jn = min(s1, vis0 + (p + 1) / G);
+      if (jn <= s0) continue;
+      const oa = op + pairOffset(p, G, rowBytes, headBytes);
+      const ob = op + pairOffset(p + 1, G, rowBytes, headBytes);
+      const sa = scores + <usize>p * cBytes;
+      const sb = sa + cBytes;
       let i = 0;
-      for (; i + 32 <= d; i += 32) {
-        const oo = og + (<usize>i << 2);
-        let a0 = v128.load(oo), a1 = v128.load(oo, 16), a2 = v128.load(oo, 32), a3 = v128.load(oo, 48);
-        let a4 = v128.load(oo, 64), a5 = v128.load(oo, 80), a6 = v128.load(oo, 96), a7 = v128.load(oo, 112);
-        for (let j = 0; j < jn; j++) {
+      for (; i + 16 <= d; i += 16) {
+        const ia = oa + (<usize>i << 2), ib = ob + (<usize>i << 2);
+        let a0 = v128.load(ia), a1 = v128.load(ia, 16), a2 = v128.load(ia, 32), a3 = v128.load(ia, 48);
+        let b0 = v128.load(ib), b1 = v128.load(ib, 16), b2 = v128.load(ib, 32), b3 = v128.load(ib, 48);
+        for (let j = s0; j < jn; j++) {
           const vp = <usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2);
-          const pv = v128.load32_splat(sg + (<usize>j << 2));
-          a0 = madd(pv, v128.load(vp), a0);
-          a1 = madd(pv, v128.load(vp, 16), a1);
-          a2 = madd(pv, v128.load(vp, 32), a2);
-          a3 = madd(pv, v128.load(vp, 48), a3);
-          a4 = madd(pv, v128.load(vp, 64), a4);
-          a5 = madd(pv, v128.load(vp, 80), a5);
-          a6 = madd(pv, v128.load(vp, 96), a6);
-          a7 = madd(pv, v128.load(vp, 112), a7);
+          const pa = v128.load32_splat(sa + (<usize>j << 2));
+          const pb = v128.load32_splat(sb + (<usize>j << 2));
+          let vv = v128.load(vp);
+          a0 = madd(pa, vv, a0);
+          b0 = madd(pb, vv, b0);
+          vv = v128.load(vp, 16);
+          a1 = madd(pa, vv, a1);
+          b1 = madd(pb, vv, b1);
+          vv = v128.load(vp, 32);
+          a2 = madd(pa, vv, a2);
+          b2 = madd(pb, vv, b2);
+          vv = v128.load(vp, 48);
+          a3 = madd(pa, vv, a3);
+          b3 = madd(pb, vv, b3);
         }
-        v128.store(oo, a0); v128.store(oo, a1, 16); v128.store(oo, a2, 32); v128.store(oo, a3, 48);
-        v128.store(oo, a4, 64); v128.store(oo, a5, 80); v128.store(oo, a6, 96); v128.store(oo, a7, 112);
+        v128.store(ia, a0); v128.store(ia, a1, 16); v128.store(ia, a2, 32); v128.store(ia, a3, 48);
+        v128.store(ib, b0); v128.store(ib, b1, 16); v128.store(ib, b2, 32); v128.store(ib, b3, 48);
       }
       for (; i + 4 <= d; i += 4) {
-        const oo = og + (<usize>i << 2);
-        let a0 = v128.load(oo);
-        for (let j = 0; j < jn; j++) {
-          const vp = <usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2);
-          a0 = madd(v128.load32_splat(sg + (<usize>j << 2)), v128.load(vp), a0);
+        const ia = oa + (<usize>i << 2), ib = ob + (<usize>i << 2);
+        let a0 = v128.load(ia), b0 = v128.load(ib);
+        for (let j = s0; j < jn; j++) {
+          const vv = v128.load(<usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2));
+          a0 = madd(v128.load32_splat(sa + (<usize>j << 2)), vv, a0);
+          b0 = madd(v128.load32_splat(sb + (<usize>j << 2)), vv, b0);
         }
-        v128.store(oo, a0);
+        v128.store(ia, a0);
+        v128.store(ib, b0);
       }
       for (; i < d; i++) {
-        const oo = og + (<usize>i << 2);
-        let a: f32 = load<f32>(oo);
-        for (let j = 0; j < jn; j++) {
-          a += load<f32>(sg + (<usize>j << 2)) * load<f32>(<usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2));
+        const ia = oa + (<usize>i << 2), ib = ob + (<usize>i << 2);
+        let a: f32 = load<f32>(ia), b: f32 = load<f32>(ib);
+        for (let j = s0; j < jn; j++) {
+          const x = load<f32>(<usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2));
+          a += load<f32>(sa + (<usize>j << 2)) * x;
+          b += load<f32>(sb + (<usize>j << 2)) * x;
         }
-        store<f32>(oo, a);
+        store<f32>(ia, a);
+        store<f32>(ib, b);
+      }
+    }
+    if (p < P) {
+      const jn = min(s1, vis0 + p / G);
+      if (jn > s0) {
+        const og = op + pairOffset(p, G, rowBytes, headBytes);
+        const sg = scores + <usize>p * cBytes;
+        let i = 0;
+        for (; i + 32 <= d; i += 32) {
+          const oo = og + (<usize>i << 2);
+          let a0 = v128.load(oo), a1 = v128.load(oo, 16), a2 = v128.load(oo, 32), a3 = v128.load(oo, 48);
+          let a4 = v128.load(oo, 64), a5 = v128.load(oo, 80), a6 = v128.load(oo, 96), a7 = v128.load(oo, 112);
+          for (let j = s0; j < jn; j++) {
+            const vp = <usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2);
+            const pv = v128.load32_splat(sg + (<usize>j << 2));
+            a0 = madd(pv, v128.load(vp), a0);
+            a1 = madd(pv, v128.load(vp, 16), a1);
+            a2 = madd(pv, v128.load(vp, 32), a2);
+            a3 = madd(pv, v128.load(vp, 48), a3);
+            a4 = madd(pv, v128.load(vp, 64), a4);
+            a5 = madd(pv, v128.load(vp, 80), a5);
+            a6 = madd(pv, v128.load(vp, 96), a6);
+            a7 = madd(pv, v128.load(vp, 112), a7);
+          }
+          v128.store(oo, a0); v128.store(oo, a1, 16); v128.store(oo, a2, 32); v128.store(oo, a3, 48);
+          v128.store(oo, a4, 64); v128.store(oo, a5, 80); v128.store(oo, a6, 96); v128.store(oo, a7, 112);
+        }
+        for (; i + 4 <= d; i += 4) {
+          const oo = og + (<usize>i << 2);
+          let a0 = v128.load(oo);
+          for (let j = s0; j < jn; j++) {
+            const vp = <usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2);
+            a0 = madd(v128.load32_splat(sg + (<usize>j << 2)), v128.load(vp), a0);
+          }
+          v128.store(oo, a0);
+        }
+        for (; i < d; i++) {
+          const oo = og + (<usize>i << 2);
+          let a: f32 = load<f32>(oo);
+          for (let j = s0; j < jn; j++) {
+            a += load<f32>(sg + (<usize>j << 2)) * load<f32>(<usize>load<u32>(addrs + (<usize>j << 2)) + vOffset + (<usize>i << 2));
+          }
+          store<f32>(oo, a);
+        }
       }
     }
   }
@@ -311,7 +356,7 @@ function tileChunk(qp: usize, op: usize, rowBytes: usize, R: i32, G: i32, d: i32
 function tileEnd(op: usize, rowBytes: usize, R: i32, G: i32, d: i32, C: i32): void {
   const P = R * G;
   const headBytes = <usize>d << 2;
-  const lp = threadScratch + ((<usize>P * <usize>C + <usize>C + <usize>P) << 2);
+  const lp = threadScratch + ((<usize>P * <usize>C + <usize>C + <usize>SUB_KEYS + <usize>P) << 2);
   for (let p = 0; p < P; p++) {
     const l = load<f32>(lp + (<usize>p << 2));
     const inv: f32 = l > 0 ? <f32>1 / l : 0;
@@ -344,7 +389,7 @@ export function attnCausal(out: usize, q: usize, k: usize, v: usize, T: i32, S: 
     for (let c0 = 0; c0 < nVis; c0 += C) {
       const cn = min(C, nVis - c0);
       for (let j = 0; j < cn; j++) store<u32>(addrs + (<usize>j << 2), <u32>(kBase + <usize>(c0 + j) * kvRow));
-      tileChunk(qp, op, qRow, 1, G, d, C, cn, cn, scale, vOffset);
+      tileChunk(qp, op, qRow, 1, G, d, C, cn, cn, cn, scale, vOffset);
     }
     tileEnd(op, qRow, 1, G, d, C);
   }
@@ -412,8 +457,9 @@ export function attendPaged(jobs: usize, pool: usize, blockSlots: i32, d: i32, G
       tileBegin(op, rowBytes, R, G, d, C);
       for (let c0 = 0; c0 < nVis; c0 += C) {
         const cn = min(C, nVis - c0);
-        chunkAddresses(addrs, c0, cn, slots, table, pool, blockSlots, blockBytes, headBytes);
-        tileChunk(qp, op, rowBytes, R, G, d, C, cn, vis0 - c0, scale, vOffset);
+        const ahead = min(C + SUB_KEYS, nVis - c0);
+        chunkAddresses(addrs, c0, ahead, slots, table, pool, blockSlots, blockBytes, headBytes);
+        tileChunk(qp, op, rowBytes, R, G, d, C, cn, ahead, vis0 - c0, scale, vOffset);
       }
       tileEnd(op, rowBytes, R, G, d, C);
     }
@@ -436,7 +482,7 @@ export function attendPagedPart(jobs: usize, pool: usize, blockSlots: i32, d: i3
   const itemBytes = (<usize>(G * d + 2 * G)) << 2;
   const C = chunkKeys(G);
   const addrs = threadScratch + ((<usize>G * <usize>C) << 2);
-  const mp = addrs + (<usize>C << 2);
+  const mp = addrs + ((<usize>C + <usize>SUB_KEYS) << 2);
   const lp = mp + (<usize>G << 2);
   for (let it = start; it < end; it++) {
     const jb = it / parts;
@@ -452,8 +498,9 @@ export function attendPagedPart(jobs: usize, pool: usize, blockSlots: i32, d: i3
     tileBegin(op, rowBytes, 1, G, d, C);
     for (let c0 = k0; c0 < k1; c0 += C) {
       const cn = min(C, k1 - c0);
-      chunkAddresses(addrs, c0, cn, slots, table, pool, blockSlots, blockBytes, headBytes);
-      tileChunk(qPtr, op, rowBytes, 1, G, d, C, cn, cn, scale, vOffset);
+      const ahead = min(C + SUB_KEYS, k1 - c0);
+      chunkAddresses(addrs, c0, ahead, slots, table, pool, blockSlots, blockBytes, headBytes);
+      tileChunk(qPtr, op, rowBytes, 1, G, d, C, cn, ahead, cn, scale, vOffset);
     }
     const ml = op + (<usize>(G * d) << 2);
     for (let g = 0; g < G; g++) {
