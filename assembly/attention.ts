@@ -1,6 +1,9 @@
 // Attention kernels. Exact softmax(q·k*scale)·V with an online softmax over key chunks, so the
 // key count is bounded only by memory. The G query heads that share a KV head are processed
-// together: each key and value row is fetched once per chunk for all of them.
+// together: each key and value row is fetched once per chunk for all of them. Within a chunk,
+// keys run in sub-blocks of SUB_KEYS that every (row, head) pair reads while they are in L1, and
+// the score loop touches the rows one sub-block ahead (touchSpread), so that at long contexts
+// the fetches from memory overlap with the arithmetic instead of stalling it.
 import { dot, hsum4, madd, threadScratch, threadScratchBytes } from './common';
 import { JOB_BYTES, JOB_KEYS, JOB_OUT, JOB_Q, JOB_ROWS, JOB_SLOTS, JOB_TABLE } from '../src/kv/job';
 
