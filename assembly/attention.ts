@@ -82,6 +82,18 @@ let touchSink: u32 = 0;
 // A tile is R query rows (rowBytes apart) of G heads each: P = R*G (row, head) pairs, pair
 // p = r*G + g. Scratch layout: [scores: P*C f32][addrs: C + SUB_KEYS u32][m: P f32][l: P f32].
 
+/** The tile's key address list in the thread scratch. */
+// @ts-ignore: decorator
+@inline function scratchAddrs(P: i32, C: i32): usize {
+  return threadScratch + ((<usize>P * <usize>C) << 2);
+}
+
+/** The tile's running maxima m (P f32) in the thread scratch; the sums l follow them. */
+// @ts-ignore: decorator
+@inline function scratchMax(P: i32, C: i32): usize {
+  return scratchAddrs(P, C) + ((<usize>C + <usize>SUB_KEYS) << 2);
+}
+
 // @ts-ignore: decorator
 @inline function pairOffset(p: i32, G: i32, rowBytes: usize, headBytes: usize): usize {
   const r = p / G;
@@ -91,7 +103,7 @@ let touchSink: u32 = 0;
 function tileBegin(op: usize, rowBytes: usize, R: i32, G: i32, d: i32, C: i32): void {
   const P = R * G;
   for (let r = 0; r < R; r++) memory.fill(op + <usize>r * rowBytes, 0, (<usize>G * <usize>d) << 2);
-  const mp = threadScratch + ((<usize>P * <usize>C + <usize>C + <usize>SUB_KEYS) << 2);
+  const mp = scratchMax(P, C);
   const lp = mp + (<usize>P << 2);
   for (let p = 0; p < P; p++) {
     store<f32>(mp + (<usize>p << 2), -Infinity);
@@ -109,8 +121,8 @@ function tileBegin(op: usize, rowBytes: usize, R: i32, G: i32, d: i32, C: i32): 
 function tileChunk(qp: usize, op: usize, rowBytes: usize, R: i32, G: i32, d: i32, C: i32, cn: i32, ahead: i32, vis0: i32, scale: f32, vOffset: usize): void {
   const P = R * G;
   const scores = threadScratch;
-  const addrs = scores + ((<usize>P * <usize>C) << 2);
-  const mp = addrs + ((<usize>C + <usize>SUB_KEYS) << 2);
+  const addrs = scratchAddrs(P, C);
+  const mp = scratchMax(P, C);
   const lp = mp + (<usize>P << 2);
   const headBytes = <usize>d << 2;
   const cBytes = <usize>C << 2;
@@ -359,7 +371,7 @@ function tileChunk(qp: usize, op: usize, rowBytes: usize, R: i32, G: i32, d: i32
 function tileEnd(op: usize, rowBytes: usize, R: i32, G: i32, d: i32, C: i32): void {
   const P = R * G;
   const headBytes = <usize>d << 2;
-  const lp = threadScratch + ((<usize>P * <usize>C + <usize>C + <usize>SUB_KEYS + <usize>P) << 2);
+  const lp = scratchMax(P, C) + (<usize>P << 2);
   for (let p = 0; p < P; p++) {
     const l = load<f32>(lp + (<usize>p << 2));
     const inv: f32 = l > 0 ? <f32>1 / l : 0;
@@ -375,7 +387,7 @@ function tileEnd(op: usize, rowBytes: usize, R: i32, G: i32, d: i32, C: i32): vo
 export function attnCausal(out: usize, q: usize, k: usize, v: usize, T: i32, S: i32, Hq: i32, Hkv: i32, d: i32, scale: f32, start: i32, end: i32): void {
   const G = Hq / Hkv;
   const C = chunkKeys(G);
-  const addrs = threadScratch + ((<usize>G * <usize>C) << 2);
+  const addrs = scratchAddrs(G, C);
   const kvRow = (<usize>Hkv * <usize>d) << 2;
   const qRow = (<usize>Hq * <usize>d) << 2;
   const headBytes = <usize>d << 2;
@@ -452,7 +464,7 @@ export function attendPaged(jobs: usize, pool: usize, blockSlots: i32, d: i32, G
     for (let r = 0; r < nRows; r += TILE_ROWS) {
       const R = min(TILE_ROWS, nRows - r);
       const C = chunkKeys(R * G);
-      const addrs = threadScratch + ((<usize>(R * G) * <usize>C) << 2);
+      const addrs = scratchAddrs(R * G, C);
       const vis0 = nKeys - nRows + r + 1;
       const nVis = vis0 + R - 1;
       const qp = qPtr + <usize>r * rowBytes;
@@ -484,8 +496,8 @@ export function attendPagedPart(jobs: usize, pool: usize, blockSlots: i32, d: i3
   const rowBytes = <usize>G * headBytes;
   const itemBytes = (<usize>(G * d + 2 * G)) << 2;
   const C = chunkKeys(G);
-  const addrs = threadScratch + ((<usize>G * <usize>C) << 2);
-  const mp = addrs + ((<usize>C + <usize>SUB_KEYS) << 2);
+  const addrs = scratchAddrs(G, C);
+  const mp = scratchMax(G, C);
   const lp = mp + (<usize>G << 2);
   for (let it = start; it < end; it++) {
     const jb = it / parts;
