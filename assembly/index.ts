@@ -8,4 +8,4 @@ export { siluMul, add } from './activation';
 export { softmax } from './softmax';
 export { attnCausal, attendPaged, attendPagedPart, attendMerge } from './attention';
 export { pageSoftmaxSum, hybridSelect, hybridSelectJobs, hybridSelectScratch, questSelect, questSelectScratch } from './select';
-export { peakMadd, peakDot, peakDotMacs } from './peak';
+export { peakMadd, peakMaddMacs, peakDot, peakDotMacs, peakDotRelaxed, peakDotRelaxedMacs } from './peak';

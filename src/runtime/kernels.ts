@@ -33,8 +33,11 @@ export interface KernelExports {
   attendMerge(jobs: number, d: number, G: number, parts: number, partial: number, start: number, end: number): void;
   /** Calling thread only: register-only throughput loops (assembly/peak.ts). */
   peakMadd(n: number, seed: number): number;
+  peakMaddMacs(): number;
   peakDot(n: number, seed: number): number;
   peakDotMacs(): number;
+  peakDotRelaxed(n: number, seed: number): number;
+  peakDotRelaxedMacs(): number;
   /** Calling thread only: RocketKV stage-2 page scores (assembly/select.ts). */
   pageSoftmaxSum(out: number, sub: number, qc: number, temp: number, tmp: number, pages: number, r: number, G: number, pageSize: number, lastCount: number): void;
   /** Calling thread only: RocketKV stage-2 choice for one head; slot count, or -1 for every slot (assembly/select.ts). */
