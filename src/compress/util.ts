@@ -150,13 +150,22 @@ export function selectInputsBytes(G: number, d: number, pages: number, regions: 
   return [G * d * 4, pages * d * 4, pages * d * 4, ...regions].reduce((a, b) => a + up64(b), 0);
 }
 
-/** stageSelectInputs' layout written at `at` (selectInputsBytes long), for kernels that take several heads in one arena. */
+/**
+ * stageSelectInputs' layout written at `at` (selectInputsBytes long), for kernels that take several
+ * heads in one arena. A summary kept in wasm memory (PageSummary with a runtime) is not copied:
+ * its own min and max pointers are returned, and their places in the layout stay unused.
+ */
 export function writeSelectInputs(rt: Runtime, at: number, q: Float32Array, G: number, d: number, summary: PageSummary, pages: number, regions: number[]): number[] {
   const ptrs: number[] = [];
   for (const size of [G * d * 4, pages * d * 4, pages * d * 4, ...regions]) { ptrs.push(at); at += up64(size); }
   rt.f32(ptrs[0]!, G * d).set(q.subarray(0, G * d));
-  rt.f32(ptrs[1]!, pages * d).set(summary.min.subarray(0, pages * d));
-  rt.f32(ptrs[2]!, pages * d).set(summary.max.subarray(0, pages * d));
+  if (summary.minPtr !== 0) {
+    ptrs[1] = summary.minPtr;
+    ptrs[2] = summary.maxPtr;
+  } else {
+    rt.f32(ptrs[1]!, pages * d).set(summary.min.subarray(0, pages * d));
+    rt.f32(ptrs[2]!, pages * d).set(summary.max.subarray(0, pages * d));
+  }
   return ptrs;
 }
 // --- end decode-time selection --------------------------------------------------------------

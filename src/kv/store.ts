@@ -297,7 +297,7 @@ export class SequenceKV {
         for (let g = 0; g < group; g++) {
           const head = this.newHead();
           fresh.push(head);
-          if (this.summaryPage) head.summary = new PageSummary(this.summaryPage, d);
+          if (this.summaryPage) head.summary = new PageSummary(this.summaryPage, d, this.rt);
           this.pool.ensureRegion();
           const mem = this.view();
           const table = this.table(head);
@@ -362,7 +362,8 @@ export class SequenceKV {
       const heads = this.layerHeads[l]!;
       for (let h = 0; h < heads.length; h++) {
         const head = heads[h]!;
-        head.summary = new PageSummary(page, this.pool.headDim);
+        head.summary?.dispose();
+        head.summary = new PageSummary(page, this.pool.headDim, this.rt);
         head.summary.rebuild(this.readKeys(l, h), head.length);
       }
     }
@@ -401,6 +402,8 @@ export class SequenceKV {
       head.blocks = 0;
       head.length = 0;
       this.rt.free(head.tablePtr);
+      head.summary?.dispose();
+      head.summary = null;
     }
   }
 

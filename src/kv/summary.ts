@@ -1,7 +1,13 @@
+import type { Runtime } from '../runtime/wasm.ts';
+
 /**
- * Per-page key summaries of one head: element-wise min and max of K over `page` consecutive
+ * Per-page key min/max of one head: element-wise min and max of K over `page` consecutive
  * slots (Quest's page bounds, RocketKV's hybrid approximation). Kept beside the blocks,
  * updated on append and rebuilt on compaction.
+ *
+ * Given a runtime, min and max live in wasm memory (minPtr, maxPtr), where the selection kernels
+ * read them in place each decode step instead of a copy; `dispose` frees them. The runtime's
+ * memory is shared, so the views stay valid when it grows. Without one they are plain arrays.
  */
 export class PageSummary {
   readonly page: number;
@@ -9,12 +15,47 @@ export class PageSummary {
   min: Float32Array;
   max: Float32Array;
   pages = 0;
+  /** Byte offsets of min and max in wasm memory (0: plain arrays). */
+  minPtr = 0;
+  maxPtr = 0;
+  private readonly rt: Runtime | undefined;
 
-  constructor(page: number, d: number) {
+  constructor(page: number, d: number, rt?: Runtime) {
     this.page = page;
     this.d = d;
-    this.min = new Float32Array(16 * d);
-    this.max = new Float32Array(16 * d);
+    this.rt = rt;
+    this.min = this.max = new Float32Array(0);
+    this.allocate(16 * d);
+  }
+
+  /** Room for n floats in each of min and max, keeping what they hold. */
+  private allocate(n: number): void {
+    const oldMin = this.min, oldMax = this.max;
+    const oldMinPtr = this.minPtr, oldMaxPtr = this.maxPtr;
+    const rt = this.rt;
+    if (rt) {
+      const minPtr = rt.alloc(n * 4, 64);
+      let maxPtr = 0;
+      try {
+        maxPtr = rt.alloc(n * 4, 64);
+      } catch (e) {
+        rt.free(minPtr);
+        throw e;
+      }
+      this.minPtr = minPtr;
+      this.maxPtr = maxPtr;
+      this.min = rt.f32(minPtr, n);
+      this.max = rt.f32(maxPtr, n);
+    } else {
+      this.min = new Float32Array(n);
+      this.max = new Float32Array(n);
+    }
+    this.min.set(oldMin);
+    this.max.set(oldMax);
+    if (rt && oldMinPtr !== 0) {
+      rt.free(oldMinPtr);
+      rt.free(oldMaxPtr);
+    }
   }
 
   /** Fold the K row of slot `slot` (slots arrive in order) into its page. */
@@ -22,15 +63,7 @@ export class PageSummary {
     const d = this.d;
     const p = (slot / this.page) | 0;
     if (p >= this.pages) {
-      if ((p + 1) * d > this.min.length) {
-        const n = Math.max((p + 1) * d, this.min.length * 2);
-        const mn = new Float32Array(n);
-        const mx = new Float32Array(n);
-        mn.set(this.min);
-        mx.set(this.max);
-        this.min = mn;
-        this.max = mx;
-      }
+      if ((p + 1) * d > this.min.length) this.allocate(Math.max((p + 1) * d, this.min.length * 2));
       this.pages = p + 1;
       for (let i = 0; i < d; i++) {
         this.min[p * d + i] = k[kOffset + i]!;
@@ -54,5 +87,16 @@ export class PageSummary {
   /** Bytes held: min and max of every page. */
   get bytes(): number {
     return 2 * this.pages * this.d * 4;
+  }
+
+  /** Frees the wasm memory of min and max (nothing for plain arrays); the summary is empty after. */
+  dispose(): void {
+    if (this.rt && this.minPtr !== 0) {
+      this.rt.free(this.minPtr);
+      this.rt.free(this.maxPtr);
+    }
+    this.minPtr = this.maxPtr = 0;
+    this.min = this.max = new Float32Array(0);
+    this.pages = 0;
   }
 }
