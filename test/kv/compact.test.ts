@@ -86,3 +86,40 @@ test('compaction moves K, V and positions down, returns trailing blocks, keeps p
     await rt.close();
   }
 });
+
+test('page summaries live in wasm memory, are read there in place, and are freed with their heads', async () => {
+  const rt = await Runtime.create({ threads: 1 });
+  try {
+    const d = 8;
+    const kvHeads = 2;
+    const page = 4;
+    const pool = new BlockPool(rt, { headDim: d, blockSlots: 16, maxBytes: 64 * 2 ** 20 });
+    const T = 300; // past the summary's first capacity (16 pages), so its wasm arrays grow
+    const k = rt.alloc(T * kvHeads * d * 4);
+    const v = rt.alloc(T * kvHeads * d * 4);
+    const rng = makeRng(9);
+    rt.f32(k, T * kvHeads * d).set(Float32Array.from({ length: T * kvHeads * d }, () => rng() * 2 - 1));
+    rt.f32(v, T * kvHeads * d).set(Float32Array.from({ length: T * kvHeads * d }, () => rng() * 2 - 1));
+    pool.ensureRegion(); // the pool's blocks are one region, taken once; the baseline is after it
+    const baseline = rt.bytesInUse();
+    const seq = new SequenceKV(rt, pool, { layers: 2, kvHeads, maxTokens: 512 });
+    seq.enableSummaries(page);
+    seq.append(0, k, v, T, Int32Array.from({ length: T }, (_, i) => i));
+    seq.append(1, k, v, T, Int32Array.from({ length: T }, (_, i) => i));
+    for (let h = 0; h < kvHeads; h++) {
+      const s = seq.head(0, h).summary!;
+      assert.ok(s.minPtr > 0 && s.maxPtr > 0, 'the summary is in wasm memory');
+      // What a kernel reads at the pointers is the summary itself, and it is exact.
+      const want = pageBounds(seq.readKeys(0, h), T, d, page);
+      assert.deepEqual(Array.from(rt.f32(s.minPtr, want.min.length)), want.min);
+      assert.deepEqual(Array.from(rt.f32(s.maxPtr, want.max.length)), want.max);
+    }
+    seq.compact(1, 0, Int32Array.from({ length: 50 }, (_, i) => i * 3));
+    seq.expandLayer(1, 2);
+    assert.ok(rt.bytesInUse() > baseline);
+    seq.release();
+    assert.equal(rt.bytesInUse(), baseline, 'block tables and summaries all went back to the runtime');
+  } finally {
+    await rt.close();
+  }
+});
