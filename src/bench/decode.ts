@@ -24,6 +24,11 @@ export interface DecodeBenchOptions {
   methods?: CompressionRequest[];
   /** Also time one decode step of this many sequences (full caches of contextTokens) against one alone. */
   batch?: number;
+  /**
+   * Time every method's steps alternately with the steps of a full-KV cache of this many tokens
+   * (same model and runtime), and report each method's step over that reference step.
+   */
+  referenceContext?: number;
   log: (line: string) => void;
 }
 
@@ -35,6 +40,8 @@ export interface MethodDecodeReport {
   /** Measured on the store: bytes attention and selection read per step, and bytes stored. */
   kvReadBytesPerStep: number;
   kvStoredBytes: number;
+  /** With referenceContext: the full-KV reference's step (median of the steps alternating with this method's) and this method's step over it. */
+  reference?: { contextTokens: number; msPerToken: number; ratio: number };
 }
 
 export interface DecodeBenchReport {
@@ -72,13 +79,29 @@ export async function benchDecode(o: DecodeBenchOptions): Promise<DecodeBenchRep
     })();
     o.log(`${source ? 'model' : 'random'} weights ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${fmtBytes(weights.bytes)}`);
     const seqBlocks = Math.ceil((o.contextTokens + 2 * o.steps + 16) / 16) * cfg.numLayers * cfg.numKvHeads;
-    const pool = new BlockPool(rt, { headDim: cfg.headDim, maxBytes: Math.max(2, o.batch ?? 1) * seqBlocks * blockBytesFor(cfg.headDim, 16) });
+    const refBlocks = o.referenceContext === undefined ? 0 : Math.ceil((o.referenceContext + 2 * (o.steps + 4) * (o.methods?.length ?? 1) + 16) / 16) * cfg.numLayers * cfg.numKvHeads;
+    const pool = new BlockPool(rt, { headDim: cfg.headDim, maxBytes: (Math.max(2, o.batch ?? 1) * seqBlocks + refBlocks) * blockBytesFor(cfg.headDim, 16) });
     const model = new LlamaModel(rt, cfg, weights, pool);
     const requests = o.methods ?? [{ method: 'full' }];
     const resolved = requests.map((r) => resolveCompression(r));
     const shape = { numLayers: cfg.numLayers, numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim };
     const perMethod: MethodDecodeReport[] = [];
     let msPerToken = 0;
+    // The full-KV reference whose steps alternate with every method's (referenceContext).
+    let refStep: (() => number) | undefined;
+    let refSeq: SequenceKV | undefined;
+    if (o.referenceContext !== undefined) {
+      const seq = new SequenceKV(rt, pool, { layers: cfg.numLayers, kvHeads: cfg.numKvHeads, maxTokens: o.referenceContext + 2 * (o.steps + 4) * requests.length + 8 });
+      refSeq = seq;
+      fillRandomKV(rt, seq, cfg.numKvHeads * cfg.headDim, o.referenceContext, 11);
+      let refToken = 1;
+      refStep = () => {
+        const t = performance.now();
+        const logits = model.forward([{ seq, tokens: [refToken], decode: true }])[0]!;
+        refToken = (refToken * 31 + (logits[0]! > 0 ? 7 : 3)) % cfg.vocabSize;
+        return performance.now() - t;
+      };
+    }
     for (const kv of resolved) {
       const seq = new SequenceKV(rt, pool, { layers: cfg.numLayers, kvHeads: cfg.numKvHeads, maxTokens: o.contextTokens + o.steps + 8 });
       fillRandomKV(rt, seq, cfg.numKvHeads * cfg.headDim, o.contextTokens);
@@ -95,28 +118,39 @@ export async function benchDecode(o: DecodeBenchOptions): Promise<DecodeBenchRep
       const evictMs = performance.now() - te;
       const warm = 2;
       let token = 1;
-      for (let i = 0; i < warm; i++) { model.forward([{ seq, tokens: [token], hooks: session, decode: true }]); session.afterDecodeStep(); }
+      for (let i = 0; i < warm; i++) { model.forward([{ seq, tokens: [token], hooks: session, decode: true }]); session.afterDecodeStep(); refStep?.(); }
       const readBefore = seq.reads.kBytes + seq.reads.vBytes + seq.reads.summaryBytes;
       const times: number[] = [];
-      for (let i = 0; i < o.steps; i++) {
+      const refTimes: number[] = [];
+      const step = (): void => {
         const t = performance.now();
         const logits = model.forward([{ seq, tokens: [token], hooks: session, decode: true }])[0]!;
         session.afterDecodeStep();
         times.push(performance.now() - t);
         token = (token * 31 + (logits[0]! > 0 ? 7 : 3)) % cfg.vocabSize;
+      };
+      for (let i = 0; i < o.steps; i++) {
+        if (!refStep) step();
+        else if (i % 2 === 0) { step(); refTimes.push(refStep()); } else { refTimes.push(refStep()); step(); }
       }
-      times.sort((x, y) => x - y);
-      const ms = times[Math.floor(times.length / 2)]!;
+      const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+      const ms = med(times);
       const read = (seq.reads.kBytes + seq.reads.vBytes + seq.reads.summaryBytes - readBefore) / o.steps;
       const r: MethodDecodeReport = { method: kv.entry.name, budget: kv.budget, msPerToken: ms, tokensPerSecond: 1000 / ms, kvReadBytesPerStep: read, kvStoredBytes: seq.blockBytes() };
+      if (refTimes.length) r.reference = { contextTokens: o.referenceContext!, msPerToken: med(refTimes), ratio: ms / med(refTimes) };
       perMethod.push(r);
       if (msPerToken === 0) msPerToken = ms;
+      const label = `${kv.entry.name}${Number.isFinite(kv.budget) ? ` budget ${kv.budget}` : ''}`;
       o.log(
-        `${kv.entry.name}${Number.isFinite(kv.budget) ? ` budget ${kv.budget}` : ''}: ${ms.toFixed(2)} ms/token (${(1000 / ms).toFixed(2)} tokens/s); ` +
+        `${label}: ${ms.toFixed(2)} ms/token (${(1000 / ms).toFixed(2)} tokens/s); ` +
           `KV read/step ${fmtBytes(read)}, stored ${fmtBytes(seq.blockBytes())}${evictMs > 1 ? `; eviction ${evictMs.toFixed(0)} ms` : ''}`,
       );
+      if (r.reference) {
+        o.log(`${label} at ${o.contextTokens} against full at ${r.reference.contextTokens} (steps alternating, medians): ${ms.toFixed(2)} vs ${r.reference.msPerToken.toFixed(2)} ms/token, step time ${r.reference.ratio.toFixed(3)}x`);
+      }
       seq.release();
     }
+    refSeq?.release();
     let batch: DecodeBenchReport['batch'];
     if (o.batch !== undefined && o.batch > 1) batch = timeBatch(rt, model, pool, cfg, o);
     const base = perMethod[0]!;

@@ -18,7 +18,7 @@ export async function benchKernelsCommand(opts: { threads?: number }): Promise<v
   await benchKernels({ threads: opts.threads ?? availableParallelism(), log });
 }
 
-export async function benchDecodeCommand(opts: { model?: string; shape: string; context: number; steps: number; weights: string; threads?: number; methods: string; kvBudget?: string; kvOpt?: string[]; batch?: number }): Promise<void> {
+export async function benchDecodeCommand(opts: { model?: string; shape: string; context: number; steps: number; weights: string; threads?: number; methods: string; kvBudget?: string; kvOpt?: string[]; batch?: number; referenceContext?: number }): Promise<void> {
   const methods = opts.methods.split(',').map((m) => m.trim()).filter(Boolean).map((m) => kvRequestFromFlags(m, m === 'full' ? undefined : opts.kvBudget, m === 'full' ? undefined : opts.kvOpt));
   for (const m of methods) resolveCompression(m);
   await benchDecode({
@@ -30,6 +30,7 @@ export async function benchDecodeCommand(opts: { model?: string; shape: string; 
     weights: parseWeightFormat(opts.weights) ?? 'q8',
     threads: opts.threads,
     batch: opts.batch,
+    referenceContext: opts.referenceContext,
     log,
   });
 }

@@ -192,6 +192,7 @@ export function buildProgram(): Command {
     .option('--kv-budget <n>', 'KV budget for every method but full')
     .option('--kv-opt <key=value>', 'method option for every method but full, repeatable', collect, [] as string[])
     .option('--batch <n>', 'also time one step of n sequences (full caches) against one sequence alone', intArg('batch', 2))
+    .option('--reference-context <n>', 'time each method\'s steps alternately with a full-KV cache of n tokens and print its step over that one', intArg('reference-context', 1))
     .action(benchDecodeCommand);
   bench
     .command('model')
