@@ -46,30 +46,47 @@ export function pageSoftmaxSum(out: usize, sub: usize, qc: usize, temp: usize, t
 }
 
 /**
- * pageSoftmaxSum with `sub` channel-major (f64 [r, pages]), two pages per f64x2. Each page's dot
- * still adds its channels one after another (j ascending, multiply then add, no fused
- * multiply-add), the normaliser still sums pages in order, and exp is the same scalar Math.exp, so
- * the results are bit-for-bit those of pageSoftmaxSum and of the TypeScript fallback.
+ * pageSoftmaxSum with `sub` channel-major (f64 [r, pages]), two pages per f64x2 and eight per pass
+ * over the channels, their sums held in registers. Each page's dot still adds its channels one
+ * after another from 0 (j ascending, multiply then add, no fused multiply-add), the normaliser
+ * still sums pages in order, and exp is the same scalar Math.exp, so the results are bit-for-bit
+ * those of pageSoftmaxSum and of the TypeScript fallback.
  */
 function pageSoftmaxSumT(out: usize, sub: usize, qc: usize, temp: usize, tmp: usize, pages: i32, r: i32, G: i32, pageSize: i32, lastCount: i32): void {
   const pairs = pages & ~1;
   for (let p = 0; p < pages; p++) store<f64>(out + (<usize>p << 3), 0);
   for (let g = 0; g < G; g++) {
     const qg = qc + (<usize>(g * r) << 3);
-    for (let p = 0; p < pages; p++) store<f64>(tmp + (<usize>p << 3), 0);
-    for (let j = 0; j < r; j++) {
-      const qj = load<f64>(qg + (<usize>j << 3));
-      const qv = f64x2.splat(qj);
-      const row = sub + (<usize>(j * pages) << 3);
-      let p = 0;
-      for (; p < pairs; p += 2) {
-        const o = tmp + (<usize>p << 3);
-        v128.store(o, f64x2.add(v128.load(o), f64x2.mul(qv, v128.load(row + (<usize>p << 3)))));
+    // Eight pages at a time in registers over every channel, then pairs, then the odd last page.
+    const rowBytes = <usize>pages << 3;
+    let p = 0;
+    for (; p + 8 <= pages; p += 8) {
+      let a0 = f64x2.splat(0), a1 = f64x2.splat(0), a2 = f64x2.splat(0), a3 = f64x2.splat(0);
+      let col = sub + (<usize>p << 3);
+      for (let j = 0; j < r; j++) {
+        const qv = v128.load64_splat(qg + (<usize>j << 3));
+        a0 = f64x2.add(a0, f64x2.mul(qv, v128.load(col)));
+        a1 = f64x2.add(a1, f64x2.mul(qv, v128.load(col, 16)));
+        a2 = f64x2.add(a2, f64x2.mul(qv, v128.load(col, 32)));
+        a3 = f64x2.add(a3, f64x2.mul(qv, v128.load(col, 48)));
+        col += rowBytes;
       }
-      if (p < pages) {
-        const o = tmp + (<usize>p << 3);
-        store<f64>(o, load<f64>(o) + qj * load<f64>(row + (<usize>p << 3)));
+      const o = tmp + (<usize>p << 3);
+      v128.store(o, a0); v128.store(o, a1, 16); v128.store(o, a2, 32); v128.store(o, a3, 48);
+    }
+    for (; p < pairs; p += 2) {
+      let a = f64x2.splat(0);
+      let col = sub + (<usize>p << 3);
+      for (let j = 0; j < r; j++) {
+        a = f64x2.add(a, f64x2.mul(v128.load64_splat(qg + (<usize>j << 3)), v128.load(col)));
+        col += rowBytes;
       }
+      v128.store(tmp + (<usize>p << 3), a);
+    }
+    if (p < pages) {
+      let a: f64 = 0;
+      for (let j = 0; j < r; j++) a += load<f64>(qg + (<usize>j << 3)) * load<f64>(sub + (<usize>(j * pages + p) << 3));
+      store<f64>(tmp + (<usize>p << 3), a);
     }
     const t = load<f64>(temp + (<usize>g << 3));
     let max = -Infinity;
