@@ -1,7 +1,7 @@
 // Entry point: every kernel the runtime calls. Parallel kernels end with (start, end).
 export { setThreadScratch, heapBase } from './common';
 export { gemmF32, gemvF32, sumF32 } from './gemm';
-export { quantizeQ8Rows, quantizeActQ8, gemmQ8 } from './quant';
+export { quantizeQ8Rows, quantizeActQ8, gemmQ8, gemmQ8Many } from './quant';
 export { rmsnorm } from './norm';
 export { rope } from './rope';
 export { siluMul, add } from './activation';

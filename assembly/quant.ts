@@ -215,3 +215,23 @@ export function gemmQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, b
     }
   }
 }
+
+/** i32 fields of one matrix's record in gemmQ8Many's table. */
+export const Q8_MANY_FIELDS = 6;
+
+/**
+ * gemmQ8 over several int8 matrices of the same K that share one quantized x (the q, k and v
+ * projections; gate and up), as one range of items: their groups concatenated, [g0, g1) of them.
+ * Record i of `table` (Q8_MANY_FIELDS i32): out, wq, ws, bias, N, first group (the groups of the
+ * records before it). Every output is computed as by gemmQ8 on its matrix alone.
+ */
+export function gemmQ8Many(table: usize, count: i32, xq: usize, xs: usize, M: i32, K: i32, g0: i32, g1: i32): void {
+  for (let i = 0; i < count; i++) {
+    const rec = table + (<usize>(i * Q8_MANY_FIELDS) << 2);
+    const N = load<i32>(rec, 16);
+    const first = load<i32>(rec, 20);
+    const lo = max(g0, first), hi = min(g1, first + ((N + 7) >> 3));
+    if (lo >= hi) continue;
+    gemmQ8(<usize>load<u32>(rec), xq, xs, <usize>load<u32>(rec, 4), <usize>load<u32>(rec, 8), <usize>load<u32>(rec, 12), M, K, N, lo - first, hi - first);
+  }
+}

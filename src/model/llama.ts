@@ -113,14 +113,15 @@ export class LlamaModel {
     else this.rt.k.matmulQ8Quantized(out, this.rt.k.quantizeAct(x, M, w.K), w.q, w.bias, M);
   }
 
-  /** Several projections of one input: int8 weights share one quantization of it. */
+  /** Several projections of one input: int8 weights share one quantization of it and one split across threads. */
   private linears(x: number, M: number, pairs: [out: number, w: Linear][]): void {
     if (!pairs.every(([, w]) => w.kind === 'q8')) {
       for (const [out, w] of pairs) this.linear(out, x, w, M);
       return;
     }
     const act = this.rt.k.quantizeAct(x, M, pairs[0]![1].K);
-    for (const [out, w] of pairs) if (w.kind === 'q8') this.rt.k.matmulQ8Quantized(out, act, w.q, w.bias, M);
+    const q8 = pairs.map(([, w]) => w as Extract<Linear, { kind: 'q8' }>);
+    this.rt.k.matmulQ8QuantizedMany(pairs.map(([out]) => out), act, q8.map((w) => w.q), q8.map((w) => w.bias), M);
   }
 
   /**

@@ -4,7 +4,7 @@ import { JOB_FIELDS, JOB_KEYS, JOB_ROWS } from '../kv/job.ts';
 
 /** Names of the parallel kernels, in the order workers index them. */
 export const KERNEL_NAMES = [
-  'gemmF32', 'gemvF32', 'sumF32', 'quantizeQ8Rows', 'quantizeActQ8', 'gemmQ8',
+  'gemmF32', 'gemvF32', 'sumF32', 'quantizeQ8Rows', 'quantizeActQ8', 'gemmQ8', 'gemmQ8Many',
   'rmsnorm', 'rope', 'siluMul', 'add', 'softmax', 'attnCausal', 'attendPaged', 'attendPagedPart', 'attendMerge',
   'hybridSelectJobs',
 ] as const;
@@ -22,6 +22,7 @@ export interface KernelExports {
   quantizeActQ8(xq: number, xs: number, x: number, K: number, start: number, end: number): void;
   /** start, end: groups of 8 weight rows. */
   gemmQ8(out: number, xq: number, xs: number, wq: number, ws: number, bias: number, M: number, K: number, N: number, start: number, end: number): void;
+  gemmQ8Many(table: number, count: number, xq: number, xs: number, M: number, K: number, start: number, end: number): void;
   rmsnorm(out: number, x: number, weight: number, D: number, eps: number, start: number, end: number): void;
   rope(x: number, nHeads: number, headDim: number, pos: number, invFreq: number, start: number, end: number): void;
   siluMul(out: number, gate: number, up: number, start: number, end: number): void;
@@ -72,6 +73,8 @@ export interface Q8Weight { qs: number; scales: number; N: number; K: number }
 
 /** Rows per group of a packed int8 weight. */
 export const Q8_GROUP_ROWS = 8;
+/** i32 fields of a matrix's record for gemmQ8Many (assembly/quant.ts). */
+const Q8_MANY_FIELDS = 6;
 /** Groups of an int8 weight with N rows. */
 export function q8Groups(N: number): number { return Math.ceil(N / Q8_GROUP_ROWS); }
 /** Bytes of an int8 weight [N,K] (values and scales, padded to whole groups). */
@@ -96,6 +99,8 @@ export const MIN_KEYS_PER_PART = 256;
 export class Kernels {
   private readonly ex: KernelExports;
   private actScratch = 0;
+  private manyTable = 0;
+  private manyTableCount = 0;
   private partial = 0;
   private partialBytes = 0;
   private actScratchBytes = 0;
@@ -188,6 +193,39 @@ export class Kernels {
     }
     // Items are groups of 8 weight rows.
     this.run('gemmQ8', [out, act.xq, act.xs, w.qs, w.scales, bias, M, K, N], q8Groups(N), 1, Q8_GROUP_ROWS * M * K);
+  }
+
+  /**
+   * matmulQ8Quantized for several matrices of the same K on one quantized activation (outs[i] =
+   * act · ws[i]^T + biases[i]), as one split across threads over all their groups: every output
+   * is the same bits as from its own matmulQ8Quantized.
+   */
+  matmulQ8QuantizedMany(outs: readonly number[], act: QuantizedAct, ws: readonly Q8Weight[], biases: readonly number[], M: number): void {
+    const n = ws.length;
+    if (n === 0) return;
+    const K = ws[0]!.K;
+    if (outs.length !== n || biases.length !== n || ws.some((w) => w.K !== K)) {
+      throw new UsageError(`matmulQ8QuantizedMany: need as many outputs and biases as matrices (${outs.length}, ${biases.length}, ${n}), all with K = ${K}`);
+    }
+    if (act.K !== K || M > act.M || M <= 0) {
+      throw new UsageError(`matmulQ8QuantizedMany: activation is ${act.M}x${act.K} but the call needs ${M}x${K}`);
+    }
+    if (act.generation !== this.actGeneration) {
+      throw new UsageError('matmulQ8QuantizedMany: activation was overwritten by a later quantizeAct/matmulQ8; quantize it again');
+    }
+    if (n > this.manyTableCount) {
+      if (this.manyTable !== 0) this.host.free(this.manyTable);
+      this.manyTable = this.host.alloc(n * Q8_MANY_FIELDS * 4, 64);
+      this.manyTableCount = n;
+    }
+    const t = this.host.i32(this.manyTable, n * Q8_MANY_FIELDS);
+    let groups = 0;
+    for (let i = 0; i < n; i++) {
+      const w = ws[i]!;
+      t.set([outs[i]!, w.qs, w.scales, biases[i]!, w.N, groups], i * Q8_MANY_FIELDS);
+      groups += q8Groups(w.N);
+    }
+    this.run('gemmQ8Many', [this.manyTable, n, act.xq, act.xs, M, K], groups, 1, Q8_GROUP_ROWS * M * K);
   }
 
   /** matmul with int8 weights; activation rows are quantized per 32-block into runtime scratch. */

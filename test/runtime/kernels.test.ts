@@ -139,6 +139,31 @@ for (const threads of [1, 2]) {
       }
     });
 
+    test('matmulQ8QuantizedMany: several matrices in one split equal each one alone, bit for bit; mismatches are rejected', () => {
+      const r = rng(12);
+      // Shapes past one thread's chunk and with padded last groups; 67 rows pass gemmQ8's 64-row blocks.
+      for (const M of [1, 3, 8, 67]) {
+        const K = 192, x = randArray(M * K, r);
+        const ws = [896 / 4, 13, 61, 128].map((N) => rt.k.quantizeQ8(put(rt, randArray(N * K, r)), N, K));
+        const biases = ws.map((w, i) => (i % 2 === 0 ? put(rt, randArray(w.N, r)) : 0));
+        const xp = put(rt, x);
+        const act = rt.k.quantizeAct(xp, M, K);
+        const want = ws.map((w, i) => {
+          const o = rt.alloc(M * w.N * 4);
+          rt.k.matmulQ8Quantized(o, act, w, biases[i]!, M);
+          return rt.f32(o, M * w.N).slice();
+        });
+        const outs = ws.map((w) => rt.alloc(M * w.N * 4));
+        for (const o of outs) rt.f32(o, 1)[0] = NaN;
+        rt.k.matmulQ8QuantizedMany(outs, act, ws, biases, M);
+        ws.forEach((w, i) => assert.deepEqual(rt.f32(outs[i]!, M * w.N), want[i], `matrix ${i} (N=${w.N}), M=${M}`));
+        assert.throws(() => rt.k.matmulQ8QuantizedMany(outs.slice(1), act, ws, biases, M), UsageError);
+        assert.throws(() => rt.k.matmulQ8QuantizedMany(outs.slice(0, 2), act, [ws[0]!, rt.k.quantizeQ8(put(rt, randArray(8 * 96, r)), 8, 96)], biases.slice(0, 2), M), UsageError);
+        rt.k.quantizeAct(xp, M, K);
+        assert.throws(() => rt.k.matmulQ8QuantizedMany(outs, act, ws, biases, M), UsageError, 'stale activation');
+      }
+    });
+
     test('rmsnorm, also in place', () => {
       const r = rng(4);
       const M = 40, D = 901;
