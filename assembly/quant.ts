@@ -2,6 +2,7 @@
 // 8 rows for the products (layout at gemmQ8).
 // Activations are quantized the same way but stored as i16 so the dot needs no widening of x.
 import { madd } from './common';
+import { Q8_MANY_BIAS, Q8_MANY_FIELDS, Q8_MANY_FIRST, Q8_MANY_N, Q8_MANY_OUT, Q8_MANY_QS, Q8_MANY_SCALES } from '../src/runtime/q8-many';
 
 // @ts-ignore: decorator
 @inline function absMax8(p: usize): f32 {
@@ -216,22 +217,25 @@ export function gemmQ8(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, b
   }
 }
 
-/** i32 fields of one matrix's record in gemmQ8Many's table. */
-export const Q8_MANY_FIELDS = 6;
+/** Field f of a gemmQ8Many record. */
+// @ts-ignore: decorator
+@inline function manyField(rec: usize, f: i32): i32 {
+  return load<i32>(rec + (<usize>f << 2));
+}
 
 /**
  * gemmQ8 over several int8 matrices of the same K that share one quantized x (the q, k and v
  * projections; gate and up), as one range of items: their groups concatenated, [g0, g1) of them.
- * Record i of `table` (Q8_MANY_FIELDS i32): out, wq, ws, bias, N, first group (the groups of the
- * records before it). Every output is computed as by gemmQ8 on its matrix alone.
+ * One record per matrix at `table` (src/runtime/q8-many.ts). Every output is computed as by
+ * gemmQ8 on its matrix alone.
  */
 export function gemmQ8Many(table: usize, count: i32, xq: usize, xs: usize, M: i32, K: i32, g0: i32, g1: i32): void {
   for (let i = 0; i < count; i++) {
     const rec = table + (<usize>(i * Q8_MANY_FIELDS) << 2);
-    const N = load<i32>(rec, 16);
-    const first = load<i32>(rec, 20);
+    const N = manyField(rec, Q8_MANY_N);
+    const first = manyField(rec, Q8_MANY_FIRST);
     const lo = max(g0, first), hi = min(g1, first + ((N + 7) >> 3));
     if (lo >= hi) continue;
-    gemmQ8(<usize>load<u32>(rec), xq, xs, <usize>load<u32>(rec, 4), <usize>load<u32>(rec, 8), <usize>load<u32>(rec, 12), M, K, N, lo - first, hi - first);
+    gemmQ8(<usize>manyField(rec, Q8_MANY_OUT), xq, xs, <usize>manyField(rec, Q8_MANY_QS), <usize>manyField(rec, Q8_MANY_SCALES), <usize>manyField(rec, Q8_MANY_BIAS), M, K, N, lo - first, hi - first);
   }
 }

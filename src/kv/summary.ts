@@ -15,7 +15,7 @@ export class PageSummary {
   min: Float32Array;
   max: Float32Array;
   pages = 0;
-  /** Byte offsets of min and max in wasm memory (0: plain arrays). */
+  /** Byte offsets of min and max in wasm memory (0: plain arrays); one allocation, max after min. */
   minPtr = 0;
   maxPtr = 0;
   private readonly rt: Runtime | undefined;
@@ -30,32 +30,19 @@ export class PageSummary {
 
   /** Room for n floats in each of min and max, keeping what they hold. */
   private allocate(n: number): void {
-    const oldMin = this.min, oldMax = this.max;
-    const oldMinPtr = this.minPtr, oldMaxPtr = this.maxPtr;
-    const rt = this.rt;
-    if (rt) {
-      const minPtr = rt.alloc(n * 4, 64);
-      let maxPtr = 0;
-      try {
-        maxPtr = rt.alloc(n * 4, 64);
-      } catch (e) {
-        rt.free(minPtr);
-        throw e;
-      }
-      this.minPtr = minPtr;
-      this.maxPtr = maxPtr;
-      this.min = rt.f32(minPtr, n);
-      this.max = rt.f32(maxPtr, n);
+    const oldMin = this.min, oldMax = this.max, oldPtr = this.minPtr;
+    if (this.rt) {
+      this.minPtr = this.rt.alloc(2 * n * 4, 64);
+      this.maxPtr = this.minPtr + n * 4;
+      this.min = this.rt.f32(this.minPtr, n);
+      this.max = this.rt.f32(this.maxPtr, n);
     } else {
       this.min = new Float32Array(n);
       this.max = new Float32Array(n);
     }
     this.min.set(oldMin);
     this.max.set(oldMax);
-    if (rt && oldMinPtr !== 0) {
-      rt.free(oldMinPtr);
-      rt.free(oldMaxPtr);
-    }
+    if (oldPtr !== 0) this.rt!.free(oldPtr);
   }
 
   /** Fold the K row of slot `slot` (slots arrive in order) into its page. */
@@ -91,10 +78,7 @@ export class PageSummary {
 
   /** Frees the wasm memory of min and max (nothing for plain arrays); the summary is empty after. */
   dispose(): void {
-    if (this.rt && this.minPtr !== 0) {
-      this.rt.free(this.minPtr);
-      this.rt.free(this.maxPtr);
-    }
+    if (this.minPtr !== 0) this.rt!.free(this.minPtr);
     this.minPtr = this.maxPtr = 0;
     this.min = this.max = new Float32Array(0);
     this.pages = 0;

@@ -1,6 +1,7 @@
 // Typed wrappers over the AssemblyScript kernels: argument checks, thread split, scratch.
 import { UsageError } from '../errors.ts';
 import { JOB_FIELDS, JOB_KEYS, JOB_ROWS } from '../kv/job.ts';
+import { Q8_MANY_BIAS, Q8_MANY_FIELDS, Q8_MANY_FIRST, Q8_MANY_N, Q8_MANY_OUT, Q8_MANY_QS, Q8_MANY_SCALES } from './q8-many.ts';
 
 /** Names of the parallel kernels, in the order workers index them. */
 export const KERNEL_NAMES = [
@@ -73,8 +74,6 @@ export interface Q8Weight { qs: number; scales: number; N: number; K: number }
 
 /** Rows per group of a packed int8 weight. */
 export const Q8_GROUP_ROWS = 8;
-/** i32 fields of a matrix's record for gemmQ8Many (assembly/quant.ts). */
-const Q8_MANY_FIELDS = 6;
 /** Groups of an int8 weight with N rows. */
 export function q8Groups(N: number): number { return Math.ceil(N / Q8_GROUP_ROWS); }
 /** Bytes of an int8 weight [N,K] (values and scales, padded to whole groups). */
@@ -222,7 +221,13 @@ export class Kernels {
     let groups = 0;
     for (let i = 0; i < n; i++) {
       const w = ws[i]!;
-      t.set([outs[i]!, w.qs, w.scales, biases[i]!, w.N, groups], i * Q8_MANY_FIELDS);
+      const r = i * Q8_MANY_FIELDS;
+      t[r + Q8_MANY_OUT] = outs[i]!;
+      t[r + Q8_MANY_QS] = w.qs;
+      t[r + Q8_MANY_SCALES] = w.scales;
+      t[r + Q8_MANY_BIAS] = biases[i]!;
+      t[r + Q8_MANY_N] = w.N;
+      t[r + Q8_MANY_FIRST] = groups;
       groups += q8Groups(w.N);
     }
     this.run('gemmQ8Many', [this.manyTable, n, act.xq, act.xs, M, K], groups, 1, Q8_GROUP_ROWS * M * K);
