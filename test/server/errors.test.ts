@@ -135,8 +135,9 @@ test('a client that leaves before its request is accepted cancels it', async () 
     body: JSON.stringify({ model: MODEL, prompt: await promptTokens(300, 8), max_tokens: 50, ignore_eos: true, temperature: 0 }),
     signal: ac.signal,
   });
-  while (server.host.inFlight < 2) await new Promise((r) => setTimeout(r, 1));
-  await new Promise((r) => setTimeout(r, 20));
+  // B is queued behind A: leave at once, while A still holds its blocks (a fixed pause here let A
+  // finish first on a fast host, and B then ran before its client left).
+  while (server.host.inFlight < 2 || server.host.gauge('waiting') < 1) await new Promise((r) => setTimeout(r, 1));
   ac.abort();
   await assert.rejects(b, { name: 'AbortError' });
   assert.equal((await a).status, 200);
